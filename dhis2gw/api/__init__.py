@@ -1,0 +1,1 @@
+"""The HTTP API: Klein routes under /api/v2 plus the unversioned operational endpoints."""

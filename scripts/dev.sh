@@ -1,0 +1,38 @@
+#!/bin/sh
+# Set up a virtual environment and run the gateway (embedded default) or the whole test suite.
+#   scripts/dev.sh run     # gateway on http://127.0.0.1:9090 with embedded PostgreSQL, Redis and DHIS2 simulator
+#   scripts/dev.sh test    # every test (uses PostgreSQL/Redis on 127.0.0.1 when they answer, else embedded ones)
+set -eu
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+need_venv_module() {
+    if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        echo "dhis2gw: installing python3-venv (needed to create the virtual environment)" >&2
+        if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+        $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-venv >/dev/null
+    fi
+}
+
+setup() {
+    stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)"
+    [ -f "$stamp" ] && return 0
+    need_venv_module
+    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -e ".[embedded,test]" --config-settings editable_mode=compat
+    # twistd finds plugins through a cache written next to the plugin files: build it now.
+    "$VENV/bin/python" -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+}
+
+cmd=${1:-run}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    setup) setup ;;
+    run)   setup; exec "$VENV/bin/dhis2gw" --config conf/dev.yml "$@" ;;
+    test)  setup; exec "$VENV/bin/pytest" "$@" ;;
+    *) echo "usage: scripts/dev.sh run|test|setup" >&2; exit 2 ;;
+esac

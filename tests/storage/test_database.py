@@ -1,0 +1,71 @@
+"""The Database service against a real PostgreSQL."""
+from __future__ import annotations
+
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+
+from dhis2gw.embedded import free_port
+from dhis2gw.storage.database import Database, DatabaseUnavailable, cursor_fetch, json_param, shielded
+from tests.support.services import migrated_database
+
+
+class DatabaseTests(TestCase):
+    """Queries, transactions, JSON and cancellation shielding on a real pool."""
+
+    async def asyncSetUp(self) -> None:
+        pass
+
+    def setUp(self) -> defer.Deferred[object]:
+        self.dsn = migrated_database()
+        self.db = Database(reactor, self.dsn, size=2)
+        self.db.startService()
+        self.addCleanup(self.db.stopService)
+        return self.db.started
+
+    async def test_fetch_returns_dict_rows(self) -> None:
+        """Rows come back as dicts keyed by column name."""
+        rows = await self.db.fetch("t", "SELECT 1 AS one, 'x' AS letter")
+        self.assertEqual(rows, [{"one": 1, "letter": "x"}])
+
+    async def test_transaction_commits_and_rolls_back(self) -> None:
+        """A transaction commits on return and rolls back on error."""
+        async def insert(cursor: object) -> list[dict[str, object]]:
+            return await cursor_fetch(
+                cursor, "INSERT INTO cron_runs (job, detail) VALUES (%s, %s) RETURNING id, detail",
+                ("a", json_param({"n": 1})))
+
+        rows = await self.db.transaction("insert", insert)
+        self.assertEqual(rows[0]["detail"], {"n": 1})
+
+        async def failing(cursor: object) -> None:
+            await cursor_fetch(cursor, "INSERT INTO cron_runs (job) VALUES ('b')")
+            raise ValueError("boom")
+
+        with self.assertRaises(ValueError):
+            await self.db.transaction("failing", failing)
+        jobs = [r["job"] for r in await self.db.fetch("t", "SELECT job FROM cron_runs ORDER BY id")]
+        self.assertEqual(jobs, ["a"])
+
+    async def test_cancel_does_not_reach_the_query(self) -> None:
+        """Cancelling the caller's Deferred leaves the statement running to completion."""
+        inner = defer.Deferred.fromCoroutine(
+            self.db.fetch("slow", "SELECT pg_sleep(0.2), 42 AS answer"))
+        outer = shielded(inner)
+        outer.cancel()
+        self.failureResultOf(outer, defer.CancelledError)
+        rows = await inner
+        self.assertEqual(rows[0]["answer"], 42)
+
+    async def test_ping(self) -> None:
+        """ping() is True on a live pool."""
+        self.assertTrue(await self.db.ping())
+
+
+class UnreachableDatabaseTests(TestCase):
+    """A database that is not there."""
+
+    async def test_queries_fail_with_database_unavailable_before_connect(self) -> None:
+        """Before the pool is connected, queries raise DatabaseUnavailable (mapped to 503)."""
+        db = Database(reactor, f"postgresql://postgres@127.0.0.1:{free_port()}/none", size=1)
+        with self.assertRaises(DatabaseUnavailable):
+            await db.fetch("t", "SELECT 1")

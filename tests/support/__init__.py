@@ -1,0 +1,1 @@
+"""Test support: real PostgreSQL/Redis for the suite, per-run databases and key prefixes."""
