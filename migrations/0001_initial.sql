@@ -59,7 +59,9 @@ CREATE TABLE submissions (
     import_params    jsonb NOT NULL DEFAULT '{}'::jsonb,
     status           text NOT NULL DEFAULT 'queued'
                      CHECK (status IN ('queued', 'processing', 'delivered', 'partial', 'rejected', 'retrying', 'failed')),
-    attempts         integer NOT NULL DEFAULT 0,
+    attempts         integer NOT NULL DEFAULT 0,   -- every attempt made
+    job_failures     integer NOT NULL DEFAULT 0,   -- attempts that spent a retry (DHIS2 outages never do)
+    lease_owner      text,                         -- token of the attempt allowed to record an outcome
     next_attempt_at  timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),

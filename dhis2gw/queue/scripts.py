@@ -1,0 +1,136 @@
+"""The queue's Lua scripts. Each runs atomically in Redis, so no leader is needed.
+
+Keys (``p`` is the configured prefix, ``d`` a destination name):
+
+* ``p:ready:d``       LIST of submission ids waiting (LPUSH new ones, claim from the right: FIFO);
+* ``p:processing:d``  LIST of ids being attempted;
+* ``p:leases``        ZSET, member ``d|id``, score = lease expiry (ms);
+* ``p:delayed``       ZSET, member ``d|id``, score = due time (ms);
+* ``p:paused:d``      STRING, present while an operator paused the destination;
+* ``p:members``       SET of ``d|id`` present in any of the structures above — it keeps an id
+  from being queued twice (a push that timed out on our side may still land later);
+* ``p:dests``         SET of destinations that have ever been used (the reaper walks it).
+
+Times come from the caller (its injected clock), in milliseconds.
+"""
+
+# KEYS: ready, members, dests   ARGV: member (d|id), id, dest
+ENQUEUE = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('LPUSH', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+"""
+
+# KEYS: ready, processing, leases, paused   ARGV: dest, lease_until_ms
+# Returns the claimed id, or false when paused / nothing waiting.
+CLAIM = """
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return false
+end
+local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[2])
+if not id then
+  return false
+end
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1] .. '|' .. id)
+return id
+"""
+
+# KEYS: leases   ARGV: member, lease_until_ms   -> 1 if the lease still existed
+HEARTBEAT = """
+return redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1])
+"""
+
+# KEYS: processing, leases, members   ARGV: id, member
+ACK = """
+redis.call('LREM', KEYS[1], 1, ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('SREM', KEYS[3], ARGV[2])
+return 1
+"""
+
+# Put a claimed id back at the claiming end of ready (it is next), dropping its lease.
+# KEYS: processing, leases, ready   ARGV: id, member
+RELEASE = """
+redis.call('LREM', KEYS[1], 1, ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return 1
+"""
+
+# Move a claimed id to the delayed set until due_ms.
+# KEYS: processing, leases, delayed   ARGV: id, member, due_ms
+DELAY = """
+redis.call('LREM', KEYS[1], 1, ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return 1
+"""
+
+# Schedule an id that is not claimed (e.g. a row found 'retrying' by the reconciler).
+# KEYS: delayed, members, dests   ARGV: member, due_ms, dest
+SCHEDULE = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+"""
+
+# Move due delayed members to their ready lists.
+# KEYS: delayed   ARGV: prefix, now_ms, limit   -> number moved
+MOVE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+  local sep = string.find(member, '|', 1, true)
+  local dest = string.sub(member, 1, sep - 1)
+  local id = string.sub(member, sep + 1)
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('RPUSH', ARGV[1] .. ':ready:' .. dest, id)
+end
+return #due
+"""
+
+# Return ids whose lease expired, and ids in processing lists with no lease at all, to ready.
+# KEYS: leases, dests   ARGV: prefix, now_ms, limit
+# Returns a flat list: dest1, id1, dest2, id2, ... of what was recovered.
+REAP = """
+local out = {}
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(expired) do
+  local sep = string.find(member, '|', 1, true)
+  local dest = string.sub(member, 1, sep - 1)
+  local id = string.sub(member, sep + 1)
+  redis.call('ZREM', KEYS[1], member)
+  if redis.call('LREM', ARGV[1] .. ':processing:' .. dest, 1, id) > 0 then
+    redis.call('RPUSH', ARGV[1] .. ':ready:' .. dest, id)
+    table.insert(out, dest)
+    table.insert(out, id)
+  end
+end
+for _, dest in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local plist = ARGV[1] .. ':processing:' .. dest
+  for _, id in ipairs(redis.call('LRANGE', plist, 0, -1)) do
+    if not redis.call('ZSCORE', KEYS[1], dest .. '|' .. id) then
+      redis.call('LREM', plist, 1, id)
+      redis.call('RPUSH', ARGV[1] .. ':ready:' .. dest, id)
+      table.insert(out, dest)
+      table.insert(out, id)
+    end
+  end
+end
+return out
+"""
+
+# Which of the given members are known to the queue?  KEYS: members  ARGV: member...
+# Returns 1/0 per member.
+KNOWN = """
+local out = {}
+for i, member in ipairs(ARGV) do
+  out[i] = redis.call('SISMEMBER', KEYS[1], member)
+end
+return out
+"""
