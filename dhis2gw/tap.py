@@ -119,7 +119,38 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
                              config.server.redis_db, timeout=config.queue.redis_timeout)
     redis.setServiceParent(root)
 
-    router = Router()
+    from dhis2gw.api.submissions import IngestApi
+    from dhis2gw.delivery.dispatcher import Dispatcher
+    from dhis2gw.delivery.retry import RetryPolicy
+    from dhis2gw.destinations import Destinations
+    from dhis2gw.kinds.aggregate import AggregateKind, default_kind_options
+    from dhis2gw.queue.feed import SubmissionQueue
+    from dhis2gw.storage.mappings import MappingStore
+    from dhis2gw.storage.submissions import SubmissionStore
+
+    destinations = Destinations(reactor, config)
+    destinations.setServiceParent(root)
+    queue = SubmissionQueue(redis, reactor, config.queue.prefix, config.queue.lease_seconds)
+    store = SubmissionStore(db)
+    mappings = MappingStore(db)
+    kinds: dict[str, Any] = {"aggregate": AggregateKind(mappings, **default_kind_options(config))}
+
+    dispatcher = None
+    if role in ("all", "worker"):
+        dispatcher = Dispatcher(
+            reactor, queue, store, kinds, destinations.clients,
+            RetryPolicy(config.delivery.backoff_base, config.delivery.backoff_cap, config.server.max_retries),
+            breaker_threshold=config.delivery.breaker_threshold,
+            probe_interval=config.delivery.breaker_probe_interval,
+            housekeeping_interval=config.server.request_process_interval,
+            heartbeat_seconds=config.queue.heartbeat_seconds, shutdown_timeout=config.server.shutdown_timeout,
+            save_response=config.api.save_response,
+            max_concurrent={n: e.max_concurrent for n, e in config.destinations().items()},
+            default_concurrency=config.server.max_concurrent, ready=db.started)
+        dispatcher.setServiceParent(root)
+
+    authenticator, observers, extra_areas = _build_auth(config, db, reactor, root)
+    router = Router(authenticator)
 
     async def check_db() -> dict[str, Any]:
         return {"ok": await db.ping()}
@@ -127,18 +158,35 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
     async def check_redis() -> dict[str, Any]:
         return {"ok": await redis.ping()}
 
-    health = HealthApi(reactor, {"postgresql": check_db, "redis": check_redis})
+    health = HealthApi(reactor, {"postgresql": check_db, "redis": check_redis,
+                                 "destinations": destinations.readiness(dispatcher)},
+                       required={"postgresql", "redis"})
     router.mount("", health)
+    router.mount("/api/v2", IngestApi(kinds, store, queue, config.destinations(),
+                                      wake=dispatcher.wake if dispatcher is not None else None))
+    for area in extra_areas:
+        router.mount("/api/v2", area)
 
     site = GatewaySite(router.resource(), max_body_bytes=config.server.max_body_bytes,
-                       access_log=config.server.access_log)
-    gateway = Gateway(config=config, service=root, db=db, redis=redis, router=router, site=site)
+                       access_log=config.server.access_log, finish_observers=observers)
+    gateway = Gateway(config=config, service=root, db=db, redis=redis, router=router, site=site,
+                      parts={"queue": queue, "store": store, "kinds": kinds, "dispatcher": dispatcher,
+                             "destinations": destinations, "mappings": mappings})
     if role in ("all", "api"):
         host = config.server.host
         endpoint = f"tcp:{config.server.port}:interface={_endpoint_host(host)}"
         gateway.listener = ApiListener(reactor, endpoint, site, db.started)
         gateway.listener.setServiceParent(root)
     return gateway
+
+
+def _build_auth(config: Any, db: Any, reactor: Any, root: Any) -> tuple[Any, list[Any], list[Any]]:
+    """The authenticator, request finish observers and user-management API areas."""
+    try:
+        from dhis2gw.auth.wiring import build_auth
+    except ImportError:
+        return None, [], []
+    return build_auth(config, db, reactor, root)
 
 
 def _endpoint_host(host: str) -> str:

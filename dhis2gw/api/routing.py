@@ -179,10 +179,32 @@ class Call:
         return self.principal
 
 
+def _expand_one_of(error: Any) -> list[Any]:
+    """For a failed ``oneOf``, the errors of the branch the document most likely meant.
+
+    The branch whose failures are deepest in the document wins (a shallow ``type`` mismatch
+    means "wrong branch"), so a simplified aggregate with a bad period reports the period,
+    not "is not valid under any of the given schemas".
+    """
+    if error.validator != "oneOf" or not error.context:
+        return [error]
+    branches: dict[int, list[Any]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+
+    def score(errs: list[Any]) -> tuple[int, int]:
+        shallow_type = sum(1 for e in errs if e.validator == "type" and len(e.relative_path) <= 1)
+        return (shallow_type, len(errs))
+
+    best = min(branches.values(), key=score)
+    return [e for sub in best for e in _expand_one_of(sub)]
+
+
 def schema_errors(validator: Draft202012Validator, instance: Any, limit: int = 100) -> list[dict[str, str]]:
     """Every validation error as ``{"field": "a/0/b", "message": ...}``, in document order."""
     errors = []
-    for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
+    found = [e for top in validator.iter_errors(instance) for e in _expand_one_of(top)]
+    for error in sorted(found, key=lambda e: list(map(str, e.absolute_path))):
         path = "/".join(str(p) for p in error.absolute_path)
         errors.append({"field": path or "(body)", "message": error.message[:300]})
         if len(errors) >= limit:

@@ -1,0 +1,1 @@
+"""Delivery: the dispatcher, per-destination circuit breakers and the retry policy."""

@@ -1,0 +1,260 @@
+"""DestinationWorker: the claim loop and the attempts for one destination.
+
+At most ``max_concurrent`` attempts run at once (a ``DeferredSemaphore``). The loop claims an id
+whenever a slot is free and the breaker allows it; when nothing is waiting it sleeps for the
+poll interval (50 ms) or until ``wake()`` (called by ingest in the same process), so an idle
+gateway picks up a new submission well within 100 ms.
+
+An attempt: take the row in PostgreSQL (token-guarded) → heartbeat the lease while the kind
+delivers → record the outcome in PostgreSQL → only then ack/release/delay the id in Redis.
+Outcome rules (DESIGN.md §4): final outcomes are recorded; a job-level failure spends a retry
+and is delayed with backoff (or ends ``failed``); a destination-level failure goes back to
+ready without spending anything and feeds the breaker.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from dhis2gw.delivery.breaker import CircuitBreaker
+from dhis2gw.delivery.retry import RetryPolicy
+from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
+from dhis2gw.queue.connection import RedisUnavailable
+from dhis2gw.queue.feed import SubmissionQueue
+from dhis2gw.storage.database import DatabaseUnavailable
+from dhis2gw.storage.submissions import SubmissionStore, utc
+
+FINAL_STATUS = {OutcomeKind.DELIVERED: "delivered", OutcomeKind.PARTIAL: "partial",
+                OutcomeKind.REJECTED: "rejected"}
+
+
+@dataclass
+class DeliveryContext:
+    """What a kind's ``deliver`` may use besides the client."""
+
+    clock: IReactorTime
+    submission_id: int
+    token: str
+    store: SubmissionStore
+
+    async def save_job(self, job_id: str) -> bool:
+        """Persist the DHIS2 async job id before polling it."""
+        return await self.store.save_job(self.submission_id, self.token, job_id)
+
+
+class DestinationWorker:
+    """Delivers the queue of one destination."""
+
+    log = Logger()
+
+    def __init__(self, name: str, clock: IReactorTime, client: Any, breaker: CircuitBreaker,
+                 queue: SubmissionQueue, store: SubmissionStore, kinds: dict[str, Any],
+                 policy: RetryPolicy, max_concurrent: int, heartbeat_seconds: float = 15.0,
+                 save_response: bool = True, poll_interval: float = 0.05,
+                 observer: Optional[Callable[[str, dict[str, Any], Outcome, str], None]] = None) -> None:
+        self.name = name
+        self.clock = clock
+        self.client = client
+        self.breaker = breaker
+        self.queue = queue
+        self.store = store
+        self.kinds = kinds
+        self.policy = policy
+        self.max_concurrent = max_concurrent
+        self.semaphore = defer.DeferredSemaphore(max_concurrent)
+        self.heartbeat_seconds = heartbeat_seconds
+        self.save_response = save_response
+        self.poll_interval = poll_interval
+        self.observer = observer
+        self.in_flight: dict[int, defer.Deferred[None]] = {}
+        self.running = False
+        self._loop: Optional[defer.Deferred[None]] = None
+        self._wake: Optional[defer.Deferred[None]] = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the claim loop."""
+        self.running = True
+        self._loop = defer.Deferred.fromCoroutine(self._run())
+        self._loop.addErrback(lambda f: self.log.failure("claim loop of {dest} crashed", f, dest=self.name))
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming; wait up to ``timeout`` for attempts in flight (the rest is left to the reaper)."""
+        self.running = False
+        self.wake()
+        if self._loop is not None:
+            await self._loop
+        if self.in_flight:
+            waiting = defer.DeferredList(list(self.in_flight.values()), consumeErrors=True)
+            waiting.addTimeout(timeout, self.clock)
+            try:
+                await waiting
+            except defer.TimeoutError:
+                self.log.warn("{n} attempts to {dest} still running at shutdown; their leases will expire",
+                              n=len(self.in_flight), dest=self.name)
+
+    def wake(self) -> None:
+        """Something was queued (or the worker is stopping): end the idle wait now."""
+        if self._wake is not None and not self._wake.called:
+            self._wake.callback(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake = d = defer.Deferred()
+        call = self.clock.callLater(seconds, lambda: d.called or d.callback(None))
+        await d
+        if call.active():
+            call.cancel()
+
+    # --- claim loop ----------------------------------------------------------------------
+    async def _run(self) -> None:
+        while self.running:
+            if not self.breaker.allows_claim():
+                change = self.breaker.wait_for_change()
+                self._wake = change
+                await change
+                continue
+            await self.semaphore.acquire()
+            if not self.running:
+                self.semaphore.release()
+                break
+            try:
+                sid = await self.queue.claim(self.name)
+            except RedisUnavailable as e:
+                self.semaphore.release()
+                self.log.warn("Redis unavailable while claiming for {dest}: {error}", dest=self.name, error=e)
+                await self._sleep(1.0)
+                continue
+            except Exception:  # noqa: BLE001 - keep the loop alive
+                self.semaphore.release()
+                self.log.failure("claim failed for {dest}", dest=self.name)
+                await self._sleep(1.0)
+                continue
+            if sid is None:
+                self.semaphore.release()
+                await self._sleep(self.poll_interval)
+                continue
+            self.breaker.claimed()
+            d = defer.Deferred.fromCoroutine(self._attempt(sid))
+            self.in_flight[sid] = d
+            d.addErrback(lambda f, sid=sid: self.log.failure("attempt {sid} crashed", f, sid=sid))
+            d.addBoth(self._attempt_done, sid)
+
+    def _attempt_done(self, _: Any, sid: int) -> None:
+        self.in_flight.pop(sid, None)
+        self.semaphore.release()
+
+    # --- one attempt -----------------------------------------------------------------------
+    async def _attempt(self, sid: int) -> None:
+        token = secrets.token_hex(8)
+        try:
+            row = await self.store.start_attempt(sid, token, self.name)
+        except DatabaseUnavailable as e:
+            self.log.warn("database unavailable taking submission {sid}: {error}", sid=sid, error=e)
+            await self._redis_quietly(self.queue.release(self.name, sid))
+            self.breaker.record_neutral()
+            await self._sleep(1.0)
+            return
+        if row is None:  # final already (e.g. crash between commit and ack): just forget the id
+            await self._redis_quietly(self.queue.ack(self.name, sid))
+            self.breaker.record_neutral()
+            return
+        kind = self.kinds.get(row["kind"])
+        heartbeat = task.LoopingCall(self._heartbeat, sid)
+        heartbeat.clock = self.clock
+        heartbeat.start(self.heartbeat_seconds, now=False)
+        started = self.clock.seconds()
+        try:
+            if kind is None:
+                outcome = Outcome(OutcomeKind.REJECTED, reason="unknown_kind",
+                                  message=f"no submission kind named {row['kind']!r} is loaded")
+            else:
+                outcome = await kind.deliver(self.client, row,
+                                             DeliveryContext(self.clock, sid, token, self.store))
+        except Exception as e:  # noqa: BLE001 - a bug in a kind spends a retry, never the process
+            self.log.failure("delivering submission {sid} failed", sid=sid)
+            outcome = Outcome(OutcomeKind.RETRY, reason="internal_error", message=f"{type(e).__name__}: {e}")
+        finally:
+            heartbeat.stop()
+        duration = outcome.duration if outcome.duration is not None else self.clock.seconds() - started
+        await self._record(row, token, outcome, duration)
+
+    async def _heartbeat(self, sid: int) -> None:
+        try:
+            await self.queue.heartbeat(self.name, sid)
+        except RedisUnavailable:
+            pass  # the lease may lapse; the token guard keeps the outcome safe
+
+    async def _redis_quietly(self, d: Any) -> None:
+        try:
+            await d
+        except RedisUnavailable as e:
+            # The id stays where it is; the reaper or reconciler will put it right.
+            self.log.warn("Redis unavailable after commit ({error}); the reaper will recover it", error=e)
+
+    async def _record(self, row: dict[str, Any], token: str, outcome: Outcome, duration: float) -> None:
+        sid = row["id"]
+        attempt = row["attempts"]
+        common = dict(attempt=attempt, destination=self.name, http_status=outcome.http_status,
+                      duration_ms=int(duration * 1000))
+        kind = outcome.kind
+        try:
+            if kind in FINAL_STATUS:
+                status = FINAL_STATUS[kind]
+                ok = await self.store.record(
+                    sid, token, status, event=status, response=outcome.body, keep_response=self.save_response,
+                    import_count=outcome.import_count or outcome.stats, conflicts=_conflicts(outcome),
+                    error=None if kind is OutcomeKind.DELIVERED else (outcome.message or outcome.reason),
+                    **common)
+                self.breaker.record_success()
+                after = self.queue.ack(self.name, sid)
+            elif kind is OutcomeKind.RETRY:
+                failures = row["job_failures"] + 1
+                self.breaker.record_success() if outcome.http_status else self.breaker.record_neutral()
+                if self.policy.exhausted(failures):
+                    ok = await self.store.record(
+                        sid, token, "failed", event="failed", spent_retry=True, response=outcome.body,
+                        keep_response=self.save_response, error=outcome.message or outcome.reason,
+                        detail=f"retries exhausted ({failures - 1} retries)", **common)
+                    after = self.queue.ack(self.name, sid)
+                else:
+                    due = self.clock.seconds() + self.policy.delay(failures, outcome.retry_after)
+                    ok = await self.store.record(
+                        sid, token, "retrying", event="retrying", spent_retry=True, next_attempt_at=utc(due),
+                        response=outcome.body, keep_response=self.save_response,
+                        error=outcome.message or outcome.reason, **common)
+                    after = self.queue.delay(self.name, sid, due)
+            else:  # destination-level: DESTINATION_FAILURE, RATE_LIMITED (and anything unexpected)
+                reason = outcome.reason or kind.value
+                self.breaker.record_failure(reason)
+                if kind is OutcomeKind.RATE_LIMITED:
+                    due = self.clock.seconds() + (outcome.retry_after or self.policy.base)
+                    ok = await self.store.record(sid, token, "queued", event="rate_limited",
+                                                 next_attempt_at=utc(due), error=outcome.message or reason,
+                                                 detail=reason, **common)
+                    after = self.queue.delay(self.name, sid, due)
+                else:
+                    ok = await self.store.record(sid, token, "queued", event="destination_unavailable",
+                                                 error=outcome.message or reason, detail=reason, **common)
+                    after = self.queue.release(self.name, sid)
+        except DatabaseUnavailable as e:
+            # Not recorded: leave the id claimed; its lease expires and it is attempted again.
+            self.log.warn("database unavailable recording submission {sid}: {error}", sid=sid, error=e)
+            return
+        if not ok:
+            self.log.warn("submission {sid}: lease lost to another attempt; outcome not recorded", sid=sid)
+            return
+        await self._redis_quietly(after)
+        if self.observer is not None:
+            self.observer(self.name, row, outcome, "recorded")
+
+
+def _conflicts(outcome: Outcome) -> Optional[list[Any]]:
+    items: list[Any] = [dict(c) for c in outcome.conflicts]
+    items += [dict(r) for r in outcome.error_reports]
+    items += [dict(r, warning=True) for r in outcome.warning_reports]
+    return items or None

@@ -1,0 +1,1 @@
+"""Built-in submission kinds (each an ISubmissionKind): aggregate, tracker, orgunit."""

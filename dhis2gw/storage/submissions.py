@@ -1,0 +1,274 @@
+"""SubmissionStore: every write that moves a submission through its states.
+
+Each transition updates the row and inserts its ``submission_events`` row in ONE transaction.
+Attempts carry a random ``lease_owner`` token: only the attempt holding the token may record an
+outcome, so a worker that lost its lease (paused, partitioned) can never overwrite the result of
+the worker that took over.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Optional, Sequence
+
+import psycopg2
+
+from dhis2gw.storage.database import Database, cursor_fetch, json_param
+
+FINAL_STATES = ("delivered", "partial", "rejected", "failed")
+REQUEUEABLE = ("partial", "rejected", "failed")
+PENDING_STATES = ("queued", "processing", "retrying")
+
+# The columns a submission row is returned with (no payloads: those are fetched on demand).
+SUMMARY_COLUMNS = (
+    "id, uid, kind, destination, submitter_id, endpoint, idempotency_key, status, attempts, job_failures,"
+    " next_attempt_at, created_at, updated_at, last_attempt_at, finished_at, http_status, import_count,"
+    " value_count, error, dhis2_job_id"
+)
+
+
+def request_hash(body: Any) -> str:
+    """A stable hash of a request body (key order does not matter)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def utc(seconds: float) -> datetime:
+    """A clock reading as an aware UTC datetime (for columns the clock decides)."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+class IdempotencyConflict(Exception):
+    """The same Idempotency-Key was used with a different body."""
+
+    def __init__(self, existing_id: int) -> None:
+        super().__init__(existing_id)
+        self.existing_id = existing_id
+
+
+@dataclass(frozen=True)
+class NewSubmission:
+    """What ingest records."""
+
+    uid: str
+    kind: str
+    destination: str
+    submitter_id: Optional[int]
+    endpoint: str
+    payload: Any
+    dhis2_payload: Any
+    import_params: dict[str, str]
+    value_count: int
+    idempotency_key: Optional[str] = None
+    request_id: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Created:
+    """Result of ``create``: the row, and whether it already existed (idempotent repeat)."""
+
+    row: dict[str, Any]
+    existing: bool
+
+
+async def _event(cursor: Any, submission_id: int, event: str, status: Optional[str] = None, *,
+                 attempt: Optional[int] = None, destination: Optional[str] = None,
+                 http_status: Optional[int] = None, duration_ms: Optional[int] = None,
+                 detail: Optional[str] = None, actor: Optional[str] = None) -> None:
+    await cursor.execute(
+        "INSERT INTO submission_events (submission_id, event, status, attempt, destination, http_status,"
+        " duration_ms, detail, actor) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (submission_id, event, status, attempt, destination, http_status, duration_ms,
+         (detail or "")[:1000] or None, actor))
+
+
+class SubmissionStore:
+    """SQL for submissions and their events."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- ingest ------------------------------------------------------------------------
+    async def create(self, new: NewSubmission) -> Created:
+        """Insert a queued submission and its ``queued`` event; honour the idempotency key."""
+        digest = request_hash(new.payload)
+
+        async def insert(cursor: Any) -> Created:
+            rows = await cursor_fetch(
+                cursor,
+                "INSERT INTO submissions (uid, kind, destination, submitter_id, endpoint, idempotency_key,"
+                " request_hash, payload, dhis2_payload, import_params, value_count, request_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (submitter_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+                f" RETURNING {SUMMARY_COLUMNS}",
+                (new.uid, new.kind, new.destination, new.submitter_id, new.endpoint, new.idempotency_key,
+                 digest, json_param(new.payload), json_param(new.dhis2_payload), json_param(new.import_params),
+                 new.value_count, new.request_id))
+            if rows:
+                await _event(cursor, rows[0]["id"], "queued", "queued", destination=new.destination)
+                return Created(rows[0], existing=False)
+            existing = await cursor_fetch(
+                cursor, f"SELECT {SUMMARY_COLUMNS}, request_hash FROM submissions"
+                " WHERE submitter_id IS NOT DISTINCT FROM %s AND idempotency_key = %s",
+                (new.submitter_id, new.idempotency_key))
+            row = existing[0]
+            if row.pop("request_hash") != digest:
+                raise IdempotencyConflict(row["id"])
+            return Created(row, existing=True)
+
+        return await self.db.transaction("submission.create", insert)
+
+    # --- reads -------------------------------------------------------------------------
+    async def get(self, submission_id: int, with_payloads: bool = True) -> Optional[dict[str, Any]]:
+        """One submission (with payloads, response and conflicts when asked)."""
+        extra = ", payload, dhis2_payload, import_params, response, conflicts, lease_owner" if with_payloads else ""
+        return await self.db.fetch_one("submission.get", f"SELECT {SUMMARY_COLUMNS}{extra} FROM submissions"
+                                       " WHERE id = %s", (submission_id,))
+
+    async def events(self, submission_id: int) -> list[dict[str, Any]]:
+        """The events timeline of one submission, oldest first."""
+        return await self.db.fetch(
+            "submission.events",
+            "SELECT at, event, status, attempt, destination, http_status, duration_ms, detail, actor"
+            " FROM submission_events WHERE submission_id = %s ORDER BY id", (submission_id,))
+
+    async def counts_by_status(self) -> dict[str, int]:
+        """Number of submissions per status."""
+        rows = await self.db.fetch("submission.counts", "SELECT status, count(*) AS n FROM submissions GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    # --- delivery ----------------------------------------------------------------------
+    async def start_attempt(self, submission_id: int, token: str, destination: str) -> Optional[dict[str, Any]]:
+        """Take a submission for an attempt; None when it is final (just ack it)."""
+
+        async def take(cursor: Any) -> Optional[dict[str, Any]]:
+            rows = await cursor_fetch(
+                cursor,
+                "UPDATE submissions SET status = 'processing', attempts = attempts + 1, lease_owner = %s,"
+                " last_attempt_at = now(), updated_at = now()"
+                " WHERE id = %s AND status IN ('queued', 'retrying', 'processing')"
+                f" RETURNING {SUMMARY_COLUMNS}, dhis2_payload, import_params, payload",
+                (token, submission_id))
+            if not rows:
+                return None
+            row = rows[0]
+            await _event(cursor, submission_id, "processing", "processing", attempt=row["attempts"],
+                         destination=destination)
+            return row
+
+        return await self.db.transaction("submission.start_attempt", take)
+
+    async def save_job(self, submission_id: int, token: str, job_id: str) -> bool:
+        """Persist the DHIS2 async job being polled (a restart resumes polling it)."""
+        rows = await self.db.fetch(
+            "submission.save_job",
+            "UPDATE submissions SET dhis2_job_id = %s, updated_at = now() WHERE id = %s AND lease_owner = %s"
+            " RETURNING id", (job_id, submission_id, token))
+        return bool(rows)
+
+    async def record(self, submission_id: int, token: str, status: str, *, event: str,
+                     attempt: Optional[int] = None, destination: Optional[str] = None,
+                     http_status: Optional[int] = None, duration_ms: Optional[int] = None,
+                     response: Any = None, import_count: Any = None, conflicts: Any = None,
+                     error: Optional[str] = None, next_attempt_at: Optional[datetime] = None,
+                     spent_retry: bool = False, detail: Optional[str] = None,
+                     keep_response: bool = True) -> bool:
+        """Record the outcome of an attempt held by ``token``; False if the lease was lost."""
+        final = status in FINAL_STATES
+
+        async def write(cursor: Any) -> bool:
+            rows = await cursor_fetch(
+                cursor,
+                "UPDATE submissions SET status = %s, updated_at = now(),"
+                " finished_at = CASE WHEN %s THEN now() ELSE NULL END,"
+                " next_attempt_at = %s, job_failures = job_failures + %s,"
+                " http_status = coalesce(%s, http_status),"
+                " response = CASE WHEN %s THEN %s ELSE response END,"
+                " import_count = coalesce(%s, import_count), conflicts = coalesce(%s, conflicts),"
+                " error = %s, lease_owner = CASE WHEN %s THEN lease_owner ELSE NULL END,"
+                " dhis2_job_id = CASE WHEN %s THEN NULL ELSE dhis2_job_id END"
+                " WHERE id = %s AND lease_owner = %s RETURNING id",
+                (status, final, next_attempt_at, 1 if spent_retry else 0, http_status,
+                 keep_response and response is not None, json_param(response),
+                 json_param(import_count) if import_count is not None else None,
+                 json_param(conflicts) if conflicts is not None else None,
+                 error, status == "processing", final, submission_id, token))
+            if not rows:
+                return False
+            await _event(cursor, submission_id, event, status, attempt=attempt, destination=destination,
+                         http_status=http_status, duration_ms=duration_ms, detail=detail or error)
+            return True
+
+        return await self.db.transaction(f"submission.record.{event}", write)
+
+    # --- reconciliation ------------------------------------------------------------------
+    async def pending(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Non-final rows (queued, retrying, processing) in id order, for the reconciler."""
+        return await self.db.fetch(
+            "submission.pending",
+            "SELECT id, destination, status, next_attempt_at, lease_owner FROM submissions"
+            " WHERE status IN ('queued', 'processing', 'retrying') AND id > %s ORDER BY id LIMIT %s",
+            (after_id, limit))
+
+    async def reset_processing(self, ids: Sequence[int], event: str, detail: str) -> list[int]:
+        """Put 'processing' rows whose attempt is gone back to 'queued' (with an event each)."""
+        if not ids:
+            return []
+
+        async def reset(cursor: Any) -> list[int]:
+            rows = await cursor_fetch(
+                cursor,
+                "UPDATE submissions SET status = 'queued', lease_owner = NULL, updated_at = now()"
+                " WHERE id = ANY(%s) AND status = 'processing' RETURNING id, destination",
+                (list(ids),))
+            for row in rows:
+                await _event(cursor, row["id"], event, "queued", destination=row["destination"], detail=detail)
+            return [r["id"] for r in rows]
+
+        return await self.db.transaction("submission.reset_processing", reset)
+
+    async def add_events(self, ids: Iterable[int], event: str, detail: str) -> None:
+        """Add the same event (e.g. lease_expired) to several submissions."""
+        id_list = list(ids)
+        if not id_list:
+            return
+        await self.db.execute(
+            "submission.add_events",
+            "INSERT INTO submission_events (submission_id, event, detail, destination)"
+            " SELECT id, %s, %s, destination FROM submissions WHERE id = ANY(%s)", (event, detail, id_list))
+
+    # --- requeue -----------------------------------------------------------------------
+    async def requeue(self, ids: Sequence[int], actor: str, force: bool = False) -> list[dict[str, Any]]:
+        """Move requeueable rows among ``ids`` back to 'queued'; return (id, destination) of those moved."""
+        states = list(REQUEUEABLE) + (["delivered"] if force else [])
+
+        async def move(cursor: Any) -> list[dict[str, Any]]:
+            rows = await cursor_fetch(
+                cursor,
+                "UPDATE submissions SET status = 'queued', attempts = 0, job_failures = 0, next_attempt_at = NULL,"
+                " finished_at = NULL, lease_owner = NULL, error = NULL, dhis2_job_id = NULL, updated_at = now()"
+                " WHERE id = ANY(%s) AND status = ANY(%s) RETURNING id, destination",
+                (list(ids), states))
+            if rows:
+                await cursor.execute(
+                    "INSERT INTO submission_events (submission_id, event, status, destination, actor)"
+                    " SELECT id, 'requeued', 'queued', destination, %s FROM submissions WHERE id = ANY(%s)",
+                    (actor, [r["id"] for r in rows]))
+            return rows
+
+        return await self.db.transaction("submission.requeue", move)
+
+    async def ids_matching(self, where_sql: str, params: Sequence[Any], after_id: int, limit: int) -> list[int]:
+        """Ids of rows matching a filter built by the logs query builder (keyset pagination)."""
+        rows = await self.db.fetch(
+            "submission.ids_matching",
+            f"SELECT id FROM submissions WHERE ({where_sql}) AND id > %s ORDER BY id LIMIT %s",
+            (*params, after_id, limit))
+        return [r["id"] for r in rows]
+
+
+def is_unique_violation(error: BaseException) -> bool:
+    """True for a PostgreSQL unique-constraint violation."""
+    return isinstance(error, psycopg2.IntegrityError) and getattr(error, "pgcode", None) == "23505"

@@ -1,0 +1,157 @@
+"""One test per row of the outcome-rules table (DESIGN.md §4), at DHIS2 2.37 and 2.40."""
+from __future__ import annotations
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+from tests.support.delivery import DE_OPD, DS_HMIS, FACILITIES, DeliveryRig
+
+OK_VALUE = {"orgUnit": FACILITIES[0], "period": "202401", "dataValues": {"OPD": 3}}
+
+
+class OutcomeRules:
+    """Mixed into a DeliveryRig with a fixed simulator version."""
+
+    async def wait_event(self, sid: int, event: str, timeout: float = 20) -> None:
+        deadline = reactor.seconds() + timeout
+        while event not in await self.events(sid):
+            if reactor.seconds() > deadline:
+                self.fail(f"no {event!r} event; events: {await self.events(sid)}")
+            await deferLater(reactor, 0.05, lambda: None)
+
+    async def test_success_is_delivered(self) -> None:
+        """SUCCESS → delivered, with import counts and no error."""
+        self.make_dispatcher()
+        sid = await self.submit(OK_VALUE)
+        await self.wait_final([sid])
+        row = await self.store.get(sid)
+        self.assertEqual((row["status"], row["error"]), ("delivered", None))
+        self.assertEqual(row["import_count"]["imported"], 1)
+
+    async def test_warning_is_partial(self) -> None:
+        """WARNING (one value rejected, one stored) → partial with the conflict recorded."""
+        self.make_dispatcher()
+        sid = await self.submit({"dataSet": DS_HMIS, "period": "202401", "orgUnit": FACILITIES[0],
+                                 "dataValues": [{"dataElement": DE_OPD, "value": "4"},
+                                                {"dataElement": "UnknownDE01", "value": "1"}]})
+        await self.wait_final([sid])
+        row = await self.store.get(sid)
+        self.assertEqual(row["status"], "partial")
+        self.assertEqual(row["import_count"]["imported"], 1)
+        self.assertTrue(row["conflicts"])
+        self.assertEqual(row["http_status"], 200 if self.version == "2.37" else 409)
+        self.assertEqual(row["job_failures"], 0)
+
+    async def test_error_is_rejected(self) -> None:
+        """ERROR (unknown data set: nothing stored) → rejected, no retry."""
+        self.make_dispatcher()
+        sid = await self.submit({"dataSet": "NoSuchDSet1", "period": "202401", "orgUnit": FACILITIES[0],
+                                 "dataValues": [{"dataElement": DE_OPD, "value": "4"}]})
+        await self.wait_final([sid])
+        row = await self.store.get(sid)
+        self.assertEqual(row["status"], "rejected")
+        self.assertEqual(row["attempts"], 1)
+        self.assertEqual(self.sim.store.data_values, {})
+
+    async def test_server_error_retries_then_fails(self) -> None:
+        """HTTP 500 with a DHIS2 body spends retries with backoff; after max_retries it is failed."""
+        self.sim.faults.error_rate(1.0, status=500, paths=["dataValueSets"])
+        self.make_dispatcher()
+        sid = await self.submit(OK_VALUE)
+        await self.wait_final([sid])
+        row = await self.store.get(sid)
+        self.assertEqual(row["status"], "failed")
+        self.assertEqual(row["attempts"], self.max_retries + 1)
+        self.assertEqual(row["job_failures"], self.max_retries + 1)
+        events = await self.events(sid)
+        self.assertEqual(events.count("retrying"), self.max_retries)
+        self.assertEqual(events[-1], "failed")
+
+    async def test_server_error_then_success(self) -> None:
+        """One 500 then success: retrying, then delivered, one retry spent."""
+        self.sim.faults.fail_next(1, status=500, paths=["dataValueSets"])
+        self.make_dispatcher()
+        sid = await self.submit(OK_VALUE)
+        await self.wait_final([sid])
+        row = await self.store.get(sid)
+        self.assertEqual((row["status"], row["job_failures"], row["attempts"]), ("delivered", 1, 2))
+
+    async def _destination_failure(self, status: int) -> None:
+        self.sim.faults.fail_next(3, status=status, paths=["dataValueSets"])
+        self.make_dispatcher()
+        sid = await self.submit(OK_VALUE)
+        await self.wait_final([sid])
+        row = await self.store.get(sid)
+        self.assertEqual(row["status"], "delivered")
+        self.assertEqual(row["job_failures"], 0)
+        self.assertEqual((await self.events(sid)).count("destination_unavailable"), 3)
+
+    async def test_502_is_destination_failure(self) -> None:
+        """502 from a proxy: back to ready, no retry spent."""
+        await self._destination_failure(502)
+
+    async def test_503_is_destination_failure(self) -> None:
+        """503: back to ready, no retry spent."""
+        await self._destination_failure(503)
+
+    async def test_504_is_destination_failure(self) -> None:
+        """504: back to ready, no retry spent."""
+        await self._destination_failure(504)
+
+    async def test_connection_refused_is_destination_failure(self) -> None:
+        """Connection refused (DHIS2 down): the breaker opens, probes, closes; nothing spent."""
+        dispatcher = self.make_dispatcher()
+        self.server.outage(2.5)
+        sid = await self.submit(OK_VALUE)
+        await self.wait_final([sid])
+        row = await self.store.get(sid)
+        self.assertEqual((row["status"], row["job_failures"]), ("delivered", 0))
+        self.assertGreaterEqual(dispatcher.breakers["main"].opened_count, 1)
+        self.assertEqual(dispatcher.breakers["main"].state, "closed")
+
+    async def test_429_is_delayed_by_retry_after(self) -> None:
+        """429 with Retry-After: delayed at least that long, no retry spent."""
+        self.sim.faults.fail_next(1, status=429, paths=["dataValueSets"], retry_after=1)
+        self.make_dispatcher()
+        start = reactor.seconds()
+        sid = await self.submit(OK_VALUE)
+        await self.wait_final([sid])
+        row = await self.store.get(sid)
+        self.assertEqual((row["status"], row["job_failures"]), ("delivered", 0))
+        self.assertIn("rate_limited", await self.events(sid))
+        second = [r.time for r in self.sim.store.requests if "dataValueSets" in r.path][-1]
+        self.assertGreaterEqual(second - start, 0.9)
+
+
+class OutcomeRules237Tests(OutcomeRules, DeliveryRig):
+    """The table at DHIS2 2.37 (bare ImportSummary, HTTP 200 for WARNING/ERROR)."""
+
+    version = "2.37"
+
+
+class OutcomeRules240Tests(OutcomeRules, DeliveryRig):
+    """The table at DHIS2 2.40 (WebMessage, HTTP 409 for WARNING/ERROR)."""
+
+    version = "2.40"
+
+
+class ReadTimeoutTests(DeliveryRig):
+    """A read timeout on this payload spends a retry (DHIS2 may still have committed it)."""
+
+    read_timeout = 0.3
+
+    async def test_read_timeout_spends_retry(self) -> None:
+        self.sim.faults.latency(0.6, paths=["dataValueSets"])
+        self.make_dispatcher()
+        sid = await self.submit(OK_VALUE)
+        for _ in range(200):
+            row = await self.store.get(sid)
+            if row["job_failures"] >= 1:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.sim.faults.latency(None)
+        await self.wait_final([sid])
+        row = await self.store.get(sid)
+        self.assertGreaterEqual(row["job_failures"], 1)
+        self.assertIn(row["status"], ("delivered", "failed"))
+        self.assertIn("retrying", await self.events(sid))
