@@ -1,0 +1,1 @@
+"""Tests of dhis2gw.dhis2: outcome interpretation, client, UIDs, periods, metadata reads."""

@@ -1,0 +1,182 @@
+"""DHIS2Client against the DHIS2 simulator at 2.37 and 2.40: each fault gives the outcome the rules table says.
+
+The simulator runs on the real reactor (its slow-body trickle needs real time);
+outages are driven with a `Clock` given to the `SimulatorServer`.  Assertions
+look at DHIS2's side too (``sim.store``), not just at the outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SkipTest, TestCase
+
+from dhis2gw.dhis2.auth import ApiTokenAuth, BasicAuth
+from dhis2gw.dhis2.client import DHIS2Client
+from dhis2gw.dhis2.outcome import OutcomeKind as K
+
+try:
+    from dhis2gw.sim import Simulator, SimulatorServer
+except ImportError:  # pragma: no cover - the simulator is built by another work stream
+    Simulator = SimulatorServer = None  # type: ignore[assignment,misc]
+
+# Fixed UIDs of the simulator's bundled country.yml (see tests/sim/support.py).
+DS_HMIS, DE_OPD, COC_DEFAULT = "uFaVMlw4qxK", "Re46C6Apebu", "HllvX50cXC0"
+FAC_NR, FAC_NR_2 = "ty5AJ6ZU5f7", "a0BQ4umzjN4"
+TET_PERSON, TEA_FIRST, TEA_LAST, TEA_DOB = "wUDUIqHvKBT", "Nx35aDI8hlO", "yniiXK6gaAZ", "gG0gOd8XsCL"
+
+
+def data_value_set(period: str, value: str = "12") -> dict[str, Any]:
+    """A valid one-value payload for the simulator's HMIS data set."""
+    return {"dataSet": DS_HMIS, "period": period, "orgUnit": FAC_NR,
+            "dataValues": [{"dataElement": DE_OPD, "categoryOptionCombo": COC_DEFAULT, "value": value}]}
+
+
+def stored_value(sim: Any, period: str, org_unit: str = FAC_NR) -> str | None:
+    record = sim.store.data_values.get((DE_OPD, period, org_unit, COC_DEFAULT, COC_DEFAULT))
+    return None if record is None or record.deleted else record.value
+
+
+class _SimFaults:
+    """Fault-mode tests; subclasses pick the DHIS2 version."""
+
+    version = ""
+
+    def setUp(self) -> Any:
+        if Simulator is None:
+            raise SkipTest("dhis2gw.sim is not available")
+        self.sim = Simulator(self.version, clock=reactor)
+        self.server_clock = Clock()
+        self.server = SimulatorServer(self.sim, reactor, clock=self.server_clock)
+        self.addCleanup(self.server.stop)
+        return Deferred.fromCoroutine(self.server.start(port=0))
+
+    def client(self, auth: Any = None, **kwargs: Any) -> DHIS2Client:
+        client = DHIS2Client(reactor, self.server.base_url, auth or BasicAuth("admin", "district"), **kwargs)
+        self.addCleanup(client.close)
+        return client
+
+    async def test_delivered_and_partial(self) -> None:
+        """A clean payload is DELIVERED; one bad value is PARTIAL (200 on 2.37, 409 on 2.40) with its index."""
+        client = self.client()
+        ok = await client.post_data_value_set(data_value_set("202401", "7"))
+        self.assertEqual((ok.kind, ok.http_status, ok.import_count["imported"]), (K.DELIVERED, 200, 1))
+        self.assertEqual(stored_value(self.sim, "202401"), "7")
+        payload = data_value_set("202402", "8")
+        payload["dataValues"].append({"dataElement": DE_OPD, "categoryOptionCombo": COC_DEFAULT, "value": "abc",
+                                      "orgUnit": FAC_NR_2})
+        partial = await client.post_data_value_set(payload)
+        self.assertEqual(partial.kind, K.PARTIAL)
+        self.assertEqual(partial.http_status, 200 if self.version == "2.37" else 409)
+        self.assertEqual(partial.rejected_indexes, (1,))
+        self.assertEqual([c["errorCode"] for c in partial.conflicts], ["E7619"])
+        self.assertEqual((stored_value(self.sim, "202402"), stored_value(self.sim, "202402", FAC_NR_2)), ("8", None))
+        await client.system_info()
+        self.assertEqual(client.version[:2], tuple(int(p) for p in self.version.split(".")))
+
+    async def test_connection_refused_during_outage(self) -> None:
+        """While the server is down: DESTINATION_FAILURE connection_refused; after it is back: DELIVERED."""
+        back = self.server.outage(60)
+        client = self.client()
+        down = await client.post_data_value_set(data_value_set("202403"))
+        self.assertEqual((down.kind, down.reason), (K.DESTINATION_FAILURE, "connection_refused"))
+        self.assertFalse(down.spends_retry)
+        self.assertIsNone(stored_value(self.sim, "202403"))
+        self.server_clock.advance(60)
+        await back
+        up = await client.post_data_value_set(data_value_set("202403"))
+        self.assertEqual(up.kind, K.DELIVERED)
+        self.assertEqual(stored_value(self.sim, "202403"), "12")
+
+    async def test_http_error_statuses(self) -> None:
+        """500 WebMessage -> RETRY; 502/503/504 proxy pages -> DESTINATION_FAILURE; 429 -> RATE_LIMITED."""
+        client = self.client()
+        expected = {500: (K.RETRY, "server_error"), 502: (K.DESTINATION_FAILURE, "http_502"),
+                    503: (K.DESTINATION_FAILURE, "http_503"), 504: (K.DESTINATION_FAILURE, "http_504"),
+                    429: (K.RATE_LIMITED, "rate_limited")}
+        for status, (kind, reason) in expected.items():
+            self.sim.faults.fail_next(1, status=status, paths=["dataValueSets"], retry_after=9)
+            outcome = await client.post_data_value_set(data_value_set("202404"))
+            self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (kind, reason, status))
+            if status in (429, 503):
+                self.assertEqual(outcome.retry_after, 9.0)
+        self.assertIsNone(stored_value(self.sim, "202404"), "no injected failure stored anything")
+
+    async def test_commit_then_drop(self) -> None:
+        """The import is committed, the connection dropped: RETRY (lost answer) and the value IS in DHIS2."""
+        self.sim.faults.commit_then_drop(n=1, paths=["dataValueSets"])
+        client = self.client()
+        outcome = await client.post_data_value_set(data_value_set("202405", "42"))
+        self.assertEqual((outcome.kind, outcome.reason), (K.RETRY, "connection_lost"))
+        self.assertTrue(outcome.spends_retry)
+        self.assertEqual(stored_value(self.sim, "202405"), "42")
+        again = await client.post_data_value_set(data_value_set("202405", "42"))
+        self.assertEqual(again.kind, K.DELIVERED, "the idempotent re-send is accepted")
+        self.assertEqual(stored_value(self.sim, "202405"), "42")
+
+    async def test_slow_body_past_the_timeout(self) -> None:
+        """A body trickling slower than the read timeout: RETRY timeout with the HTTP status kept."""
+        self.sim.faults.slow_body(chunk_size=8, chunk_delay=0.4, paths=["dataValueSets"])
+        outcome = await self.client(read_timeout=0.2).post_data_value_set(data_value_set("202406"))
+        self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (K.RETRY, "timeout", 200))
+        self.assertEqual(stored_value(self.sim, "202406"), "12", "DHIS2 stored it although we never saw why")
+
+    async def test_bad_credentials_and_pat(self) -> None:
+        """Wrong Basic password -> DESTINATION_FAILURE auth; a PAT works from 2.37 on."""
+        refused = await self.client(BasicAuth("admin", "wrong")).post_data_value_set(data_value_set("202407"))
+        self.assertEqual((refused.kind, refused.reason, refused.http_status), (K.DESTINATION_FAILURE, "auth", 401))
+        token = self.sim.add_pat("admin")
+        accepted = await self.client(ApiTokenAuth(token)).post_data_value_set(data_value_set("202407"))
+        self.assertEqual(accepted.kind, K.DELIVERED)
+        self.assertEqual(stored_value(self.sim, "202407"), "12")
+
+    async def test_tracker_sync_and_validation(self) -> None:
+        """A tracked entity with its mandatory attributes is created; without them it is REJECTED (E1090)."""
+        client = self.client()
+        entity = {"trackedEntity": "Kj6vYde4LHh", "trackedEntityType": TET_PERSON, "orgUnit": FAC_NR}
+        rejected = await client.post_tracker({"trackedEntities": [entity]})
+        self.assertEqual((rejected.kind, rejected.http_status), (K.REJECTED, 409))
+        self.assertIn("E1090", [e["code"] for e in rejected.error_reports])
+        entity["attributes"] = [{"attribute": TEA_FIRST, "value": "Ada"}, {"attribute": TEA_LAST, "value": "Okello"},
+                                {"attribute": TEA_DOB, "value": "2020-01-01"}]
+        created = await client.post_tracker({"trackedEntities": [entity]})
+        self.assertEqual((created.kind, created.stats["created"]), (K.DELIVERED, 1), created.message)
+        self.assertIn("Kj6vYde4LHh", self.sim.store.tracked_entities)
+        resent = await client.post_tracker({"trackedEntities": [entity]})
+        self.assertEqual((resent.kind, resent.stats["updated"]), (K.DELIVERED, 1), "a re-send updates")
+
+    async def test_metadata_reads_and_org_unit_writes(self) -> None:
+        """Paged org units arrive complete, parents first; data set overrides resolve; org-unit writes land."""
+        client = self.client()
+        pages = [page async for page in client.organisation_units(page_size=10)]
+        units = [u for page in pages for u in page]
+        self.assertEqual((len(pages), len(units), len({u["id"] for u in units})), (5, 47, 47))
+        levels = [u["level"] for u in units]
+        self.assertEqual(levels, sorted(levels))
+        structure = await client.data_set(DS_HMIS)
+        self.assertEqual(structure.elements["g5Jsa2EvlhL"].category_option_combos, {COC_DEFAULT})
+        self.assertIn(FAC_NR, structure.organisation_units)
+        unit = {"id": "Nq3ZeSEtdyz", "name": "New CHP", "shortName": "New CHP", "openingDate": "2020-01-01",
+                "parent": {"id": "OZRoMx0Tm10"}}
+        created = await client.create_org_unit(unit)
+        self.assertEqual((created.kind, created.http_status), (K.DELIVERED, 201), created.message)
+        self.assertEqual(self.sim.store.org_units["Nq3ZeSEtdyz"]["name"], "New CHP")
+        added = await client.add_org_unit_to_group("mLAyN0g8IhK", "Nq3ZeSEtdyz")
+        self.assertEqual((added.kind, added.http_status), (K.DELIVERED, 204 if self.version == "2.37" else 200))
+        invalid = await client.create_org_unit({"name": "No opening date", "shortName": "x"})
+        self.assertEqual((invalid.kind, invalid.error_reports[0]["code"]), (K.REJECTED, "E4000"))
+
+
+class SimFaults237Tests(_SimFaults, TestCase):
+    """Fault modes against a simulated DHIS2 2.37 (bare ImportSummary, always 200)."""
+
+    version = "2.37"
+
+
+class SimFaults240Tests(_SimFaults, TestCase):
+    """Fault modes against a simulated DHIS2 2.40 (WebMessage, 409 for WARNING/ERROR)."""
+
+    version = "2.40"

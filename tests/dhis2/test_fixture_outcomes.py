@@ -1,0 +1,327 @@
+"""Every DHIS2 reference fixture through its interpretation function, with the outcome it must give.
+
+The table `CASES` lists each file under the reference sub-folders of
+``tests/fixtures`` (auth, dataValueSets, metadata, system, tracker) exactly
+once; `FixtureTableCoverageTests` fails when a fixture has no expectation.
+One test method is generated per row, so a failure names the fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from dhis2gw.dhis2.http_rules import interpret_json_read
+from dhis2gw.dhis2.interpret import (
+    interpret_data_value_set_response,
+    interpret_job_notifications,
+    interpret_metadata_response,
+    interpret_task_summary,
+    normalise_conflict,
+)
+from dhis2gw.dhis2.metadata import parse_data_set
+from dhis2gw.dhis2.outcome import JobRef, Outcome, OutcomeKind
+from dhis2gw.dhis2.tracker_reports import interpret_tracker_job_report, interpret_tracker_response
+from dhis2gw.dhis2.uids import is_valid_uid
+from dhis2gw.dhis2.versions import parse_version
+from tests.dhis2.fixture_files import all_fixture_files, fixture_bytes
+
+K = OutcomeKind
+REFERENCE_FOLDERS = ("auth", "dataValueSets", "metadata", "system", "tracker")
+
+
+@dataclass
+class Case:
+    """One fixture, the function that reads it, the HTTP status it comes with, and what must come out."""
+
+    path: str
+    reader: Callable[..., Any]
+    status: int
+    kind: OutcomeKind | None = None
+    reason: str | None = None
+    import_count: dict[str, int] | None = None
+    stats: dict[str, int] | None = None
+    conflicts: list[tuple[str | None, list[int]]] | None = None
+    rejected: list[int] | None = None
+    errors: list[tuple[str, str | None, str | None]] | None = None
+    warnings: list[str] | None = None
+    job: tuple[str, str] | None = None
+    check: Callable[[SynchronousTestCase, Any], None] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def dvs(path: str, status: int, kind: OutcomeKind, **kw: Any) -> Case:
+    return Case(f"dataValueSets/{path}", interpret_data_value_set_response, status, kind, **kw)
+
+
+def trk(path: str, status: int, kind: OutcomeKind, **kw: Any) -> Case:
+    return Case(f"tracker/{path}", interpret_tracker_response, status, kind, **kw)
+
+
+def counts(imported: int, updated: int, ignored: int, deleted: int) -> dict[str, int]:
+    return {"imported": imported, "updated": updated, "ignored": ignored, "deleted": deleted}
+
+
+def stats(created: int, updated: int, deleted: int, ignored: int, total: int) -> dict[str, int]:
+    return {"created": created, "updated": updated, "deleted": deleted, "ignored": ignored, "total": total}
+
+
+def _body_has(key: str, value: Any) -> Callable[[SynchronousTestCase, Any], None]:
+    def check(test: SynchronousTestCase, outcome: Any) -> None:
+        test.assertEqual(outcome.body[key], value)
+    return check
+
+
+def _check_conflict_object(test: SynchronousTestCase, conflict: Any) -> None:
+    test.assertEqual(conflict, {
+        "object": "UOlfIjgN8X6",
+        "objects": {"dataElement": "UOlfIjgN8X6", "value": "value_not_numeric"},
+        "value": "Value must match data element's `UOlfIjgN8X6` type constraints: Data value is not numeric",
+        "message": "Value must match data element's `UOlfIjgN8X6` type constraints: Data value is not numeric",
+        "errorCode": "E7619",
+        "property": "value",
+        "indexes": [2, 7],
+    })
+
+
+def _check_data_set(test: SynchronousTestCase, structure: Any) -> None:
+    test.assertEqual(structure.id, "pBOMPrpg1QX")
+    test.assertEqual(structure.period_type, "Monthly")
+    test.assertEqual(structure.attribute_option_combos, {"HllvX50cXC0"})
+    test.assertEqual(set(structure.elements), {"f7n9E0hX8qk", "Ix2HsbDMLea"})
+    test.assertEqual(structure.elements["f7n9E0hX8qk"].category_option_combos, {"HllvX50cXC0"})
+    # The dataSetElement override names only the combo id: the element's own COCs apply.
+    dysentery = structure.elements["Ix2HsbDMLea"]
+    test.assertEqual(dysentery.category_combo, "t3aNCvHsoSn")
+    test.assertEqual(dysentery.category_option_combos, {"S34ULMcHMca", "wHBMVthqIX4"})
+    test.assertEqual(structure.element_by_code("DE_DYSENTERY"), dysentery)
+
+
+def _check_version(expected: tuple[int, int, int]) -> Callable[[SynchronousTestCase, Any], None]:
+    def check(test: SynchronousTestCase, outcome: Any) -> None:
+        test.assertEqual(parse_version(outcome.body["version"]), expected)
+    return check
+
+
+def _check_progress(completed: bool, message: str) -> Callable[[SynchronousTestCase, Any], None]:
+    def check(test: SynchronousTestCase, progress: Any) -> None:
+        test.assertEqual((progress.known, progress.completed, progress.message), (True, completed, message))
+    return check
+
+
+def _check_uids(test: SynchronousTestCase, outcome: Any) -> None:
+    test.assertEqual(outcome.body["codes"], ["Y0moqFplrX4", "WI0VHXuWQuV", "BRJNBBpu4ki"])
+    test.assertTrue(all(is_valid_uid(c) for c in outcome.body["codes"]))
+
+
+def _check_pager(page_count: int, first_id: str) -> Callable[[SynchronousTestCase, Any], None]:
+    def check(test: SynchronousTestCase, outcome: Any) -> None:
+        test.assertEqual(outcome.body["pager"]["pageCount"], page_count)
+        test.assertEqual(outcome.body["organisationUnits"][0]["id"], first_id)
+    return check
+
+
+def _read_conflict(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    return normalise_conflict(json.loads(body))
+
+
+def _read_data_set(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    return parse_data_set(json.loads(body))
+
+
+def _read_notifications(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    return interpret_job_notifications(body)
+
+
+def _read_task_summary(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    return interpret_task_summary(status, headers, body, now=now, job=JobRef("YR1UxOUXmzT", "DATAVALUE_IMPORT"))
+
+
+def _read_job_report(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    return interpret_tracker_job_report(status, headers, body, now=now, job_id="cHh2OCTJvRw")
+
+
+CASES: list[Case] = [
+    # ---------------------------------------------------------------- auth
+    Case("auth/400_pat_bad_checksum_v2.37-2.42__constructed.json", interpret_data_value_set_response, 400,
+         K.DESTINATION_FAILURE, "auth"),
+    Case("auth/401_bad_basic_credentials__android-sdk.json", interpret_data_value_set_response, 401,
+         K.DESTINATION_FAILURE, "auth"),
+    Case("auth/401_pat_unknown_token_v2.37-2.42__constructed.json", interpret_tracker_response, 401,
+         K.DESTINATION_FAILURE, "auth"),
+    Case("auth/403_forbidden_webmessage__docs.json", interpret_metadata_response, 403, K.DESTINATION_FAILURE, "auth"),
+    Case("auth/403_missing_authority_F_DATAVALUE_ADD__constructed.json", interpret_data_value_set_response, 403,
+         K.DESTINATION_FAILURE, "auth"),
+    Case("auth/pat_create_201_v2.37__docs.json", interpret_metadata_response, 201, K.DELIVERED,
+         check=lambda t, o: t.assertEqual(o.body["response"]["uid"], "jJYrtIVP7qU")),
+    # ---------------------------------------------------------------- dataValueSets
+    dvs("async_200_job_v2.36-2.40__docs.json", 200, K.ACCEPTED_ASYNC, reason="async_job",
+        job=("YR1UxOUXmzT", "DATAVALUE_IMPORT")),
+    dvs("async_200_job_v2.41-2.42__constructed.json", 200, K.ACCEPTED_ASYNC, reason="async_job",
+        job=("vKqZ0RjnNMd", "DATAVALUE_IMPORT")),
+    Case("dataValueSets/conflict_object_E7619_v2.37-2.39__android-sdk.json", _read_conflict, 200,
+         check=_check_conflict_object),
+    dvs("error_409_aborted_E7600_v2.39-2.42__constructed.json", 409, K.REJECTED, reason="import_aborted",
+        import_count=counts(0, 0, 0, 0), conflicts=[("E7600", [])], rejected=[]),
+    dvs("error_409_unparseable_payload_v2.38-2.42__constructed.json", 409, K.REJECTED, reason="import_failed",
+        import_count=counts(0, 0, 0, 0), conflicts=[], rejected=[]),
+    dvs("success_200_dryRun_v2.40.9__public-test-module.json", 200, K.DELIVERED,
+        import_count=counts(1, 0, 0, 0), conflicts=[], rejected=[]),
+    dvs("success_200_v2.38plus__android-sdk.json", 200, K.DELIVERED, import_count=counts(0, 3, 0, 0),
+        conflicts=[], rejected=[]),
+    dvs("warning_200_plain_ImportSummary_v2.36__constructed.json", 200, K.PARTIAL, reason="conflicts",
+        import_count=counts(1, 0, 2, 0), conflicts=[(None, []), (None, [])], rejected=[],
+        check=lambda t, o: t.assertEqual([c["object"] for c in o.conflicts], ["abc", "201401"])),
+    dvs("warning_409_E7610_v2.40.9__public-test-module.json", 409, K.PARTIAL, reason="conflicts",
+        import_count=counts(1, 0, 2, 0), conflicts=[("E7610", [1]), ("E7610", [2])], rejected=[1, 2]),
+    dvs("warning_409_E7612_v2.40.9__public-test-module.json", 409, K.PARTIAL, reason="conflicts",
+        import_count=counts(1, 0, 2, 0), conflicts=[("E7612", [1]), ("E7612", [2])], rejected=[1, 2]),
+    dvs("warning_409_locked_periods_v2.40-2.42__constructed.json", 409, K.PARTIAL, reason="conflicts",
+        import_count=counts(1, 0, 3, 0), conflicts=[("E7640", [1, 2]), ("E7619", [3])], rejected=[1, 2, 3]),
+    # ---------------------------------------------------------------- metadata
+    Case("metadata/collection_add_200_TypeReport_v2.38-2.42__constructed.json", interpret_metadata_response, 200,
+         K.DELIVERED, stats=stats(0, 1, 0, 0, 1), errors=[]),
+    Case("metadata/dataSet_with_dataSetElements_cocs__constructed.json", _read_data_set, 200, check=_check_data_set),
+    Case("metadata/me_v2.38__android-sdk.json", interpret_json_read, 200, K.DELIVERED,
+         check=_body_has("username", "android")),
+    Case("metadata/organisationUnitLevels_paging_false__android-sdk.json", interpret_json_read, 200, K.DELIVERED,
+         check=lambda t, o: t.assertEqual(len(o.body["organisationUnitLevels"]), 4)),
+    Case("metadata/organisationUnit_post_201_ObjectReport_v2.38-2.42__constructed.json", interpret_metadata_response,
+         201, K.DELIVERED, errors=[], check=lambda t, o: t.assertIn("Nq3ZeSEtdyz", o.message)),
+    Case("metadata/organisationUnit_post_409_E4000__constructed.json", interpret_metadata_response, 409, K.REJECTED,
+         reason="metadata_errors", errors=[("E4000", None, None)],
+         check=lambda t, o: t.assertEqual(o.error_reports[0]["property"], "openingDate")),
+    Case("metadata/organisationUnits_page1_v2.28_play__blsq-dhis2.json", interpret_json_read, 200, K.DELIVERED,
+         check=_check_pager(27, "Rp268JB6Ne4")),
+    Case("metadata/organisationUnits_page_fields_filtered__constructed.json", interpret_json_read, 200, K.DELIVERED,
+         check=_check_pager(666, "Rp268JB6Ne4")),
+    # ---------------------------------------------------------------- system
+    Case("system/500_unexpected_error__constructed.json", interpret_data_value_set_response, 500, K.RETRY,
+         "server_error"),
+    Case("system/502_bad_gateway_nginx__constructed.html", interpret_tracker_response, 502, K.DESTINATION_FAILURE,
+         "http_502", check=lambda t, o: t.assertIn("502 Bad Gateway", o.body)),
+    Case("system/503_analytics_maintenance_mode__constructed.json", interpret_data_value_set_response, 503,
+         K.DESTINATION_FAILURE, "http_503", headers={"Retry-After": "120"},
+         check=lambda t, o: t.assertEqual(o.retry_after, 120.0)),
+    Case("system/504_gateway_timeout_nginx__constructed.html", interpret_data_value_set_response, 504,
+         K.DESTINATION_FAILURE, "http_504"),
+    Case("system/system_id_limit3__docs.json", interpret_json_read, 200, K.DELIVERED, check=_check_uids),
+    Case("system/system_info__docs.json", interpret_json_read, 200, K.DELIVERED, check=_check_version((2, 13, 0))),
+    Case("system/system_info_v2.28_play__blsq-dhis2.json", interpret_json_read, 200, K.DELIVERED,
+         check=_check_version((2, 28, 0))),
+    Case("system/system_info_v2.40_non_superuser__constructed.json", interpret_json_read, 200, K.DELIVERED,
+         check=_check_version((2, 40, 3))),
+    Case("system/taskSummaries_DATAVALUE_IMPORT_id__docs.json", _read_task_summary, 200, K.DELIVERED,
+         import_count=counts(0, 431, 0, 0), conflicts=[]),
+    Case("system/tasks_DATAVALUE_IMPORT_id__docs.json", _read_notifications, 200,
+         check=_check_progress(True, "Import done")),
+    Case("system/tasks_DATAVALUE_IMPORT_id_running_then_done_v2.41__constructed.json", _read_notifications, 200,
+         check=_check_progress(True, "Import complete with status SUCCESS, 120 created, 3 updated, 0 deleted, "
+                                     "2 ignored")),
+    # ---------------------------------------------------------------- tracker
+    trk("async_200_job_added_v2.36-2.40__android-sdk.json", 200, K.ACCEPTED_ASYNC, reason="async_job",
+        job=("LkXBUdIgbe3", "TRACKER_IMPORT_JOB")),
+    trk("async_200_job_added_v2.36__docs.json", 200, K.ACCEPTED_ASYNC, job=("LkXBUdIgbe3", "TRACKER_IMPORT_JOB")),
+    trk("async_200_job_added_v2.41__docs.json", 200, K.ACCEPTED_ASYNC, job=("cHh2OCTJvRw", "TRACKER_IMPORT_JOB")),
+    trk("deprecated_api_events_409_ImportSummaries__android-sdk.json", 409, K.REJECTED, reason="import_aborted",
+        import_count=counts(0, 0, 3, 0), conflicts=[(None, [])] * 3,
+        check=lambda t, o: t.assertEqual([c["reference"] for c in o.conflicts], ["event1Id", "event2Id", "event3Id"])),
+    Case("tracker/job_notifications_completed_v2.41__android-sdk.json", _read_notifications, 200,
+         check=_check_progress(True, "Import complete with status OK, 0 created, 1 updated, 0 deleted, 0 ignored")),
+    Case("tracker/job_notifications_validate_v2.41__docs.json", _read_notifications, 200,
+         check=_check_progress(True, "Import complete with status OK, 0 created, 0 updated, 0 deleted, 0 ignored")),
+    Case("tracker/job_report_404_not_ready_v2.40-2.42__constructed.json", _read_job_report, 404, K.PENDING,
+         "job_report_not_ready", job=("cHh2OCTJvRw", "TRACKER_IMPORT_JOB")),
+    Case("tracker/job_report_ERROR_E1033__android-sdk.json", _read_job_report, 200, K.REJECTED, "validation_errors",
+         stats=stats(0, 0, 0, 1, 1), errors=[("E1033", "EVENT", "PXi7gfVIk1p")]),
+    trk("sync_200_OK_empty_validate_v2.42__dhis2-core-test.json", 200, K.DELIVERED, stats=stats(0, 0, 0, 0, 0),
+        errors=[], warnings=[]),
+    trk("sync_200_OK_import_report_v2.41__docs.json", 200, K.DELIVERED, stats=stats(3, 0, 0, 0, 3), errors=[]),
+    trk("sync_200_OK_tei_created_v2.36-2.39__android-sdk.json", 200, K.DELIVERED, stats=stats(1, 0, 0, 0, 1),
+        errors=[]),
+    trk("sync_200_WARNING_warningCode__constructed.json", 200, K.DELIVERED, reason="warnings",
+        stats=stats(0, 1, 0, 0, 1), errors=[], warnings=["E1308"],
+        check=lambda t, o: t.assertEqual(o.warning_reports[0]["uid"], "ZwwuwNp6gVd")),
+    trk("sync_400_invalid_uid_v2.42__dhis2-core-test.json", 400, K.REJECTED, reason="http_400",
+        check=lambda t, o: t.assertIn("invalid_uid", o.message)),
+    trk("sync_409_ERROR_E1029_3events__android-sdk.json", 409, K.REJECTED, reason="validation_errors",
+        stats=stats(0, 0, 0, 3, 3),
+        errors=[("E1029", "EVENT", "event1Id"), ("E1029", "EVENT", "event2Id"), ("E1029", "EVENT", "event3Id")]),
+    trk("sync_409_ERROR_E1041_enrollment__android-sdk.json", 409, K.REJECTED, reason="validation_errors",
+        stats=stats(0, 0, 0, 2, 2), errors=[("E1041", "ENROLLMENT", "XJPm2lZzxtq")]),
+    trk("sync_409_ERROR_with_args_v2.41-2.42__constructed.json", 409, K.REJECTED, reason="validation_errors",
+        stats=stats(0, 0, 0, 1, 1), errors=[("E1005", "TRACKED_ENTITY", "Kj6vYde4LHh")],
+        check=lambda t, o: t.assertEqual(o.error_reports[0]["args"], ["Q9GufDoplCL"])),
+    trk("sync_422_idscheme_missing_v2.42__docs.json", 422, K.REJECTED, reason="http_422",
+        check=lambda t, o: t.assertIn("ProgramStage[ATTRIBUTE:Y1LUDU8sWBR]", o.message)),
+]
+
+
+def _run_case(test: SynchronousTestCase, case: Case) -> None:
+    result = case.reader(case.status, case.headers, fixture_bytes(case.path), now=1_700_000_000.0)
+    if case.kind is not None:
+        test.assertIsInstance(result, Outcome)
+        test.assertEqual(result.kind, case.kind, result.message)
+        test.assertEqual(result.http_status, case.status)
+    if case.reason is not None:
+        test.assertEqual(result.reason, case.reason)
+    if case.import_count is not None:
+        test.assertEqual(dict(result.import_count), case.import_count)
+    if case.stats is not None:
+        test.assertEqual(dict(result.stats), case.stats)
+    if case.conflicts is not None:
+        test.assertEqual([(c["errorCode"], c["indexes"]) for c in result.conflicts], case.conflicts)
+        for conflict in result.conflicts:
+            test.assertTrue(conflict["message"], "every conflict keeps its message")
+    if case.rejected is not None:
+        test.assertEqual(list(result.rejected_indexes), case.rejected)
+    if case.errors is not None:
+        test.assertEqual([(e["code"], e["trackerType"], e["uid"]) for e in result.error_reports], case.errors)
+    if case.warnings is not None:
+        test.assertEqual([w["code"] for w in result.warning_reports], case.warnings)
+    if case.job is not None:
+        test.assertEqual((result.job.id, result.job.job_type), case.job)
+    elif isinstance(result, Outcome):
+        test.assertIsNone(result.job)
+    if case.check is not None:
+        case.check(test, result)
+
+
+class FixtureOutcomeTests(SynchronousTestCase):
+    """One generated test per fixture: ``test_<folder>__<file>`` (see `CASES`)."""
+
+
+def _make_test(case: Case) -> Callable[[SynchronousTestCase], None]:
+    def test(self: SynchronousTestCase) -> None:
+        _run_case(self, case)
+    test.__doc__ = f"{case.path} read with HTTP {case.status} gives the outcome the rules table demands."
+    return test
+
+
+for _case in CASES:
+    _name = "test_" + re.sub(r"\W", "_", _case.path.rsplit(".", 1)[0])
+    setattr(FixtureOutcomeTests, _name, _make_test(_case))
+
+
+class FixtureTableCoverageTests(SynchronousTestCase):
+    """The table and the fixture folder stay in step."""
+
+    def test_every_fixture_has_exactly_one_expectation(self) -> None:
+        """A fixture added to a reference folder without a row in CASES fails here."""
+        on_disk = {p for p in all_fixture_files() if p.split("/", 1)[0] in REFERENCE_FOLDERS}
+        listed = [case.path for case in CASES]
+        self.assertEqual(len(listed), len(set(listed)), "a fixture is listed twice")
+        self.assertEqual(set(listed) ^ on_disk, set(), "fixtures without expectation / rows without file")
+        self.assertEqual(len(on_disk), 53)
+
+    def test_status_in_file_name_matches_table(self) -> None:
+        """Where a file name states its HTTP status, the row feeds exactly that status."""
+        for case in CASES:
+            name = case.path.rsplit("/", 1)[1]
+            found = re.search(r"(?:^|_)([1-5]\d\d)(?=_)", name)
+            if found:
+                self.assertEqual(int(found.group(1)), case.status, case.path)
