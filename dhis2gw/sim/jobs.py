@@ -1,0 +1,115 @@
+"""Asynchronous jobs (``DATAVALUE_IMPORT`` and ``TRACKER_IMPORT_JOB``) run on the injected clock.
+
+A job is accepted at once, runs its work after ``delay`` seconds (``clock.callLater``), and keeps
+its notifications (newest first) and result in memory, like DHIS2's notifier.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from dhis2gw.sim.uids import new_uid
+from dhis2gw.sim.versions import Version
+
+
+@dataclass
+class Job:
+    """One async job and what it produced."""
+
+    id: str
+    job_type: str
+    created: dt.datetime
+    username: str
+    done: bool = False
+    result: dict[str, Any] | None = None
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+
+
+class JobRegistry:
+    """Accepts, schedules and remembers jobs."""
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, rng: random.Random, version: Callable[[], Version],
+                 now: Callable[[], dt.datetime]) -> None:
+        """Jobs run on *clock*; *version* and *now* are read when notifications are made."""
+        self.clock, self.rng, self.version, self.now = clock, rng, version, now
+        self.jobs: dict[str, Job] = {}
+        self._pending: list[Any] = []
+
+    def submit(self, job_type: str, username: str, work: Callable[[], dict[str, Any]], delay: float,
+               parameters: dict[str, Any] | None = None) -> Job:
+        """Accept a job; *work* runs after *delay* seconds and returns the summary/report."""
+        job = Job(new_uid(self.rng), job_type, self.now(), username)
+        self.jobs[job.id] = job
+        v = self.version()
+        if job_type == "DATAVALUE_IMPORT":
+            first = "Data value set import" if v.persisted_jobs else "Process started"
+            self._notify(job, first, False)
+        else:
+            extra = {"dataType": "PARAMETERS", "data": parameters or {}} if v.persisted_jobs else {}
+            first = "Tracker import started" if v.persisted_jobs else "(TRACKER_IMPORT_JOB) Import:Start"
+            self._notify(job, first, False, **extra)
+        self._pending.append(self.clock.callLater(delay, self._run, job, work))
+        return job
+
+    def _run(self, job: Job, work: Callable[[], dict[str, Any]]) -> None:
+        v = self.version()
+        if job.job_type == "DATAVALUE_IMPORT" and v.persisted_jobs:
+            self._notify(job, "Importing data...", False)
+        try:
+            job.result = work()
+        except Exception:
+            self.log.failure("simulated job {job_id} failed", job_id=job.id)
+            self._notify(job, "Job failed", True, level="ERROR")
+            job.done = True
+            return
+        result = job.result
+        if job.job_type == "DATAVALUE_IMPORT":
+            c = result.get("importCount", {})
+            if v.persisted_jobs:
+                msg = (f"Import complete with status {result['status']}, {c.get('imported', 0)} created, "
+                       f"{c.get('updated', 0)} updated, {c.get('deleted', 0)} deleted, {c.get('ignored', 0)} ignored")
+            else:
+                msg = "Import process aborted" if result["status"] == "ERROR" else "Import done"
+            self._notify(job, msg, True, level="ERROR" if result["status"] == "ERROR" and not v.persisted_jobs
+                         else "INFO")
+        else:
+            s = result.get("stats", {})
+            if v.persisted_jobs:
+                for step in ("Running PreHeat", "Running Validation", "Commit Transaction", "PostCommit"):
+                    self._notify(job, step, False)
+                msg = (f"Import complete with status {result['status']}, {s.get('created', 0)} created, "
+                       f"{s.get('updated', 0)} updated, {s.get('deleted', 0)} deleted, {s.get('ignored', 0)} ignored")
+            else:
+                msg = "(TRACKER_IMPORT_JOB) Import:Done took 0.1 sec."
+            self._notify(job, msg, True)
+        job.done = True
+
+    def _notify(self, job: Job, message: str, completed: bool, level: str = "INFO", **extra: Any) -> None:
+        uid = new_uid(self.rng)
+        note: dict[str, Any] = {"uid": uid, "level": level, "category": job.job_type,
+                                "time": self.now().strftime("%Y-%m-%dT%H:%M:%S.") +
+                                f"{self.now().microsecond // 1000:03d}",
+                                "message": message, "completed": completed}
+        if self.version().persisted_jobs:
+            note["id"] = uid
+        note.update(extra)
+        job.notifications.insert(0, note)
+
+    def get(self, job_type: str, job_id: str) -> Job | None:
+        """A job of that type, or None."""
+        job = self.jobs.get(job_id)
+        return job if job and job.job_type == job_type else None
+
+    def cancel_pending(self) -> None:
+        """Cancel scheduled runs (simulator reset/shutdown)."""
+        for call in self._pending:
+            if call.active():
+                call.cancel()
+        self._pending = []
