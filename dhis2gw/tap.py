@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from twisted.application import service
 from twisted.python import usage
@@ -32,16 +32,44 @@ class Options(usage.Options):
 
 @dataclass
 class Gateway:
-    """The wired gateway: the service tree plus handles tests and the CLI use."""
+    """The wired gateway: the service tree plus the handles features and tests use.
+
+    Feature installers (see ``INSTALLERS`` in ``build_gateway``) receive this object while it is
+    being built: they add services to ``service``, kinds to ``kinds``, API areas with
+    ``mount(area)``, request observers to ``observers`` and readiness checks to ``checks``.
+    """
 
     config: Any
+    reactor: Any
+    role: str
     service: service.MultiService
     db: Any
     redis: Any
-    router: Any
-    site: Any
+    queue: Any = None
+    store: Any = None
+    kinds: dict[str, Any] = field(default_factory=dict)
+    destinations: Any = None
+    dispatcher: Any = None
+    router: Any = None
+    site: Any = None
     listener: Optional[Any] = None
+    authenticator: Any = None
+    observers: list[Any] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+    areas: list[tuple[str, Any]] = field(default_factory=list)
     parts: dict[str, Any] = field(default_factory=dict)
+
+    def mount(self, area: Any, prefix: str = "/api/v2") -> None:
+        """Serve the ``@route`` methods of ``area`` under ``prefix``."""
+        self.areas.append((prefix, area))
+
+    @property
+    def runs_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def runs_worker(self) -> bool:
+        return self.role in ("all", "worker")
 
 
 def start_embedded(config: Any) -> tuple[Any, list[Any]]:
@@ -119,26 +147,21 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
                              config.server.redis_db, timeout=config.queue.redis_timeout)
     redis.setServiceParent(root)
 
-    from dhis2gw.api.submissions import IngestApi
     from dhis2gw.delivery.dispatcher import Dispatcher
     from dhis2gw.delivery.retry import RetryPolicy
     from dhis2gw.destinations import Destinations
-    from dhis2gw.kinds.aggregate import AggregateKind, default_kind_options
     from dhis2gw.queue.feed import SubmissionQueue
-    from dhis2gw.storage.mappings import MappingStore
     from dhis2gw.storage.submissions import SubmissionStore
 
-    destinations = Destinations(reactor, config)
-    destinations.setServiceParent(root)
-    queue = SubmissionQueue(redis, reactor, config.queue.prefix, config.queue.lease_seconds)
-    store = SubmissionStore(db)
-    mappings = MappingStore(db)
-    kinds: dict[str, Any] = {"aggregate": AggregateKind(mappings, **default_kind_options(config))}
+    gateway = Gateway(config=config, reactor=reactor, role=role, service=root, db=db, redis=redis)
+    gateway.destinations = Destinations(reactor, config)
+    gateway.destinations.setServiceParent(root)
+    gateway.queue = SubmissionQueue(redis, reactor, config.queue.prefix, config.queue.lease_seconds)
+    gateway.store = SubmissionStore(db)
 
-    dispatcher = None
-    if role in ("all", "worker"):
-        dispatcher = Dispatcher(
-            reactor, queue, store, kinds, destinations.clients,
+    if gateway.runs_worker:
+        gateway.dispatcher = Dispatcher(
+            reactor, gateway.queue, gateway.store, gateway.kinds, gateway.destinations.clients,
             RetryPolicy(config.delivery.backoff_base, config.delivery.backoff_cap, config.server.max_retries),
             breaker_threshold=config.delivery.breaker_threshold,
             probe_interval=config.delivery.breaker_probe_interval,
@@ -147,10 +170,6 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
             save_response=config.api.save_response,
             max_concurrent={n: e.max_concurrent for n, e in config.destinations().items()},
             default_concurrency=config.server.max_concurrent, ready=db.started)
-        dispatcher.setServiceParent(root)
-
-    authenticator, observers, extra_areas = _build_auth(config, db, reactor, root)
-    router = Router(authenticator)
 
     async def check_db() -> dict[str, Any]:
         return {"ok": await db.ping()}
@@ -158,20 +177,21 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
     async def check_redis() -> dict[str, Any]:
         return {"ok": await redis.ping()}
 
-    health = HealthApi(reactor, {"postgresql": check_db, "redis": check_redis,
-                                 "destinations": destinations.readiness(dispatcher)},
-                       required={"postgresql", "redis"})
-    router.mount("", health)
-    router.mount("/api/v2", IngestApi(kinds, store, queue, config.destinations(),
-                                      wake=dispatcher.wake if dispatcher is not None else None))
-    for area in extra_areas:
-        router.mount("/api/v2", area)
+    gateway.checks.update({"postgresql": check_db, "redis": check_redis,
+                           "destinations": gateway.destinations.readiness(gateway.dispatcher)})
 
-    site = GatewaySite(router.resource(), max_body_bytes=config.server.max_body_bytes,
-                       access_log=config.server.access_log, finish_observers=observers)
-    gateway = Gateway(config=config, service=root, db=db, redis=redis, router=router, site=site,
-                      parts={"queue": queue, "store": store, "kinds": kinds, "dispatcher": dispatcher,
-                             "destinations": destinations, "mappings": mappings})
+    for install in _installers():
+        install(gateway)
+
+    if gateway.dispatcher is not None:
+        # Added after the installers so it stops before the services they own (stop order is reverse).
+        gateway.dispatcher.setServiceParent(root)
+    router = gateway.router = Router(gateway.authenticator)
+    router.mount("", HealthApi(reactor, gateway.checks, required={"postgresql", "redis"}))
+    for prefix, area in gateway.areas:
+        router.mount(prefix, area)
+    site = gateway.site = GatewaySite(router.resource(), max_body_bytes=config.server.max_body_bytes,
+                                      access_log=config.server.access_log, finish_observers=gateway.observers)
     if role in ("all", "api"):
         host = config.server.host
         endpoint = f"tcp:{config.server.port}:interface={_endpoint_host(host)}"
@@ -180,13 +200,35 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
     return gateway
 
 
-def _build_auth(config: Any, db: Any, reactor: Any, root: Any) -> tuple[Any, list[Any], list[Any]]:
-    """The authenticator, request finish observers and user-management API areas."""
+def _installers() -> list[Callable[[Gateway], None]]:
+    """Feature installers, in order. Each is ``install(gateway)`` in its feature's package.
+
+    One line per feature, so parallel work on features does not collide here.
+    """
+    from dhis2gw.kinds.aggregate import install as install_aggregate
+    from dhis2gw.api.submissions import install as install_ingest
+
+    installers: list[Callable[[Gateway], None]] = [install_aggregate]
+    installers.append(_optional("dhis2gw.auth.wiring"))        # [auth] users, tokens, request log
+    installers.append(_optional("dhis2gw.kinds.tracker"))      # [tracker]
+    installers.append(_optional("dhis2gw.mapping.wiring"))     # [mappings] import/export, metadata cache
+    installers.append(_optional("dhis2gw.operations.wiring"))  # [operations] logs, queue, docs, metrics
+    installers.append(_optional("dhis2gw.sync.wiring"))        # [sync] org units, CC servers, cron
+    installers.append(_optional("dhis2gw.plugins_loader"))     # [plugins]
+    installers.append(install_ingest)
+    return installers
+
+
+def _optional(module: str) -> Callable[[Gateway], None]:
+    """The ``install`` function of ``module``, or a no-op while that feature does not exist."""
+    import importlib
+
     try:
-        from dhis2gw.auth.wiring import build_auth
-    except ImportError:
-        return None, [], []
-    return build_auth(config, db, reactor, root)
+        return importlib.import_module(module).install  # type: ignore[no-any-return]
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+            raise
+        return lambda gateway: None
 
 
 def _endpoint_host(host: str) -> str:

@@ -167,3 +167,10 @@ class IngestApi:
         out = submission_json(row)
         out["events"] = [submission_json(e) for e in await self.store.events(submission_id)]
         return out
+
+
+def install(gateway: Any) -> None:
+    """Mount the ingest API (composition-root installer; runs after every kind is registered)."""
+    dispatcher = gateway.dispatcher
+    gateway.mount(IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
+                            wake=dispatcher.wake if dispatcher is not None else None))

@@ -74,13 +74,15 @@ class Dispatcher(service.Service):
                                     observer=observer)
             for name, client in destinations.items()}
         self._loops: list[task.LoopingCall] = []
+        self._starting: Optional[defer.Deferred[None]] = None
+        self._busy: set[defer.Deferred[Any]] = set()
         self._probes: dict[str, Any] = {}
         self.reconciled: defer.Deferred[ReconcileReport] = defer.Deferred()
 
     # --- lifecycle -----------------------------------------------------------------------
     def startService(self) -> None:  # noqa: N802
         super().startService()
-        d = defer.Deferred.fromCoroutine(self._start())
+        d = self._starting = defer.Deferred.fromCoroutine(self._start())
         d.addErrback(lambda f: self.log.failure("dispatcher start-up failed", f))
 
     async def _start(self) -> None:
@@ -89,9 +91,16 @@ class Dispatcher(service.Service):
         if not self.running:
             return
         report = await self._reconcile_quietly()
+        try:
+            await self.queue.redis.call("SET", f"{self.queue.prefix}:sentinel", "1")
+        except RedisUnavailable:
+            pass
         if not self.reconciled.called:
             self.reconciled.callback(report)
-        for loop_fn, interval in ((self.move_due, 1.0), (self.reap, self.housekeeping_interval)):
+        if not self.running:
+            return
+        for loop_fn, interval in ((self.move_due, 1.0), (self.reap, self.housekeeping_interval),
+                                  (self.check_redis_lost, self.housekeeping_interval)):
             loop = task.LoopingCall(self._quietly, loop_fn)
             loop.clock = self.clock
             loop.start(interval, now=True)
@@ -105,6 +114,8 @@ class Dispatcher(service.Service):
         return defer.Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        if self._starting is not None:
+            await self._starting
         for loop in self._loops:
             if loop.running:
                 loop.stop()
@@ -113,6 +124,8 @@ class Dispatcher(service.Service):
             if call.active():
                 call.cancel()
         self._probes.clear()
+        if self._busy:
+            await defer.DeferredList(list(self._busy), consumeErrors=True)
         await defer.gatherResults([defer.Deferred.fromCoroutine(w.stop(self.shutdown_timeout))
                                    for w in self.workers.values()])
 
@@ -124,12 +137,16 @@ class Dispatcher(service.Service):
 
     # --- housekeeping ----------------------------------------------------------------------
     async def _quietly(self, fn: Callable[[], Any]) -> None:
+        d = defer.Deferred.fromCoroutine(fn())
+        self._busy.add(d)
         try:
-            await fn()
+            await d
         except (RedisUnavailable, DatabaseUnavailable) as e:
             self.log.debug("housekeeping skipped: {error}", error=e)
         except Exception:  # noqa: BLE001 - a looping call must survive
             self.log.failure("housekeeping step failed")
+        finally:
+            self._busy.discard(d)
 
     async def move_due(self) -> int:
         """Move due delayed ids to ready (and wake the workers concerned)."""
@@ -150,6 +167,19 @@ class Dispatcher(service.Service):
             for dest, _ in recovered:
                 self.wake(dest)
         return recovered
+
+    async def check_redis_lost(self) -> bool:
+        """Reconcile at once when Redis lost its data (restart without persistence, FLUSHALL).
+
+        A sentinel key is set after each reconcile; finding it gone means the queue structures
+        may be gone too, and waiting for the retry cron would stall delivery for minutes.
+        """
+        key = f"{self.queue.prefix}:sentinel"
+        if await self.queue.redis.call("SET", key, "1", "NX") in (None, False):
+            return False
+        self.log.warn("Redis lost its data (sentinel missing): rebuilding the queue from PostgreSQL")
+        await self.reconcile()
+        return True
 
     async def _reconcile_quietly(self) -> ReconcileReport:
         try:
@@ -202,6 +232,8 @@ class Dispatcher(service.Service):
         self._probes.pop(name, None)
         d = defer.Deferred.fromCoroutine(self._run_probe(name))
         d.addErrback(lambda f: self.log.failure("probe of {dest} failed", f, dest=name))
+        self._busy.add(d)
+        d.addBoth(lambda _: self._busy.discard(d))
 
     async def _run_probe(self, name: str) -> None:
         breaker = self.breakers[name]

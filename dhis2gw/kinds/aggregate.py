@@ -256,3 +256,11 @@ def default_kind_options(config: Any) -> dict[str, Optional[str]]:
     """AggregateKind keyword arguments from the configuration."""
     return {"mapping_scheme": config.api.mapping_scheme, "default_data_set": config.api.dhis2_data_set,
             "default_attribute_option_combo": config.api.dhis2_attribute_option_combo}
+
+
+def install(gateway: Any) -> None:
+    """Register the aggregate kind (composition-root installer)."""
+    mappings = gateway.parts.get("mappings")
+    if mappings is None:
+        mappings = gateway.parts["mappings"] = MappingStore(gateway.db)
+    gateway.kinds["aggregate"] = AggregateKind(mappings, **default_kind_options(gateway.config))
