@@ -195,3 +195,6 @@ def test_environ(dsn: str, prefix: str, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+test_environ.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
