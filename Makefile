@@ -1,7 +1,7 @@
 # Developer entry points. The two commands a new user needs are `make run` and `make test`
 # (equivalently scripts/dev.sh run|test, which also works where make is not installed).
 
-.PHONY: run test setup bench fault clean
+.PHONY: run test setup fault bench bench-quick sim clean
 
 run:
 	scripts/dev.sh run
@@ -11,6 +11,22 @@ test:
 
 setup:
 	scripts/dev.sh setup
+
+# The fault suite at full size (the normal suite runs each scenario small).
+fault: setup
+	DHIS2GW_FAULT_SUBMISSIONS=5000 DHIS2GW_OUTAGE_SUBMISSIONS=1000 .venv/bin/pytest tests/fault tests/delivery/test_outage.py -v
+
+# Benchmarks print figures and append them to bench-results/*.md (never timed assertions).
+bench: setup
+	.venv/bin/python -m tests.bench.bench_delivery
+	.venv/bin/python -m tests.bench.bench_auth
+
+bench-quick: setup
+	.venv/bin/python -m tests.bench.bench_delivery --quick
+
+# A standalone DHIS2 simulator on 127.0.0.1:8099 (DHIS2 2.40).
+sim: setup
+	.venv/bin/twistd -n --pidfile= dhis2sim --version 2.40 --port 8099
 
 clean:
 	rm -rf .venv .state build *.egg-info

@@ -63,10 +63,18 @@ def _react(main: Any) -> None:
     task.react(runner)
 
 
-def _log_to_stdout() -> None:
+def _start_logging(config: Any) -> None:
+    """Log to stdout (journald under systemd) or to ``<logdir>/dhis2gw.log``, rotated daily."""
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    if config.server.log_to_stdout:
+        out: Any = sys.stdout
+    else:
+        from twisted.python.logfile import DailyLogFile
+
+        os.makedirs(config.server.logdir, exist_ok=True)
+        out = DailyLogFile("dhis2gw.log", config.server.logdir, defaultMode=0o640)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(out)], redirectStandardIO=False)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -156,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dhis2gw.tap import build_gateway, start_embedded
 
     config = _config(args)
-    _log_to_stdout()
+    _start_logging(config)
     config, embedded = start_embedded(config)
     role = getattr(args, "sub_role", None) or args.role
     gateway = build_gateway(config, reactor, role, embedded)

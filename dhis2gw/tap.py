@@ -243,8 +243,13 @@ def load(options: Options | dict[str, Any]) -> Any:
     from dhis2gw.config import ConfigError, ensure_dev_secret, load_config
 
     try:
-        config = load_config(options["config"], os.environ)
-        return ensure_dev_secret(config)
+        config = ensure_dev_secret(load_config(options["config"], os.environ))
+        if config.ignored_keys:
+            from twisted.logger import Logger
+
+            Logger().warn("Ignoring keys of the original dhis2gw that have no effect here: {keys}",
+                          keys=", ".join(config.ignored_keys))
+        return config
     except ConfigError as e:
         sys.stderr.write(f"dhis2gw: configuration error: {e}\n")
         raise SystemExit(2) from None

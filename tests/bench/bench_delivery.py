@@ -1,0 +1,141 @@
+"""Benchmark: delivery throughput to the simulator, and gateway memory with a deep queue.
+
+Run: ``.venv/bin/python -m tests.bench.bench_delivery [--quick]`` (or ``make bench``). Prints a
+Markdown table and appends it to ``bench-results/delivery.md`` with the date and machine.
+
+* delivery: N seeded aggregate submissions, a simulator process with 0 ms and 200 ms added
+  latency, one gateway process (role worker, max_concurrent 5); submissions/s from the first to
+  the last delivery, beside the theoretical maximum max_concurrent / latency;
+* memory: the gateway's peak RSS (VmHWM) after its reconciler queued 100,000 submissions
+  (delivery paused, so they all stay queued).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import psycopg2
+
+from tests.bench.report import write_report
+from tests.support.processes import GatewayProcess, SimulatorProcess, seed_submissions, status_counts, wait_until
+from tests.support.services import _apply_migrations_blocking, create_database, drop_database, redis_prefix, \
+    delete_redis_prefix, services, test_environ
+
+MAX_CONCURRENT = 5
+
+
+def _env(dsn: str, prefix: str, sim: SimulatorProcess, **extra: str) -> dict[str, str]:
+    env = test_environ(dsn, prefix)
+    env.update({"dhis2_base_url": sim.base_url, "dhis2_user": "admin", "dhis2_password": "district",
+                "DHIS2GW_MAX_CONCURRENT": str(MAX_CONCURRENT), "DHIS2GW_REQUEST_LOG": "false",
+                "DHIS2GW_REQUEST_PROCESS_INTERVAL": "1"})
+    env.update(extra)
+    return env
+
+
+def _delivery_times(dsn: str) -> tuple[float, float, int]:
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT extract(epoch from min(finished_at)), extract(epoch from max(finished_at)), count(*)"
+                    " FROM submissions WHERE status = 'delivered'")
+        first, last, n = cur.fetchone()
+    conn.close()
+    return float(first), float(last), int(n)
+
+
+def measure_delivery(latency: float, count: int) -> dict[str, Any]:
+    """Deliver ``count`` submissions through one gateway to a simulator with ``latency``."""
+    dsn = create_database()
+    prefix = redis_prefix()
+    sim = SimulatorProcess(latency=latency or None)
+    gateway = None
+    try:
+        _apply_migrations_blocking(dsn)
+        seed_submissions(dsn, count)
+        sim.start()
+        gateway = GatewayProcess(_env(dsn, prefix, sim), role="worker")
+        gateway.start(wait=False)
+        wait_until(lambda: status_counts(dsn).get("delivered", 0) == count, timeout=max(120, count / 5),
+                   interval=0.5, what="all delivered")
+        first, last, n = _delivery_times(dsn)
+        # The first delivery completes one round trip after the start: count that interval too.
+        elapsed = (last - first) + max(latency, 0.001)
+        return {"latency_ms": int(latency * 1000), "submissions": n, "seconds": round(elapsed, 2),
+                "per_second": round(n / elapsed, 1),
+                "theoretical": round(MAX_CONCURRENT / latency, 1) if latency else None}
+    finally:
+        if gateway:
+            gateway.stop()
+        sim.stop()
+        delete_redis_prefix(prefix)
+        drop_database(dsn)
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def measure_memory(count: int) -> dict[str, Any]:
+    """Peak RSS of a gateway whose reconciler queued ``count`` submissions (destination paused)."""
+    dsn = create_database()
+    prefix = redis_prefix()
+    sim = SimulatorProcess()
+    gateway = None
+    try:
+        _apply_migrations_blocking(dsn)
+        seed_submissions(dsn, count)
+        sim.start()
+        svc = services()
+        import socket
+
+        with socket.create_connection((svc.redis_host, svc.redis_port)) as sock:  # pause before start
+            key = f"{prefix}:paused:main".encode()
+            sock.sendall(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\n1\r\n" % (len(key), key))
+            sock.recv(16)
+        gateway = GatewayProcess(_env(dsn, prefix, sim))
+        started = time.monotonic()
+        gateway.start()
+
+        def queued_all() -> bool:
+            with socket.create_connection((svc.redis_host, svc.redis_port)) as sock:
+                key = f"{prefix}:ready:main".encode()
+                sock.sendall(b"*2\r\n$4\r\nLLEN\r\n$%d\r\n%s\r\n" % (len(key), key))
+                return int(sock.recv(32)[1:].split(b"\r\n")[0]) >= count
+
+        wait_until(queued_all, timeout=600, interval=1, what="reconciler queued everything")
+        took = time.monotonic() - started
+        time.sleep(2)
+        hwm = _vm_hwm_kb(gateway.proc.pid)  # type: ignore[union-attr]
+        return {"queued": count, "peak_rss_mb": round(hwm / 1024, 1), "reconcile_seconds": round(took, 1)}
+    finally:
+        if gateway:
+            gateway.stop()
+        sim.stop()
+        delete_redis_prefix(prefix)
+        drop_database(dsn)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+    args = parser.parse_args()
+    fast_n, slow_n, mem_n = (300, 100, 10_000) if args.quick else (3000, 500, 100_000)
+    rows = [measure_delivery(0.0, fast_n), measure_delivery(0.2, slow_n)]
+    memory = measure_memory(mem_n)
+    lines = ["| DHIS2 latency | submissions | seconds | submissions/s | theoretical max (5 / latency) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        theory = f"{r['theoretical']}" if r["theoretical"] else "—"
+        lines.append(f"| {r['latency_ms']} ms | {r['submissions']} | {r['seconds']} | {r['per_second']} | {theory} |")
+    lines += ["", f"Peak RSS with {memory['queued']:,} submissions queued: **{memory['peak_rss_mb']} MB** "
+                  f"(reconciler queued them in {memory['reconcile_seconds']} s)."]
+    write_report("delivery", "Delivery throughput and memory", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
