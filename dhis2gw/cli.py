@@ -141,7 +141,8 @@ def cmd_createuser(args: argparse.Namespace) -> int:
         db.startService()
         try:
             await db.started
-            message = await create_user_command(db, args.username, args.user_role, password, email=args.email)
+            message = await create_user_command(db, args.username, args.user_role, password, email=args.email,
+                                                min_length=config.auth.password_min_length)
         except ValueError as e:
             sys.stderr.write(f"dhis2gw: {e}\n")
             raise SystemExit(2) from None
