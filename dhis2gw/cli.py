@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", "-c", default=None, help="YAML configuration file")
     parser.add_argument("--role", "-r", default="all", choices=("all", "api", "worker"),
                         help="which parts to run (default: all)")
+    parser.add_argument("--demo", action="store_true",
+                        help="also run the DHIS2 simulator in-process and create demo users and mappings")
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the gateway in the foreground (the default)")
     run.add_argument("--config", "-c", dest="sub_config", default=None)
@@ -169,6 +171,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, embedded = start_embedded(config)
     role = getattr(args, "sub_role", None) or args.role
     gateway = build_gateway(config, reactor, role, embedded)
+    if args.demo:
+        from twisted.internet import defer
+
+        from dhis2gw import devmode
+
+        sim_server = devmode.start_simulator(reactor, config)
+        reactor.addSystemEventTrigger("before", "shutdown", sim_server.stop)
+        reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(devmode.bootstrap(gateway)).addErrback(
+            lambda f: print(f"dhis2gw: demo bootstrap failed: {f.getErrorMessage()}", file=sys.stderr)))
     gateway.service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", gateway.service.stopService)
     reactor.run()

@@ -32,7 +32,7 @@ cmd=${1:-run}
 [ $# -gt 0 ] && shift
 case "$cmd" in
     setup) setup ;;
-    run)   setup; exec "$VENV/bin/dhis2gw" --config conf/dev.yml "$@" ;;
+    run)   setup; exec "$VENV/bin/dhis2gw" --config conf/dev.yml --demo "$@" ;;
     test)  setup; exec "$VENV/bin/pytest" "$@" ;;
     *) echo "usage: scripts/dev.sh run|test|setup" >&2; exit 2 ;;
 esac

@@ -1,0 +1,89 @@
+"""``dhis2gw --demo``: the embedded default a newcomer runs with ``make run``.
+
+On top of the normal gateway (embedded PostgreSQL and Redis from conf/dev.yml) it
+
+* starts the DHIS2 simulator in the same process, on the loopback port of ``api.dhis2_base_url``;
+* creates an ``admin`` user with a random password (printed once, and kept in
+  ``<state_dir>/admin_password`` so a restart can print it again) and a ``demo`` submitter;
+* loads sample mappings (codes OPD, ANC1, WEIGHT, OPEN → the simulator's data elements);
+* prints a copy-and-paste example that submits data and shows it arriving.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.logger import Logger
+
+log = Logger()
+
+SAMPLE_MAPPINGS = (  # code, data element, name (the simulator's HMIS monthly data set)
+    ("OPD", "Re46C6Apebu", "OPD visits"),
+    ("ANC1", "sHyMCqP5u8T", "ANC 1st visit"),
+    ("WEIGHT", "fBMbkOwHQxP", "Average birth weight (kg)"),
+    ("OPEN", "V7Jxd1RvrjG", "Facility open all month"),
+)
+DEMO_FACILITY = "ty5AJ6ZU5f7"  # Kaliro Town Health Centre III
+DEMO_DATA_SET = "uFaVMlw4qxK"
+
+
+def start_simulator(reactor: Any, config: Any) -> Any:
+    """Serve the simulator on the loopback port of ``api.dhis2_base_url`` (returns the server)."""
+    from dhis2gw.sim import Metadata, Simulator, SimulatorServer
+
+    url = urlsplit(config.api.dhis2_base_url or "http://127.0.0.1:8099")
+    if url.hostname not in ("127.0.0.1", "localhost"):
+        raise SystemExit("dhis2gw: --demo needs api.dhis2_base_url on 127.0.0.1 (it starts the simulator there)")
+    sim = Simulator("2.40", clock=reactor, metadata=Metadata.load_default())
+    server = SimulatorServer(sim, reactor)
+    from twisted.internet import defer
+
+    def listen() -> None:
+        d = defer.Deferred.fromCoroutine(server.start(url.port or 80))
+        d.addErrback(lambda f: log.failure("the demo DHIS2 simulator could not start", f))
+
+    reactor.callWhenRunning(listen)
+    return server
+
+
+async def bootstrap(gateway: Any) -> None:
+    """Create the demo users and mappings (once) and print how to use them."""
+    from dhis2gw.cli_users import create_user_command
+    from dhis2gw.dhis2.uids import generate_uid
+
+    config = gateway.config
+    db = gateway.db
+    await db.started
+    secret_file = Path(config.server.state_dir) / "admin_password"
+    if secret_file.exists():
+        password = secret_file.read_text().strip()
+    else:
+        password = secrets.token_urlsafe(12)
+        try:
+            await create_user_command(db, "admin", "admin", password)
+            await create_user_command(db, "demo", "submitter", password)
+        except ValueError:
+            pass  # created by an earlier run whose password file was removed
+        secret_file.write_text(password + "\n")
+        os.chmod(secret_file, 0o600)
+    existing = await db.fetch("demo.mappings", "SELECT count(*) AS n FROM dhis2_mappings")
+    if not existing[0]["n"]:
+        for code, de, name in SAMPLE_MAPPINGS:
+            await db.execute("demo.mapping", "INSERT INTO dhis2_mappings (uid, code, what, name, dataelement)"
+                                             " VALUES (%s, %s, 'de', %s, %s) ON CONFLICT DO NOTHING",
+                             (generate_uid(), code, name, de))
+    base = f"http://{config.server.host}:{config.server.port}"
+    print(f"""
+dhis2gw demo is up on {base}  (DHIS2 simulator: {config.api.dhis2_base_url})
+  users: admin / {password}   demo (submitter) / {password}
+
+  TOKEN=$(curl -s -X POST {base}/api/v2/users/getToken -H 'Content-Type: application/json' \\
+          -d '{{"username":"demo","password":"{password}"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["access_token"])')
+  curl -s -X POST {base}/api/v2/aggregate -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+       -d '{{"orgUnit":"{DEMO_FACILITY}","period":"202401","dataSet":"{DEMO_DATA_SET}","dataValues":{{"OPD":120,"ANC1":14}}}}'
+  curl -s {base}/api/v2/submissions/1 -H "Authorization: Bearer $TOKEN"
+  curl -s {config.api.dhis2_base_url}/__sim/store     # what the simulated DHIS2 stored
+""", flush=True)

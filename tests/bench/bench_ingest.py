@@ -1,0 +1,167 @@
+"""Benchmark: ingest rate of ``POST /api/v2/aggregate`` beside a bare Klein INSERT + LPUSH endpoint.
+
+Run: ``.venv/bin/python -m tests.bench.bench_ingest [--duration 10] [--connections 50]`` (needs ``wrk``,
+the Debian package). Both servers run as child processes against the same PostgreSQL and Redis,
+measured one after the other in the same run:
+
+* **baseline** — a Klein route that does one txpostgres ``INSERT … RETURNING`` into ``submissions``
+  and one txredisapi ``LPUSH``: the floor cost of "record then queue" on this stack;
+* **gateway** — the real gateway (``--role api``), a submitter with a Bearer JWT posting the
+  simplified form with 10 mapped codes (auth, schema validation, mapping look-up, transaction with
+  its event row, Redis push, request log).
+
+Prints requests/s and latency percentiles and appends them to ``bench-results/ingest.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+import psycopg2
+
+from dhis2gw.dhis2.uids import generate_uid
+from dhis2gw.embedded import free_port, wait_for_port
+from tests.bench.report import write_report
+from tests.support.processes import GatewayProcess
+from tests.support.services import (_apply_migrations_blocking, create_database, delete_redis_prefix,
+                                    drop_database, redis_prefix, services, test_environ)
+
+CODES = [f"C{i:02d}" for i in range(10)]
+DE = ["Re46C6Apebu", "sHyMCqP5u8T", "mIZRY6JqE19", "fBMbkOwHQxP", "V7Jxd1RvrjG", "BBUGB1Uo7SW", "eapB1gPonCZ",
+      "mr3nbJiajRl", "g5Jsa2EvlhL", "TlCYgA6XJth"]
+BODY = {"orgUnit": "ty5AJ6ZU5f7", "period": "202401", "dataValues": {c: i + 1 for i, c in enumerate(CODES)}}
+PASSWORD = "Bench-Password-123"
+
+
+def serve_baseline(dsn: str, redis_host: str, redis_port: int, prefix: str, port: int) -> None:
+    """Child process: the bare Klein INSERT + LPUSH endpoint."""
+    import psycopg2.extras
+    import txredisapi
+    from klein import Klein
+    from twisted.internet import reactor
+    from twisted.web.server import Site
+    from txpostgres import txpostgres
+
+    app = Klein()
+    pool = txpostgres.ConnectionPool(None, dsn, min=6, cursor_factory=psycopg2.extras.RealDictCursor)
+    redis = txredisapi.lazyConnectionPool(redis_host, redis_port, poolsize=4, convertNumbers=False)
+
+    @app.route("/bare", methods=["POST"])
+    async def bare(request: Any) -> bytes:
+        body = json.loads(request.content.read())
+        rows = await pool.runQuery(
+            "INSERT INTO submissions (uid, kind, destination, endpoint, payload) VALUES (%s, 'aggregate', 'main',"
+            " '/bare', %s) RETURNING id", (generate_uid(), psycopg2.extras.Json(body)))
+        await redis.lpush(f"{prefix}:bare", rows[0]["id"])
+        request.setResponseCode(202)
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps({"submission_id": rows[0]["id"]}).encode()
+
+    def start() -> None:
+        pool.start().addCallback(lambda _: reactor.listenTCP(port, Site(app.resource()), interface="127.0.0.1"))
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+
+
+def wrk(url: str, headers: dict[str, str], duration: int, connections: int) -> dict[str, float]:
+    """POST BODY to ``url`` with wrk; return req/s and latency percentiles (ms)."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write('wrk.method = "POST"\n')
+    script.write(f"wrk.body = {json.dumps(json.dumps(BODY))}\n")
+    for k, v in headers.items():
+        script.write(f'wrk.headers["{k}"] = "{v}"\n')
+    script.close()
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name, url],
+                         capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--serve-baseline", nargs=5, metavar=("DSN", "HOST", "PORT", "PREFIX", "LISTEN"))
+    args = parser.parse_args()
+    if args.serve_baseline:
+        dsn, host, rport, prefix, port = args.serve_baseline
+        serve_baseline(dsn, host, int(rport), prefix, int(port))
+        return
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    svc = services()
+    dsn = create_database()
+    prefix = redis_prefix()
+    _apply_migrations_blocking(dsn)
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        for code, de in zip(CODES, DE):
+            cur.execute("INSERT INTO dhis2_mappings (uid, code, dataelement) VALUES (%s, %s, %s)",
+                        (generate_uid(), code, de))
+    conn.close()
+    results: dict[str, dict[str, float]] = {}
+    baseline = gateway = None
+    try:
+        port = free_port()
+        baseline = subprocess.Popen([sys.executable, "-m", "tests.bench.bench_ingest", "--serve-baseline", dsn,
+                                     svc.redis_host, str(svc.redis_port), prefix, str(port)])
+        assert wait_for_port("127.0.0.1", port, 30), "baseline did not start"
+        results["baseline"] = wrk(f"http://127.0.0.1:{port}/bare", {"Content-Type": "application/json"},
+                                  args.duration, args.connections)
+        baseline.terminate()
+        baseline.wait(10)
+        env = test_environ(dsn, prefix, dhis2_base_url="http://127.0.0.1:9", dhis2_user="admin",
+                           dhis2_password="district", DHIS2GW_MAX_BODY_BYTES="1MiB")
+        create = subprocess.run([os.path.join(os.path.dirname(sys.executable), "dhis2gw"), "createuser", "bench",
+                                 "--role", "submitter", "--password-stdin"], input=PASSWORD + "\n", text=True,
+                                env=dict(os.environ, **env), capture_output=True)
+        assert create.returncode == 0, create.stderr
+        gateway = GatewayProcess(env, role="api")
+        gateway.start()
+        import urllib.request
+
+        req = urllib.request.Request(f"http://127.0.0.1:{gateway.port}/api/v2/users/getToken",
+                                     data=json.dumps({"username": "bench", "password": PASSWORD}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        token = json.loads(urllib.request.urlopen(req, timeout=30).read())["access_token"]
+        results["gateway"] = wrk(f"http://127.0.0.1:{gateway.port}/api/v2/aggregate",
+                                 {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+                                 args.duration, args.connections)
+    finally:
+        for proc in (baseline,):
+            if proc and proc.poll() is None:
+                proc.terminate()
+        if gateway:
+            gateway.stop()
+        delete_redis_prefix(prefix)
+        drop_database(dsn)
+    b, g = results["baseline"], results["gateway"]
+    lines = [f"wrk -t2 -c{args.connections} -d{args.duration}s, 127.0.0.1; gateway body: simplified form, 10 mapped "
+             "codes, Bearer JWT, request log on.", "",
+             "| endpoint | requests/s | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|",
+             f"| bare Klein INSERT+LPUSH | {b['rps']:.0f} | {b['p50']:.1f} | {b['p99']:.1f} | {b['errors']} |",
+             f"| POST /api/v2/aggregate | {g['rps']:.0f} | {g['p50']:.1f} | {g['p99']:.1f} | {g['errors']} |", "",
+             f"Gateway / baseline: **{g['rps'] / b['rps'] * 100:.0f} %**."]
+    write_report("ingest", "Ingest rate", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
