@@ -92,33 +92,36 @@ class SubmissionStore:
 
     # --- ingest ------------------------------------------------------------------------
     async def create(self, new: NewSubmission) -> Created:
-        """Insert a queued submission and its ``queued`` event; honour the idempotency key."""
+        """Insert a queued submission and its ``queued`` event; honour the idempotency key.
+
+        One statement (the row and its event in a data-modifying CTE) is one round trip and
+        still atomic; only an idempotent repeat needs a second query.
+        """
         digest = request_hash(new.payload)
-
-        async def insert(cursor: Any) -> Created:
-            rows = await cursor_fetch(
-                cursor,
-                "INSERT INTO submissions (uid, kind, destination, submitter_id, endpoint, idempotency_key,"
-                " request_hash, payload, dhis2_payload, import_params, value_count, request_id)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (submitter_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-                f" RETURNING {SUMMARY_COLUMNS}",
-                (new.uid, new.kind, new.destination, new.submitter_id, new.endpoint, new.idempotency_key,
-                 digest, json_param(new.payload), json_param(new.dhis2_payload), json_param(new.import_params),
-                 new.value_count, new.request_id))
-            if rows:
-                await _event(cursor, rows[0]["id"], "queued", "queued", destination=new.destination)
-                return Created(rows[0], existing=False)
-            existing = await cursor_fetch(
-                cursor, f"SELECT {SUMMARY_COLUMNS}, request_hash FROM submissions"
-                " WHERE submitter_id IS NOT DISTINCT FROM %s AND idempotency_key = %s",
-                (new.submitter_id, new.idempotency_key))
-            row = existing[0]
-            if row.pop("request_hash") != digest:
-                raise IdempotencyConflict(row["id"])
-            return Created(row, existing=True)
-
-        return await self.db.transaction("submission.create", insert)
+        rows = await self.db.fetch(
+            "submission.create",
+            "WITH s AS (INSERT INTO submissions (uid, kind, destination, submitter_id, endpoint, idempotency_key,"
+            " request_hash, payload, dhis2_payload, import_params, value_count, request_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (submitter_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+            f" RETURNING {SUMMARY_COLUMNS}),"
+            " e AS (INSERT INTO submission_events (submission_id, event, status, destination)"
+            " SELECT id, 'queued', 'queued', destination FROM s)"
+            " SELECT * FROM s",
+            (new.uid, new.kind, new.destination, new.submitter_id, new.endpoint, new.idempotency_key,
+             digest, json_param(new.payload), json_param(new.dhis2_payload), json_param(new.import_params),
+             new.value_count, new.request_id))
+        if rows:
+            return Created(rows[0], existing=False)
+        existing = await self.db.fetch_one(
+            "submission.idempotent_repeat", f"SELECT {SUMMARY_COLUMNS}, request_hash FROM submissions"
+            " WHERE submitter_id IS NOT DISTINCT FROM %s AND idempotency_key = %s",
+            (new.submitter_id, new.idempotency_key))
+        if existing is None:  # the key's row vanished between the two statements (purged): try again
+            return await self.create(new)
+        if existing.pop("request_hash") != digest:
+            raise IdempotencyConflict(existing["id"])
+        return Created(existing, existing=True)
 
     # --- reads -------------------------------------------------------------------------
     async def get(self, submission_id: int, with_payloads: bool = True) -> Optional[dict[str, Any]]:
@@ -141,24 +144,17 @@ class SubmissionStore:
 
     # --- delivery ----------------------------------------------------------------------
     async def start_attempt(self, submission_id: int, token: str, destination: str) -> Optional[dict[str, Any]]:
-        """Take a submission for an attempt; None when it is final (just ack it)."""
-
-        async def take(cursor: Any) -> Optional[dict[str, Any]]:
-            rows = await cursor_fetch(
-                cursor,
-                "UPDATE submissions SET status = 'processing', attempts = attempts + 1, lease_owner = %s,"
-                " last_attempt_at = now(), updated_at = now()"
-                " WHERE id = %s AND status IN ('queued', 'retrying', 'processing')"
-                f" RETURNING {SUMMARY_COLUMNS}, dhis2_payload, import_params, payload",
-                (token, submission_id))
-            if not rows:
-                return None
-            row = rows[0]
-            await _event(cursor, submission_id, "processing", "processing", attempt=row["attempts"],
-                         destination=destination)
-            return row
-
-        return await self.db.transaction("submission.start_attempt", take)
+        """Take a submission for an attempt; None when it is final (just ack it). One round trip."""
+        return await self.db.fetch_one(
+            "submission.start_attempt",
+            "WITH u AS (UPDATE submissions SET status = 'processing', attempts = attempts + 1, lease_owner = %s,"
+            " last_attempt_at = now(), updated_at = now()"
+            " WHERE id = %s AND status IN ('queued', 'retrying', 'processing')"
+            f" RETURNING {SUMMARY_COLUMNS}, dhis2_payload, import_params, payload),"
+            " e AS (INSERT INTO submission_events (submission_id, event, status, attempt, destination)"
+            " SELECT id, 'processing', 'processing', attempts, %s FROM u)"
+            " SELECT * FROM u",
+            (token, submission_id, destination))
 
     async def save_job(self, submission_id: int, token: str, job_id: str) -> bool:
         """Persist the DHIS2 async job being polled (a restart resumes polling it)."""
@@ -175,33 +171,33 @@ class SubmissionStore:
                      error: Optional[str] = None, next_attempt_at: Optional[datetime] = None,
                      spent_retry: bool = False, detail: Optional[str] = None,
                      keep_response: bool = True) -> bool:
-        """Record the outcome of an attempt held by ``token``; False if the lease was lost."""
+        """Record the outcome of an attempt held by ``token``; False if the lease was lost.
+
+        The row update and its event are one statement (atomic, one round trip).
+        """
         final = status in FINAL_STATES
-
-        async def write(cursor: Any) -> bool:
-            rows = await cursor_fetch(
-                cursor,
-                "UPDATE submissions SET status = %s, updated_at = now(),"
-                " finished_at = CASE WHEN %s THEN now() ELSE NULL END,"
-                " next_attempt_at = %s, job_failures = job_failures + %s,"
-                " http_status = coalesce(%s, http_status),"
-                " response = CASE WHEN %s THEN %s ELSE response END,"
-                " import_count = coalesce(%s, import_count), conflicts = coalesce(%s, conflicts),"
-                " error = %s, lease_owner = CASE WHEN %s THEN lease_owner ELSE NULL END,"
-                " dhis2_job_id = CASE WHEN %s THEN NULL ELSE dhis2_job_id END"
-                " WHERE id = %s AND lease_owner = %s RETURNING id",
-                (status, final, next_attempt_at, 1 if spent_retry else 0, http_status,
-                 keep_response and response is not None, json_param(response),
-                 json_param(import_count) if import_count is not None else None,
-                 json_param(conflicts) if conflicts is not None else None,
-                 error, status == "processing", final, submission_id, token))
-            if not rows:
-                return False
-            await _event(cursor, submission_id, event, status, attempt=attempt, destination=destination,
-                         http_status=http_status, duration_ms=duration_ms, detail=detail or error)
-            return True
-
-        return await self.db.transaction(f"submission.record.{event}", write)
+        rows = await self.db.fetch(
+            f"submission.record.{event}",
+            "WITH u AS (UPDATE submissions SET status = %s, updated_at = now(),"
+            " finished_at = CASE WHEN %s THEN now() ELSE NULL END,"
+            " next_attempt_at = %s, job_failures = job_failures + %s,"
+            " http_status = coalesce(%s, http_status),"
+            " response = CASE WHEN %s THEN %s ELSE response END,"
+            " import_count = coalesce(%s, import_count), conflicts = coalesce(%s, conflicts),"
+            " error = %s, lease_owner = CASE WHEN %s THEN lease_owner ELSE NULL END,"
+            " dhis2_job_id = CASE WHEN %s THEN NULL ELSE dhis2_job_id END"
+            " WHERE id = %s AND lease_owner = %s RETURNING id),"
+            " e AS (INSERT INTO submission_events (submission_id, event, status, attempt, destination, http_status,"
+            " duration_ms, detail) SELECT id, %s, %s, %s, %s, %s, %s, %s FROM u)"
+            " SELECT id FROM u",
+            (status, final, next_attempt_at, 1 if spent_retry else 0, http_status,
+             keep_response and response is not None, json_param(response),
+             json_param(import_count) if import_count is not None else None,
+             json_param(conflicts) if conflicts is not None else None,
+             error, status == "processing", final, submission_id, token,
+             event, status, attempt, destination, http_status, duration_ms,
+             ((detail or error) or "")[:1000] or None))
+        return bool(rows)
 
     # --- reconciliation ------------------------------------------------------------------
     async def pending(self, after_id: int, limit: int) -> list[dict[str, Any]]:
