@@ -113,6 +113,11 @@ class IngestApi:
         except KindError as e:
             raise ApiError(e.status, e.code, e.message, e.details) from None
         destination = prepared.destination or destination
+        if query.get("validate_only", "").lower() in ("true", "1", "yes"):
+            # ?validate_only=true: the kind's verdict (mapping + pre-validation), nothing recorded or queued.
+            return Response({"valid": True, "queued": False, "destination": destination,
+                             "value_count": prepared.value_count, "payload": prepared.dhis2_payload,
+                             **prepared.response_extra}, status=200)
         new = NewSubmission(uid=generate_uid(), kind=kind_name, destination=destination,
                             submitter_id=principal.user_id, endpoint=call.route.full_path, payload=call.body,
                             dhis2_payload=prepared.dhis2_payload, import_params=prepared.import_params,

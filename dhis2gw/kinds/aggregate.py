@@ -11,7 +11,10 @@ Two input forms (DESIGN.md §5):
 
 Unknown codes are a 422 naming them (the original dropped them silently). Values keep their
 exact text: 1000000 stays "1000000", 0.1 stays "0.1", booleans become "true"/"false".
-``completeDate`` is sent only when given. Delivery uses CREATE_AND_UPDATE, so a retry is an
+``completeDate`` is sent only when given. When a ``validator`` is set (the mappings installer
+sets ``dhis2gw.mapping.prevalidation.PreValidator``), the prepared payload is checked against
+the cached DHIS2 metadata: failures are a 422 with DHIS2 error codes, and the 202 answer carries
+``validation: {checked, …}`` (``checked: false`` with a reason when the cache cannot decide). Delivery uses CREATE_AND_UPDATE, so a retry is an
 idempotent re-import (natural key: data element, period, org unit, COC, AOC).
 """
 from __future__ import annotations
@@ -120,18 +123,28 @@ class AggregateKind:
         self.mapping_scheme = mapping_scheme.upper()
         self.default_data_set = default_data_set
         self.default_aoc = default_attribute_option_combo
+        # Pre-validation against the DHIS2 metadata cache (dhis2gw.mapping.prevalidation.PreValidator),
+        # set by the mappings installer; None = no checks beyond the schema and the mappings.
+        self.validator: Optional[Any] = None
 
     # --- ingest ------------------------------------------------------------------------
     async def prepare(self, request: IngestRequest) -> Prepared:
         """Validate and map; raise KindError (400/422) with every problem listed."""
         body = request.body
         params = self._import_params(request.query)
+        keys: Optional[list[str]] = None
         if isinstance(body.get("dataValues"), dict):
             payload, count = await self._prepare_simplified(body, request)
+            keys = list(body["dataValues"])
         else:
             payload, count = self._prepare_native(body)
+        extra: dict[str, Any] = {}
+        if self.validator is not None:
+            # Raises KindError(422) listing what DHIS2 would refuse; otherwise says what was checked.
+            extra["validation"] = await self.validator.check(
+                payload, params, body.get("destination") or request.destination, keys)
         return Prepared(dhis2_payload=payload, import_params=params, value_count=count,
-                        destination=body.get("destination"))
+                        destination=body.get("destination"), response_extra=extra)
 
     @staticmethod
     def _import_params(query: dict[str, str]) -> dict[str, str]:
