@@ -1,0 +1,240 @@
+"""The tracker kind: tracked entities, enrollments, events and relationships for ``POST /api/tracker``.
+
+Ingest (``POST /api/v2/tracker``, schema and import options in :mod:`dhis2gw.kinds.tracker_schema`):
+every object without a UID gets one, references are resolved (:mod:`dhis2gw.kinds.tracker_uids`),
+and the prepared payload is stored in ``dhis2_payload`` by the shared ingest path before the
+first attempt. The 202 answer carries ``uids`` ({collection: {reference or JSON path: UID}}) and
+``counts``; ``value_count`` is the number of objects.
+
+Delivery: ``POST /api/tracker?async=false&importStrategy=CREATE_AND_UPDATE`` (the submitter's
+explicit options win) with ``reportMode=WARNINGS`` so warnings are kept. A payload larger than
+``delivery.tracker_async_threshold_bytes`` goes ``async=true``: the job id is persisted with
+``context.save_job`` BEFORE polling ``/api/tracker/jobs/{id}`` and its ``/report`` on the injected
+clock (the worker heartbeats the lease meanwhile). An attempt that finds ``dhis2_job_id`` set (a
+restart, a lost lease) resumes polling that job instead of posting again; if DHIS2 does not know
+the job (restarted: jobs live in memory) for ``unknown_job_grace`` seconds, the payload is posted
+again — safe, because the UIDs are fixed and the strategy is CREATE_AND_UPDATE.
+
+Interpretation is the client's (dhis2gw/dhis2/tracker_reports.py): OK → delivered; WARNING →
+delivered, or partial when objects were ignored; ERROR with objects stored (atomicMode OBJECT) →
+partial; ERROR with nothing stored → rejected (only "already exists" → delivered, only "parent
+missing" → retry). Stats go to ``import_count`` and every error/warning report
+(code, message, trackerType, uid) to ``conflicts`` (the worker's ``_record``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from dhis2gw.api.routing import Call, Response, route
+from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
+from dhis2gw.interfaces import IngestRequest, ISubmissionKind, KindError, Prepared
+from dhis2gw.kinds.tracker_schema import ACCEPTED_SCHEMA, QUERY_PARAMETERS, REQUEST_SCHEMA, SOURCE_ID_ATTRIBUTE
+from dhis2gw.kinds.tracker_schema import import_options
+from dhis2gw.kinds.tracker_uids import Slot, UidMap, collect, prepare_uids, render_relationship_items, uid_listing
+
+SUBMITTERS = frozenset({"admin", "submitter"})
+
+
+@implementer(ISubmissionKind)
+class TrackerKind:
+    """Tracker payloads with gateway-assigned UIDs (see module docstring)."""
+
+    name = "tracker"
+    endpoint = "/tracker"
+    request_schema = REQUEST_SCHEMA
+    log = Logger()
+
+    def __init__(self, uid_map: Optional[UidMap] = None, async_threshold_bytes: int = 1024 * 1024, *,
+                 poll_interval: float = 0.5, poll_max_interval: float = 10.0, poll_timeout: float = 3600.0,
+                 unknown_job_grace: float = 60.0, report_mode: str = "WARNINGS") -> None:
+        """``poll_timeout``: an attempt polls at most this long, then spends a retry (the job id is kept,
+        so the next attempt polls on); ``unknown_job_grace``: how long DHIS2 may say it does not know
+        the job before the payload is posted again."""
+        self.uid_map = uid_map
+        self.async_threshold_bytes = async_threshold_bytes
+        self.poll_interval = poll_interval
+        self.poll_max_interval = poll_max_interval
+        self.poll_timeout = poll_timeout
+        self.unknown_job_grace = unknown_job_grace
+        self.report_mode = report_mode
+
+    # --- ingest ------------------------------------------------------------------------
+    async def prepare(self, request: IngestRequest) -> Prepared:
+        """Validate options, assign UIDs, resolve references; KindError lists every problem."""
+        params, gateway_options = import_options(request.query)
+        body = request.body
+        if not any(body.get(key) for key in ("trackedEntities", "enrollments", "events", "relationships")):
+            raise KindError(400, "empty_payload", "the payload holds no tracked entities, enrollments, events "
+                                                  "or relationships")
+        source_system = ""
+        if self.uid_map is not None:
+            source_system = await self.uid_map.source_system(request.submitter_id, request.source_name)
+        prepared = await prepare_uids(body, source_system=source_system, uid_map=self.uid_map,
+                                      strategy=params.get("importStrategy", "CREATE_AND_UPDATE"),
+                                      source_attribute=gateway_options.get(SOURCE_ID_ATTRIBUTE))
+        if prepared.errors:
+            raise KindError(422, "unresolved_references", "some objects or references cannot be prepared",
+                            {"errors": prepared.errors})
+        return Prepared(dhis2_payload=prepared.payload, import_params=params, value_count=prepared.object_count,
+                        destination=body.get("destination"),
+                        response_extra={"uids": prepared.uids, "counts": prepared.counts})
+
+    # --- delivery ------------------------------------------------------------------------
+    async def deliver(self, client: Any, submission: dict[str, Any], context: Any) -> Outcome:
+        """Import one submission (sync, async, or resuming a persisted job)."""
+        sid = submission["id"]
+        payload = submission["dhis2_payload"]
+        params = dict(submission.get("import_params") or {})
+        params.setdefault("importStrategy", "CREATE_AND_UPDATE")
+        params.setdefault("reportMode", self.report_mode)
+        slots = collect(payload)
+        counts = _counts(slots)
+        if any(s.ttype == "RELATIONSHIP" for s in slots):
+            payload, refused = await self._for_version(client, payload)
+            if refused is not None:
+                return refused
+        job_id = submission.get("dhis2_job_id")
+        if job_id:
+            self.log.info("tracker submission {sid}: resuming DHIS2 job {job} ({counts})", sid=sid, job=job_id,
+                          counts=counts)
+            outcome = await self._poll(client, job_id, context, params["reportMode"])
+            if outcome is not None:
+                return self._done(sid, outcome, counts)
+            self.log.warn("tracker submission {sid}: DHIS2 does not know job {job}; posting again", sid=sid,
+                          job=job_id)
+            await _forget_job(context)
+        size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        if size <= self.async_threshold_bytes:
+            self.log.info("tracker submission {sid}: importing {counts} ({size} bytes, sync)", sid=sid,
+                          counts=counts, size=size)
+            return self._done(sid, await client.post_tracker(payload, {**params, "async": "false"}), counts)
+        self.log.info("tracker submission {sid}: importing {counts} ({size} bytes, async)", sid=sid,
+                      counts=counts, size=size)
+        accepted = await client.post_tracker(payload, {**params, "async": "true"})
+        if accepted.kind is not OutcomeKind.ACCEPTED_ASYNC or accepted.job is None:
+            return self._done(sid, accepted, counts)
+        # Persist the job BEFORE polling: a crash from here on resumes this job, never re-posts.
+        if not await context.save_job(accepted.job.id):
+            return Outcome(OutcomeKind.RETRY, "lease_lost", message="another attempt took this submission over")
+        outcome = await self._poll(client, accepted.job.id, context, params["reportMode"])
+        if outcome is None:  # forgotten right after it was accepted: the next attempt posts again
+            await _forget_job(context)
+            outcome = Outcome(OutcomeKind.RETRY, "job_unknown",
+                              message=f"DHIS2 forgot job {accepted.job.id} it had just accepted")
+        return self._done(sid, outcome, counts)
+
+    def _done(self, sid: int, outcome: Outcome, counts: str) -> Outcome:
+        self.log.info("tracker submission {sid} ({counts}): {kind} {message}", sid=sid, counts=counts,
+                      kind=outcome.kind.value, message=outcome.message or outcome.reason or "")
+        return outcome
+
+    async def _for_version(self, client: Any, payload: dict[str, Any]) -> tuple[dict[str, Any], Optional[Outcome]]:
+        """Relationship items in the destination's shape (the version decides; ask if unknown)."""
+        if getattr(client, "version", None) is None:
+            info = await client.system_info()
+            if info.kind in (OutcomeKind.DESTINATION_FAILURE, OutcomeKind.RATE_LIMITED):
+                return payload, info
+        version = getattr(client, "version", None)
+        if version is None:
+            return payload, None  # unknown: send the items as the submitter shaped them
+        return render_relationship_items(payload, nested=tuple(version) >= (2, 38, 0)), None
+
+    async def _poll(self, client: Any, job_id: str, context: Any, report_mode: str) -> Optional[Outcome]:
+        """Poll a job until it ends; None when DHIS2 does not know it (post again)."""
+        clock = context.clock
+        started = clock.seconds()
+        unknown_since: Optional[float] = None
+        interval = self.poll_interval
+        while True:
+            outcome = await client.get_tracker_job(job_id, report_mode)
+            if outcome.kind is OutcomeKind.PENDING and outcome.reason == "job_unknown":
+                # Notifications may be gone while the report is still there.
+                outcome = await client.get_tracker_job_report(job_id, report_mode)
+                if outcome.kind is OutcomeKind.PENDING:
+                    unknown_since = clock.seconds() if unknown_since is None else unknown_since
+                    if clock.seconds() - unknown_since >= self.unknown_job_grace:
+                        return None
+            elif outcome.kind is OutcomeKind.PENDING:
+                unknown_since = None
+            if outcome.kind is not OutcomeKind.PENDING:
+                if outcome.kind is OutcomeKind.RETRY and outcome.stats is not None:
+                    # The job finished but asks for a retry (e.g. a parent still missing): the
+                    # next attempt must post again, not re-read this report.
+                    await _forget_job(context)
+                return dataclasses.replace(outcome, message=f"job {job_id}: {outcome.message}".strip())
+            if clock.seconds() - started >= self.poll_timeout:
+                return Outcome(OutcomeKind.RETRY, "job_timeout", job=outcome.job,
+                               message=f"job {job_id} still running after {self.poll_timeout:g} s; "
+                                       "the next attempt polls it again")
+            await deferLater(clock, interval, lambda: None)
+            interval = min(interval * 1.5, self.poll_max_interval)
+
+
+async def _forget_job(context: Any) -> None:
+    """Clear the persisted job id (the store's UPDATE takes None as NULL)."""
+    await context.save_job(None)
+
+
+def _counts(slots: list[Slot]) -> str:
+    """``2 tracked entities, 2 enrollments, 3 events`` for the logs (nested objects counted)."""
+    tally: dict[str, int] = {}
+    for slot in slots:
+        tally[slot.ttype] = tally.get(slot.ttype, 0) + 1
+    names = {"TRACKED_ENTITY": "tracked entities", "ENROLLMENT": "enrollments", "EVENT": "events",
+             "RELATIONSHIP": "relationships"}
+    return ", ".join(f"{n} {names[t]}" for t, n in tally.items()) or "no objects"
+
+
+class TrackerApi:
+    """``POST /api/v2/tracker`` on top of the shared ingest path."""
+
+    def __init__(self, ingest: Any) -> None:
+        """``ingest``: an object with ``async ingest(kind_name, call)`` (dhis2gw.api.submissions.IngestApi)."""
+        self.ingest = ingest
+
+    @route("POST", "/tracker", roles=SUBMITTERS, body_schema=REQUEST_SCHEMA, status=202,
+           summary="Submit tracker data (tracked entities, enrollments, events, relationships)",
+           description="Flat or nested DHIS2 tracker payload; import options as query parameters. "
+                       "Objects without a UID get one now; `uids` maps each object's `reference` "
+                       "(or its JSON path) to its UID.",
+           tags=("submissions",), query=QUERY_PARAMETERS, response_schema=ACCEPTED_SCHEMA,
+           responses={200: "idempotent repeat: the first submission", 400: "invalid body or import options",
+                      409: "Idempotency-Key reused with another body",
+                      422: "duplicate or unresolvable references"})
+    async def post_tracker(self, call: Call) -> Response:
+        """Accept a tracker submission (202 with the UIDs)."""
+        response = await self.ingest.ingest("tracker", call)
+        if response.status == 200 and isinstance(response.body, dict) and "submission_id" in response.body:
+            # An Idempotency-Key repeat: prepare ran again and drew fresh UIDs for objects without
+            # a reference; answer the UIDs of the submission actually stored.
+            row = await self.ingest.store.get(response.body["submission_id"])
+            if row is not None and row.get("dhis2_payload"):
+                response.body["uids"] = uid_listing(row["payload"], row["dhis2_payload"],
+                                                    call.arg(SOURCE_ID_ATTRIBUTE))
+                response.body["payload"] = row["dhis2_payload"]
+        return response
+
+
+def install(gateway: Any) -> None:
+    """Register the tracker kind and mount ``POST /api/v2/tracker`` (composition-root installer)."""
+    from dhis2gw.api.submissions import IngestApi
+    from dhis2gw.storage.uid_map import UidMapStore
+
+    uid_map = gateway.parts.get("uid_map")
+    if uid_map is None:
+        uid_map = gateway.parts["uid_map"] = UidMapStore(gateway.db)
+    gateway.kinds["tracker"] = TrackerKind(uid_map, gateway.config.delivery.tracker_async_threshold_bytes)
+    ingest = gateway.parts.get("ingest")
+    if ingest is None:
+        # Same construction as dhis2gw.api.submissions.install (which runs later); only its
+        # ``ingest`` method is used here, so both share one code path for every kind.
+        dispatcher = gateway.dispatcher
+        ingest = IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
+                           wake=dispatcher.wake if dispatcher is not None else None)
+    gateway.mount(TrackerApi(ingest))
