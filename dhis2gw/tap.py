@@ -169,7 +169,8 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
             heartbeat_seconds=config.queue.heartbeat_seconds, shutdown_timeout=config.server.shutdown_timeout,
             save_response=config.api.save_response,
             max_concurrent={n: e.max_concurrent for n, e in config.destinations().items()},
-            default_concurrency=config.server.max_concurrent, ready=db.started)
+            default_concurrency=config.server.max_concurrent, ready=db.started,
+            batching=_batch_settings(config))
 
     async def check_db() -> dict[str, Any]:
         return {"ok": await db.ping()}
@@ -198,6 +199,17 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
         gateway.listener = ApiListener(reactor, endpoint, site, db.started)
         gateway.listener.setServiceParent(root)
     return gateway
+
+
+def _batch_settings(config: Any) -> Any:
+    """Aggregate batching limits from ``delivery.batch_*`` (None when batching is off)."""
+    from dhis2gw.delivery.batching import BatchSettings
+
+    d = config.delivery
+    if not d.batch_enabled:
+        return None
+    return BatchSettings(max_values=d.batch_max_values, max_bytes=d.batch_max_bytes,
+                         linger=d.batch_linger_ms / 1000.0, max_submissions=max(1, min(d.batch_max_values, 500)))
 
 
 def _installers() -> list[Callable[[Gateway], None]]:

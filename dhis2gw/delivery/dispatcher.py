@@ -53,7 +53,7 @@ class Dispatcher(service.Service):
                  heartbeat_seconds: float = 15.0, shutdown_timeout: float = 30.0, save_response: bool = True,
                  max_concurrent: Optional[dict[str, int]] = None, default_concurrency: int = 5,
                  ready: Optional[defer.Deferred[Any]] = None,
-                 observer: Optional[Callable[..., None]] = None) -> None:
+                 observer: Optional[Callable[..., None]] = None, batching: Optional[Any] = None) -> None:
         self.clock = clock
         self.queue = queue
         self.store = store
@@ -71,7 +71,7 @@ class Dispatcher(service.Service):
             name: DestinationWorker(name, clock, client, self.breakers[name], queue, store, kinds, policy,
                                     (max_concurrent or {}).get(name, default_concurrency),
                                     heartbeat_seconds=heartbeat_seconds, save_response=save_response,
-                                    observer=observer)
+                                    observer=observer, batching=batching)
             for name, client in destinations.items()}
         self._loops: list[task.LoopingCall] = []
         self._starting: Optional[defer.Deferred[None]] = None

@@ -21,6 +21,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from dhis2gw.delivery.batching import BatchSettings, attribute, batch_key, merge, payload_size
 from dhis2gw.delivery.breaker import CircuitBreaker
 from dhis2gw.delivery.retry import RetryPolicy
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
@@ -56,7 +57,8 @@ class DestinationWorker:
                  queue: SubmissionQueue, store: SubmissionStore, kinds: dict[str, Any],
                  policy: RetryPolicy, max_concurrent: int, heartbeat_seconds: float = 15.0,
                  save_response: bool = True, poll_interval: float = 0.05,
-                 observer: Optional[Callable[[str, dict[str, Any], Outcome, str], None]] = None) -> None:
+                 observer: Optional[Callable[[str, dict[str, Any], Outcome, str], None]] = None,
+                 batching: Optional[BatchSettings] = None) -> None:
         self.name = name
         self.clock = clock
         self.client = client
@@ -71,6 +73,7 @@ class DestinationWorker:
         self.save_response = save_response
         self.poll_interval = poll_interval
         self.observer = observer
+        self.batching = batching
         self.in_flight: dict[int, defer.Deferred[None]] = {}
         self.running = False
         self._loop: Optional[defer.Deferred[None]] = None
@@ -123,7 +126,7 @@ class DestinationWorker:
                 self.semaphore.release()
                 break
             try:
-                sid = await self.queue.claim(self.name)
+                ids = await self._claim()
             except RedisUnavailable as e:
                 self.semaphore.release()
                 self.log.warn("Redis unavailable while claiming for {dest}: {error}", dest=self.name, error=e)
@@ -134,18 +137,35 @@ class DestinationWorker:
                 self.log.failure("claim failed for {dest}", dest=self.name)
                 await self._sleep(1.0)
                 continue
-            if sid is None:
+            if not ids:
                 self.semaphore.release()
                 await self._sleep(self.poll_interval)
                 continue
             self.breaker.claimed()
-            d = defer.Deferred.fromCoroutine(self._attempt(sid))
-            self.in_flight[sid] = d
-            d.addErrback(lambda f, sid=sid: self.log.failure("attempt {sid} crashed", f, sid=sid))
-            d.addBoth(self._attempt_done, sid)
+            if len(ids) == 1:
+                d = defer.Deferred.fromCoroutine(self._attempt(ids[0]))
+            else:
+                d = defer.Deferred.fromCoroutine(self._attempt_batch(ids))
+            for sid in ids:
+                self.in_flight[sid] = d
+            d.addErrback(lambda f, ids=ids: self.log.failure("attempt {ids} crashed", f, ids=ids))
+            d.addBoth(self._attempt_done, ids)
 
-    def _attempt_done(self, _: Any, sid: int) -> None:
-        self.in_flight.pop(sid, None)
+    async def _claim(self) -> list[int]:
+        """One id, or with batching on, up to ``max_submissions`` (lingering briefly for more)."""
+        if self.batching is None:
+            sid = await self.queue.claim(self.name)
+            return [] if sid is None else [sid]
+        cap = self.batching.max_submissions
+        ids = await self.queue.claim_many(self.name, cap)
+        if ids and len(ids) < cap and self.batching.linger > 0:
+            await self._sleep(self.batching.linger)
+            ids += await self.queue.claim_many(self.name, cap - len(ids))
+        return ids
+
+    def _attempt_done(self, _: Any, ids: list[int]) -> None:
+        for sid in ids:
+            self.in_flight.pop(sid, None)
         self.semaphore.release()
 
     # --- one attempt -----------------------------------------------------------------------
@@ -157,16 +177,24 @@ class DestinationWorker:
             self.log.warn("database unavailable taking submission {sid}: {error}", sid=sid, error=e)
             await self._redis_quietly(self.queue.release(self.name, sid))
             self.breaker.record_neutral()
-            await self._sleep(1.0)
+            await task.deferLater(self.clock, 1.0, lambda: None)
             return
         if row is None:  # final already (e.g. crash between commit and ack): just forget the id
             await self._redis_quietly(self.queue.ack(self.name, sid))
             self.breaker.record_neutral()
             return
-        kind = self.kinds.get(row["kind"])
-        heartbeat = task.LoopingCall(self._heartbeat, sid)
+        heartbeat = task.LoopingCall(self._heartbeat, [sid])
         heartbeat.clock = self.clock
         heartbeat.start(self.heartbeat_seconds, now=False)
+        try:
+            outcome, duration = await self._deliver_one(row, token)
+        finally:
+            heartbeat.stop()
+        await self._record(row, token, outcome, duration)
+
+    async def _deliver_one(self, row: dict[str, Any], token: str) -> tuple[Outcome, float]:
+        """Deliver one row with its kind; never raises (a bug becomes a job-level failure)."""
+        kind = self.kinds.get(row["kind"])
         started = self.clock.seconds()
         try:
             if kind is None:
@@ -174,18 +202,85 @@ class DestinationWorker:
                                   message=f"no submission kind named {row['kind']!r} is loaded")
             else:
                 outcome = await kind.deliver(self.client, row,
-                                             DeliveryContext(self.clock, sid, token, self.store))
+                                             DeliveryContext(self.clock, row["id"], token, self.store))
         except Exception as e:  # noqa: BLE001 - a bug in a kind spends a retry, never the process
-            self.log.failure("delivering submission {sid} failed", sid=sid)
+            self.log.failure("delivering submission {sid} failed", sid=row["id"])
             outcome = Outcome(OutcomeKind.RETRY, reason="internal_error", message=f"{type(e).__name__}: {e}")
+        duration = outcome.duration if outcome.duration is not None else self.clock.seconds() - started
+        return outcome, duration
+
+    async def _attempt_batch(self, ids: list[int]) -> None:
+        """Several claimed ids: batch the aggregate ones (dhis2gw.delivery.batching), the rest alone."""
+        assert self.batching is not None
+        token = secrets.token_hex(8)
+        try:
+            rows = await self.store.start_attempts(ids, token, self.name)
+        except DatabaseUnavailable as e:
+            self.log.warn("database unavailable taking a batch: {error}", error=e)
+            for sid in ids:
+                await self._redis_quietly(self.queue.release(self.name, sid))
+            self.breaker.record_neutral()
+            await task.deferLater(self.clock, 1.0, lambda: None)
+            return
+        taken = {r["id"] for r in rows}
+        for sid in ids:
+            if sid not in taken:
+                await self._redis_quietly(self.queue.ack(self.name, sid))
+        heartbeat = task.LoopingCall(self._heartbeat, sorted(taken))
+        heartbeat.clock = self.clock
+        heartbeat.start(self.heartbeat_seconds, now=False)
+        try:
+            for chunk in self._chunks(rows):
+                if len(chunk) == 1:
+                    outcome, duration = await self._deliver_one(chunk[0], token)
+                    await self._record(chunk[0], token, outcome, duration)
+                    continue
+                batch = merge(chunk)
+                params = dict(chunk[0].get("import_params") or {})
+                params.setdefault("importStrategy", "CREATE_AND_UPDATE")
+                started = self.clock.seconds()
+                outcome = await self.client.post_data_value_set(batch.payload, params)
+                duration = outcome.duration if outcome.duration is not None else self.clock.seconds() - started
+                for i, (row, mine) in enumerate(zip(chunk, attribute(batch, outcome))):
+                    if mine is None:  # cannot be attributed: deliver this one alone
+                        alone, alone_duration = await self._deliver_one(row, token)
+                        await self._record(row, token, alone, alone_duration)
+                    else:
+                        await self._record(row, token, mine, duration, breaker=(i == 0),
+                                           detail=f"batch of {batch.size}")
         finally:
             heartbeat.stop()
-        duration = outcome.duration if outcome.duration is not None else self.clock.seconds() - started
-        await self._record(row, token, outcome, duration)
 
-    async def _heartbeat(self, sid: int) -> None:
+    def _chunks(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Group rows by batch key, within the value and byte limits; unbatchable rows alone."""
+        assert self.batching is not None
+        groups: dict[Any, list[list[dict[str, Any]]]] = {}
+        singles: list[list[dict[str, Any]]] = []
+        sizes: dict[int, tuple[int, int]] = {}
+        for row in rows:
+            key = batch_key(row)
+            if key is None:
+                singles.append([row])
+                continue
+            values, size = len(row["dhis2_payload"]["dataValues"]), payload_size(row)
+            chunks = groups.setdefault(key, [[]])
+            current = chunks[-1]
+            used_values, used_bytes = sizes.get(id(current), (0, 0))
+            if current and (used_values + values > self.batching.max_values
+                            or used_bytes + size > self.batching.max_bytes):
+                current = []
+                chunks.append(current)
+                used_values, used_bytes = 0, 0
+            current.append(row)
+            sizes[id(current)] = (used_values + values, used_bytes + size)
+        return singles + [c for chunks in groups.values() for c in chunks if c]
+
+    async def _heartbeat(self, ids: list[int]) -> None:
         try:
-            await self.queue.heartbeat(self.name, sid)
+            if len(ids) == 1:
+                await self.queue.heartbeat(self.name, ids[0])
+            else:
+                await self.queue.heartbeat_many(self.name, ids)
         except RedisUnavailable:
             pass  # the lease may lapse; the token guard keeps the outcome safe
 
@@ -196,25 +291,29 @@ class DestinationWorker:
             # The id stays where it is; the reaper or reconciler will put it right.
             self.log.warn("Redis unavailable after commit ({error}); the reaper will recover it", error=e)
 
-    async def _record(self, row: dict[str, Any], token: str, outcome: Outcome, duration: float) -> None:
+    async def _record(self, row: dict[str, Any], token: str, outcome: Outcome, duration: float,
+                      breaker: bool = True, detail: Optional[str] = None) -> None:
         sid = row["id"]
         attempt = row["attempts"]
         common = dict(attempt=attempt, destination=self.name, http_status=outcome.http_status,
                       duration_ms=int(duration * 1000))
         kind = outcome.kind
+        # In a batch, one request is one observation for the breaker.
+        brk = self.breaker if breaker else _NullBreaker()
         try:
             if kind in FINAL_STATUS:
                 status = FINAL_STATUS[kind]
                 ok = await self.store.record(
                     sid, token, status, event=status, response=outcome.body, keep_response=self.save_response,
+                    detail=detail,
                     import_count=outcome.import_count or outcome.stats, conflicts=_conflicts(outcome),
                     error=None if kind is OutcomeKind.DELIVERED else (outcome.message or outcome.reason),
                     **common)
-                self.breaker.record_success()
+                brk.record_success()
                 after = self.queue.ack(self.name, sid)
             elif kind is OutcomeKind.RETRY:
                 failures = row["job_failures"] + 1
-                self.breaker.record_success() if outcome.http_status else self.breaker.record_neutral()
+                brk.record_success() if outcome.http_status else brk.record_neutral()
                 if self.policy.exhausted(failures):
                     ok = await self.store.record(
                         sid, token, "failed", event="failed", spent_retry=True, response=outcome.body,
@@ -230,7 +329,7 @@ class DestinationWorker:
                     after = self.queue.delay(self.name, sid, due)
             else:  # destination-level: DESTINATION_FAILURE, RATE_LIMITED (and anything unexpected)
                 reason = outcome.reason or kind.value
-                self.breaker.record_failure(reason)
+                brk.record_failure(reason)
                 if kind is OutcomeKind.RATE_LIMITED:
                     due = self.clock.seconds() + (outcome.retry_after or self.policy.base)
                     ok = await self.store.record(sid, token, "queued", event="rate_limited",
@@ -251,6 +350,19 @@ class DestinationWorker:
         await self._redis_quietly(after)
         if self.observer is not None:
             self.observer(self.name, row, outcome, "recorded")
+
+
+class _NullBreaker:
+    """Stands in for the breaker for the 2nd…nth submission of a batch."""
+
+    def record_success(self) -> None:
+        pass
+
+    def record_neutral(self) -> None:
+        pass
+
+    def record_failure(self, reason: str) -> None:
+        pass
 
 
 def _conflicts(outcome: Outcome) -> Optional[list[Any]]:

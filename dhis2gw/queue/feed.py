@@ -81,6 +81,15 @@ class SubmissionQueue:
             [self.member(dest, submission_id), str(submission_id), dest], timeout=timeout)
         return bool(result)
 
+    async def enqueue_many(self, dest: str, submission_ids: list[int], timeout: Optional[float] = None) -> int:
+        """Push many ids to ``dest``'s ready list in one script; return how many were new."""
+        if not submission_ids:
+            return 0
+        result = await self.redis.eval(
+            scripts.ENQUEUE_MANY, [self.ready_key(dest), self.members_key, self.dests_key],
+            [dest, *(str(i) for i in submission_ids)], timeout=timeout)
+        return int(result)
+
     async def schedule(self, dest: str, submission_id: int, due: float) -> bool:
         """Queue an id (not currently claimed) to become ready at ``due`` (clock seconds)."""
         result = await self.redis.eval(
@@ -98,6 +107,23 @@ class SubmissionQueue:
         if result is None or result is False:
             return None
         return int(_text(result))
+
+    async def claim_many(self, dest: str, count: int) -> list[int]:
+        """Claim up to ``count`` ready ids at once (each with its lease); empty when paused or none."""
+        if count <= 0:
+            return []
+        lease_until = self._now_ms() + int(self.lease_seconds * 1000)
+        result = await self.redis.eval(
+            scripts.CLAIM_MANY,
+            [self.ready_key(dest), self.processing_key(dest), self.leases_key, self.paused_key(dest)],
+            [dest, str(lease_until), str(count)])
+        return [int(_text(x)) for x in (result or [])]
+
+    async def heartbeat_many(self, dest: str, submission_ids: list[int]) -> int:
+        """Extend the leases of several claimed ids; return how many still existed."""
+        lease_until = self._now_ms() + int(self.lease_seconds * 1000)
+        return int(await self.redis.eval(scripts.HEARTBEAT_MANY, [self.leases_key],
+                                         [dest, str(lease_until), *(str(i) for i in submission_ids)]))
 
     async def heartbeat(self, dest: str, submission_id: int) -> bool:
         """Extend the lease of a claimed id; False if the lease had already been reaped."""

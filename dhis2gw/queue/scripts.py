@@ -134,3 +134,44 @@ for i, member in ipairs(ARGV) do
 end
 return out
 """
+
+# Batched ENQUEUE (requeue of many rows): the same rule per id — pushed only when it was in no
+# queue structure. KEYS: ready, members, dests   ARGV: dest, id...   -> number pushed
+ENQUEUE_MANY = """
+local pushed = 0
+for i = 2, #ARGV do
+  if redis.call('SADD', KEYS[2], ARGV[1] .. '|' .. ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[1], ARGV[i])
+    pushed = pushed + 1
+  end
+end
+if pushed > 0 then
+  redis.call('SADD', KEYS[3], ARGV[1])
+end
+return pushed
+"""
+
+# Claim up to N ids at once (aggregate batching). KEYS: ready, processing, leases, paused
+# ARGV: dest, lease_until_ms, n   -> list of claimed ids (empty when paused)
+CLAIM_MANY = """
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return {}
+end
+local out = {}
+for i = 1, tonumber(ARGV[3]) do
+  local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[2])
+  if not id then break end
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1] .. '|' .. id)
+  out[#out + 1] = id
+end
+return out
+"""
+
+# Extend the leases of several claimed ids. KEYS: leases  ARGV: dest, lease_until_ms, id...
+HEARTBEAT_MANY = """
+local n = 0
+for i = 3, #ARGV do
+  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1] .. '|' .. ARGV[i])
+end
+return n
+"""

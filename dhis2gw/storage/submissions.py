@@ -156,6 +156,22 @@ class SubmissionStore:
             " SELECT * FROM u",
             (token, submission_id, destination))
 
+    async def start_attempts(self, submission_ids: Sequence[int], token: str,
+                             destination: str) -> list[dict[str, Any]]:
+        """``start_attempt`` for several ids in one statement (aggregate batches); final ones are absent."""
+        if not submission_ids:
+            return []
+        return await self.db.fetch(
+            "submission.start_attempts",
+            "WITH u AS (UPDATE submissions SET status = 'processing', attempts = attempts + 1, lease_owner = %s,"
+            " last_attempt_at = now(), updated_at = now()"
+            " WHERE id = ANY(%s) AND status IN ('queued', 'retrying', 'processing')"
+            f" RETURNING {SUMMARY_COLUMNS}, dhis2_payload, import_params, payload),"
+            " e AS (INSERT INTO submission_events (submission_id, event, status, attempt, destination)"
+            " SELECT id, 'processing', 'processing', attempts, %s FROM u)"
+            " SELECT * FROM u ORDER BY id",
+            (token, list(submission_ids), destination))
+
     async def save_job(self, submission_id: int, token: str, job_id: str) -> bool:
         """Persist the DHIS2 async job being polled (a restart resumes polling it)."""
         rows = await self.db.fetch(
