@@ -1,0 +1,322 @@
+"""The submission log: the filtered ``/logs`` query, single-row delete, purge and requeue jobs.
+
+``LogFilter`` is what the operator asked for (already parsed and checked by
+``dhis2gw.operations.filters``); ``where_clause`` turns it into parameterised SQL that the
+list, count, purge and requeue-by-filter all share, so "what the list shows" and "what a
+requeue by filter moves" are the same rows. Listing is ``ORDER BY <sort>, id`` on columns with
+indexes (see migrations 0001 and 0002), with an exact ``total`` and either page/offset or a
+keyset ``cursor`` (the last row's sort value and id) that stays fast on deep pages.
+
+Only final rows (delivered, partial, rejected, failed) can be deleted or purged; the status
+test is in the DELETE statement itself, so a row requeued between "count" and "delete" is
+never touched.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Optional, Sequence
+
+from twisted.internet import defer
+
+from dhis2gw.storage.database import Database, cursor_fetch, json_param
+from dhis2gw.storage.submissions import FINAL_STATES, SUMMARY_COLUMNS
+
+#: Sort keys the list accepts → SQL column. Only NOT NULL columns: the keyset cursor compares
+#: ``(column, id)`` tuples, which NULLs would break.
+SORT_COLUMNS = {"created_at": "created_at", "id": "id", "updated_at": "updated_at", "status": "status",
+                "attempts": "attempts", "kind": "kind", "destination": "destination"}
+
+PURGE_CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Which submissions to list (every field optional; lists mean "any of")."""
+
+    ids: tuple[int, ...] = ()
+    uids: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    endpoints: tuple[str, ...] = ()
+    destinations: tuple[str, ...] = ()
+    user_ids: tuple[int, ...] = ()
+    user_names: tuple[str, ...] = ()  # uids or usernames, resolved through the users table
+    created_from: Optional[datetime] = None  # inclusive
+    created_before: Optional[datetime] = None  # exclusive
+    created_until: Optional[datetime] = None  # inclusive (a datetime `to`)
+    q: Optional[str] = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON form (stored with requeue jobs, echoed to the client)."""
+        out: dict[str, Any] = {}
+        for name, value in self.__dict__.items():
+            if value in ((), None):
+                continue
+            out[name] = value.isoformat() if isinstance(value, datetime) else (
+                list(value) if isinstance(value, tuple) else value)
+        return out
+
+
+@dataclass(frozen=True)
+class Page:
+    """How to page: offset pages, or a keyset cursor (``after``) when given."""
+
+    page: int = 1
+    page_size: int = 20
+    sort: str = "created_at"
+    descending: bool = True
+    after: Optional[tuple[Any, int]] = None  # (sort value, id) of the last row already seen
+    with_total: bool = True
+
+
+@dataclass
+class LogPage:
+    """One page of the list; ``total_exact`` is False when the total is the planner's estimate."""
+
+    items: list[dict[str, Any]]
+    total: Optional[int]
+    last_key: Optional[tuple[Any, int]] = None
+    has_more: bool = False
+    total_exact: bool = True
+
+
+def where_clause(f: LogFilter) -> tuple[str, list[Any]]:
+    """The SQL condition (over ``submissions``) and its parameters for a filter."""
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def any_of(column: str, values: Sequence[Any]) -> None:
+        if values:
+            parts.append(f"{column} = ANY(%s)")
+            params.append(list(values))
+
+    if f.ids and f.uids:
+        parts.append("(id = ANY(%s) OR uid = ANY(%s))")
+        params.extend([list(f.ids), list(f.uids)])
+    else:
+        any_of("id", f.ids)
+        any_of("uid", f.uids)
+    any_of("status", f.statuses)
+    any_of("kind", f.kinds)
+    any_of("endpoint", f.endpoints)
+    any_of("destination", f.destinations)
+    if f.user_ids or f.user_names:
+        # Resolved to ids first so the submitter index serves the query.
+        parts.append("submitter_id IN (SELECT id FROM users WHERE id = ANY(%s) OR uid = ANY(%s)"
+                     " OR lower(username) = ANY(%s))")
+        params.extend([list(f.user_ids), list(f.user_names), [n.lower() for n in f.user_names]])
+    if f.created_from is not None:
+        parts.append("created_at >= %s")
+        params.append(f.created_from)
+    if f.created_before is not None:
+        parts.append("created_at < %s")
+        params.append(f.created_before)
+    if f.created_until is not None:
+        parts.append("created_at <= %s")
+        params.append(f.created_until)
+    if f.q:
+        text = f.q.strip()
+        # Each alternative has an index (uid unique, idempotency_key, error trigram, id primary key),
+        # so PostgreSQL can OR bitmap scans instead of reading the table.
+        alternatives = ["uid = %s", "idempotency_key = %s", "error ILIKE %s"]
+        params_q: list[Any] = [text, text, "%" + _like_escape(text) + "%"]
+        if text.isdigit() and len(text) < 19:
+            alternatives.insert(0, "id = %s")
+            params_q.insert(0, int(text))
+        parts.append("(" + " OR ".join(alternatives) + ")")
+        params.extend(params_q)
+    return (" AND ".join(parts) or "TRUE"), params
+
+
+def _plan_rows(plan_row: Optional[dict[str, Any]]) -> float:
+    """The top node's estimated rows from an ``EXPLAIN (FORMAT JSON)`` result row."""
+    if not plan_row:
+        return 0
+    plan = next(iter(plan_row.values()))
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class LogStore:
+    """Reads and deletes for the operations API (writes that move states stay in SubmissionStore)."""
+
+    def __init__(self, db: Database, count_cap: int = 100_000, text_count_cap: int = 1000) -> None:
+        self.db = db
+        self.count_cap = count_cap
+        self.text_count_cap = text_count_cap
+
+    # --- list ----------------------------------------------------------------------------
+    async def list(self, f: LogFilter, page: Page, with_payloads: bool = False) -> LogPage:
+        """One page of submissions matching ``f``, newest first by default, and the total."""
+
+        where, params = where_clause(f)
+        column = SORT_COLUMNS[page.sort]
+        direction = "DESC" if page.descending else "ASC"
+        order = f"{column} {direction}, id {direction}" if column != "id" else f"id {direction}"
+        keyset = ""
+        key_params: list[Any] = []
+        offset = (page.page - 1) * page.page_size
+        if page.after is not None:
+            op = "<" if page.descending else ">"
+            keyset = f" AND ({column}, id) {op} (%s, %s)" if column != "id" else f" AND id {op} %s"
+            key_params = list(page.after) if column != "id" else [page.after[1]]
+            offset = 0
+        extra = ", payload, dhis2_payload" if with_payloads else ""
+        rows_q = defer.Deferred.fromCoroutine(self.db.fetch(
+            "logs.list",
+            f"SELECT {SUMMARY_COLUMNS}{extra}, {column} AS sort_key FROM submissions"
+            f" WHERE ({where}){keyset} ORDER BY {order} LIMIT %s OFFSET %s",
+            (*params, *key_params, page.page_size + 1, offset)))
+        total: Optional[int] = None
+        exact = True
+        if page.with_total:
+            # Count and page run on two pool connections at once: the answer waits for the slower.
+            # A text search may match rows spread over the whole table: count fewer of them exactly.
+            cap = min(self.count_cap, self.text_count_cap) if f.q else self.count_cap
+            count_q = defer.Deferred.fromCoroutine(self._bounded_count(where, params, cap))
+            rows, (total, exact) = await defer.gatherResults([rows_q, count_q], consumeErrors=True)
+        else:
+            rows = await rows_q
+        has_more = len(rows) > page.page_size
+        rows = rows[:page.page_size]
+        last_key = (rows[-1]["sort_key"], rows[-1]["id"]) if rows else None
+        for row in rows:
+            row.pop("sort_key", None)
+        return LogPage(rows, total, last_key, has_more, exact)
+
+    async def _bounded_count(self, where: str, params: list[Any], cap: int) -> tuple[int, bool]:
+        """The exact number of matching rows up to ``count_cap``; above it, the planner's estimate.
+
+        Counting 750,000 rows costs ~100 ms on every page view; past the cap the exact figure
+        matters less than answering fast (``total_exact`` says which one the client got).
+        """
+        row = await self.db.fetch_one(
+            "logs.count", f"SELECT count(*) AS n FROM (SELECT 1 FROM submissions WHERE {where} LIMIT %s) s",
+            (*params, cap + 1))
+        n = int(row["n"]) if row else 0
+        if n <= cap:
+            return n, True
+        plan = await self.db.fetch_one("logs.estimate", f"EXPLAIN (FORMAT JSON) SELECT 1 FROM submissions"
+                                       f" WHERE {where}", params)
+        estimate = int(_plan_rows(plan))
+        return max(estimate, n), False
+
+    async def count(self, f: LogFilter) -> int:
+        """How many submissions match ``f``."""
+        where, params = where_clause(f)
+        row = await self.db.fetch_one("logs.count", f"SELECT count(*) AS n FROM submissions WHERE {where}", params)
+        return int(row["n"]) if row else 0
+
+    async def ids_after(self, f: LogFilter, after_id: int, limit: int) -> list[int]:
+        """Ids matching ``f`` above ``after_id`` in id order (the requeue job's keyset walk)."""
+        where, params = where_clause(f)
+        rows = await self.db.fetch(
+            "logs.ids_after", f"SELECT id FROM submissions WHERE ({where}) AND id > %s ORDER BY id LIMIT %s",
+            (*params, after_id, limit))
+        return [r["id"] for r in rows]
+
+    async def find_ids(self, refs: Sequence[str]) -> dict[str, int]:
+        """Resolve submission references (numeric ids or 11-character uids) to ids."""
+        ids = [int(r) for r in refs if r.isdigit() and len(r) < 19]
+        uids = [r for r in refs if not r.isdigit()]
+        rows = await self.db.fetch("logs.find_ids", "SELECT id, uid FROM submissions WHERE id = ANY(%s)"
+                                   " OR uid = ANY(%s)", (ids, uids))
+        out: dict[str, int] = {}
+        for row in rows:
+            out[str(row["id"])] = row["id"]
+            out[row["uid"].strip()] = row["id"]
+        return {r: out[r] for r in refs if r in out}
+
+    # --- delete / purge ------------------------------------------------------------------
+    async def delete(self, submission_id: int) -> Optional[str]:
+        """Delete one final submission. Returns None when deleted, else the blocking status
+        (``"missing"`` when there is no such row)."""
+
+        async def run(cursor: Any) -> Optional[str]:
+            rows = await cursor_fetch(cursor, "DELETE FROM submissions WHERE id = %s AND status = ANY(%s)"
+                                      " RETURNING id", (submission_id, list(FINAL_STATES)))
+            if rows:
+                return None
+            found = await cursor_fetch(cursor, "SELECT status FROM submissions WHERE id = %s", (submission_id,))
+            return found[0]["status"] if found else "missing"
+
+        return await self.db.transaction("logs.delete", run)
+
+    async def purge(self, before: datetime, statuses: Sequence[str], dry_run: bool = False) -> int:
+        """Delete (or count) final rows created before ``before`` with one of ``statuses``.
+
+        Non-final statuses are refused here too, not only by the API. Deletes run in chunks so
+        a purge of millions of rows never holds one huge transaction.
+        """
+        final = [s for s in statuses if s in FINAL_STATES]
+        if len(final) != len(statuses):
+            raise ValueError("only final states can be purged")
+        if not final:
+            return 0
+        if dry_run:
+            row = await self.db.fetch_one(
+                "logs.purge_count", "SELECT count(*) AS n FROM submissions WHERE created_at < %s"
+                " AND status = ANY(%s)", (before, final))
+            return int(row["n"]) if row else 0
+        deleted = 0
+        while True:
+            rows = await self.db.fetch(
+                "logs.purge",
+                "DELETE FROM submissions WHERE id IN (SELECT id FROM submissions WHERE created_at < %s"
+                " AND status = ANY(%s) ORDER BY id LIMIT %s) AND status = ANY(%s) RETURNING id",
+                (before, final, PURGE_CHUNK, final))
+            deleted += len(rows)
+            if len(rows) < PURGE_CHUNK:
+                return deleted
+
+    # --- queue view ------------------------------------------------------------------------
+    async def oldest_waiting(self) -> dict[str, dict[str, Any]]:
+        """Per destination: the oldest queued row's creation time and how many rows wait."""
+        rows = await self.db.fetch(
+            "logs.oldest_waiting",
+            "SELECT destination, min(created_at) AS oldest, count(*) AS n FROM submissions"
+            " WHERE status IN ('queued', 'retrying') GROUP BY destination")
+        return {r["destination"]: {"oldest": r["oldest"], "waiting": int(r["n"])} for r in rows}
+
+    # --- requeue jobs ------------------------------------------------------------------------
+    async def create_job(self, job_id: str, actor: str, selection: dict[str, Any], force: bool,
+                         matched: int) -> None:
+        """Record a new requeue job (``running``)."""
+        await self.db.execute(
+            "logs.job_create",
+            "INSERT INTO requeue_jobs (id, actor, selection, force, matched) VALUES (%s, %s, %s, %s, %s)",
+            (job_id, actor, json_param(selection), force, matched))
+
+    async def update_job(self, job_id: str, *, scanned: int, requeued: int, enqueued: int,
+                         status: Optional[str] = None, error: Optional[str] = None) -> None:
+        """Record a job's progress (and its end when ``status`` is given)."""
+        await self.db.execute(
+            "logs.job_update",
+            "UPDATE requeue_jobs SET scanned = %s, requeued = %s, enqueued = %s, updated_at = now(),"
+            " status = coalesce(%s, status), error = coalesce(%s, error),"
+            " finished_at = CASE WHEN %s IS NULL THEN finished_at ELSE now() END WHERE id = %s",
+            (scanned, requeued, enqueued, status, error, status, job_id))
+
+    async def get_job(self, job_id: str) -> Optional[dict[str, Any]]:
+        """One requeue job."""
+        return await self.db.fetch_one(
+            "logs.job_get", "SELECT id, actor, selection, force, status, matched, scanned, requeued, enqueued,"
+            " error, created_at, updated_at, finished_at FROM requeue_jobs WHERE id = %s", (job_id,))
+
+    async def interrupt_running_jobs(self, job_ids: Sequence[str]) -> None:
+        """Mark jobs this process was running as interrupted (shutdown)."""
+        if job_ids:
+            await self.db.execute(
+                "logs.job_interrupt", "UPDATE requeue_jobs SET status = 'interrupted', updated_at = now(),"
+                " finished_at = now() WHERE id = ANY(%s) AND status = 'running'", (list(job_ids),))
+
+
+def selection_json(value: Any) -> Any:
+    """A stored jsonb value as Python (psycopg2 returns dicts already; strings are parsed)."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -1,0 +1,178 @@
+"""Latency of filtered ``GET /api/v2/logs`` first pages on a table of 1,000,000 submissions.
+
+Run:  .venv/bin/python -m tests.bench.bench_logs [--rows 1000000] [--repeat 7]
+
+Makes a fresh migrated database on the test PostgreSQL (tests/support/services.py), fills
+``submissions`` with one INSERT … SELECT over generate_series (statuses, kinds, destinations,
+50 submitters, a year of timestamps, idempotency keys, error texts), ANALYZEs it, starts a whole
+gateway in this process (role ``api``) and times each query over HTTP (median and max of
+``--repeat`` runs after one warm-up). Then prints PostgreSQL's EXPLAIN (ANALYZE, BUFFERS) of the list
+and count statements of a few filters, to show which indexes serve them. Not a test: the
+figures depend on the machine and whatever else runs on it.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+QUERIES = (
+    ("no filter, page 1", ""),
+    ("status=failed", "status=failed"),
+    ("status=failed,rejected + month", "status=failed,rejected&from=2024-03-01&to=2024-03-31"),
+    ("destination=cc1 + status=delivered", "destination=cc1&status=delivered"),
+    ("user=bench_user_7", "user=bench_user_7"),
+    ("kind=tracker + from/to week", "kind=tracker&from=2024-06-01&to=2024-06-07"),
+    ("q=<idempotency key>", "q=key-424242"),
+    ("q=<error words>", "q=NullPointer"),
+    ("status=delivered page 5", "status=delivered&page=5"),
+    ("status=delivered, no total", "status=delivered&with_total=false"),
+    ("user + status + date", "user=bench_user_3&status=delivered&from=2024-02-01&to=2024-02-29"),
+)
+
+FILL = """
+INSERT INTO submissions (uid, kind, destination, submitter_id, endpoint, idempotency_key, payload, status,
+                         attempts, created_at, updated_at, finished_at, error, value_count)
+SELECT 'X' || lpad(g::text, 10, '0'),
+       CASE WHEN g %% 5 = 0 THEN 'tracker' ELSE 'aggregate' END,
+       CASE WHEN g %% 10 = 3 THEN 'cc1' ELSE 'main' END,
+       (SELECT min(id) FROM users) + (g %% 50),
+       CASE WHEN g %% 5 = 0 THEN '/api/v2/tracker' ELSE '/api/v2/aggregate' END,
+       CASE WHEN g %% 2 = 0 THEN 'key-' || g END,
+       '{"orgUnit": "g8xY5g6WgXl", "period": "202401", "dataValues": {"ANC1": 1}}'::jsonb,
+       (ARRAY['delivered','delivered','delivered','delivered','delivered','delivered','delivered',
+              'delivered','delivered','delivered','delivered','delivered','delivered','delivered',
+              'partial','rejected','failed','queued','retrying','delivered'])[1 + g %% 20],
+       1 + g %% 3,
+       timestamptz '2024-01-01T00:00:00+03:00' + (g * interval '31.5 seconds'),
+       timestamptz '2024-01-01T00:00:00+03:00' + (g * interval '31.5 seconds'),
+       timestamptz '2024-01-01T00:00:00+03:00' + (g * interval '31.5 seconds'),
+       CASE (1 + g %% 20) WHEN 16 THEN 'E7630 value not valid for data element ' || (g %% 997)
+                         WHEN 17 THEN 'HTTP 500 from DHIS2: NullPointerException at ' || (g %% 991) END,
+       1
+FROM generate_series(1, %s) g
+"""
+
+
+def fill(dsn: str, rows: int) -> float:
+    """Create users and ``rows`` submissions; return seconds taken (blocking, before the reactor)."""
+    import psycopg2
+
+    started = time.monotonic()
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO users (uid, username, role, password_hash) SELECT 'U' || lpad(g::text, 10, '0'),"
+                    " 'bench_user_' || g, 'submitter', 'x' FROM generate_series(0, 49) g")
+        cur.execute(FILL, (rows,))
+        cur.execute("VACUUM ANALYZE submissions")
+    conn.close()
+    return time.monotonic() - started
+
+
+def explain(dsn: str, tz: Any) -> None:
+    """Print the plans of the list and count statements for a few filters."""
+    import psycopg2
+
+    from dhis2gw.operations.filters import parse_filter
+    from dhis2gw.storage.logs import where_clause
+    from dhis2gw.storage.submissions import SUMMARY_COLUMNS
+
+    conn = psycopg2.connect(dsn)
+    for label, query in (QUERIES[2], QUERIES[3], QUERIES[4], QUERIES[6], QUERIES[7], QUERIES[0]):
+        values: dict[str, list[str]] = {}
+        for pair in filter(None, query.split("&")):
+            k, v = pair.split("=", 1)
+            values.setdefault(k, []).extend(v.split(",") if k not in ("q", "from", "to") else [v])
+        f = parse_filter(lambda name: values.get(name, []), tz)
+        where, params = where_clause(f)
+        for kind, sql, p in (
+                ("list", f"SELECT {SUMMARY_COLUMNS} FROM submissions WHERE ({where})"
+                         " ORDER BY created_at DESC, id DESC LIMIT 21 OFFSET 0", params),
+                ("count (bounded, as the API runs it)",
+                 f"SELECT count(*) FROM (SELECT 1 FROM submissions WHERE {where} LIMIT %s) s",
+                 [*params, (1000 if f.q else 100_000) + 1])):
+            with conn.cursor() as cur:
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, p)
+                plan = [r[0] for r in cur.fetchall()]
+            print(f"\n--- EXPLAIN {kind}: {label}")
+            print("\n".join(plan))
+    conn.close()
+
+
+async def run_http(reactor: Any, dsn: str, repeat: int) -> list[tuple[str, float, float, int]]:
+    """Start a gateway and time every query; return (label, median ms, max ms, total)."""
+    import treq
+
+    from dhis2gw.config import load_config
+    from dhis2gw.embedded import free_port
+    from dhis2gw.tap import build_gateway
+    from tests.support.fake_auth import StaticAuthenticator
+    from tests.support.services import delete_redis_prefix, redis_prefix, test_environ
+
+    prefix = redis_prefix()
+    config = load_config(None, test_environ(dsn, prefix, DHIS2GW_SERVER_PORT=str(free_port())))
+    gateway = build_gateway(config, reactor, "api")
+    gateway.router.authenticator = StaticAuthenticator()
+    gateway.service.startService()
+    port = (await gateway.listener.listening).getHost().port
+    base = f"http://127.0.0.1:{port}/api/v2/logs?page_size=20&"
+    headers = {"Authorization": ["Test admin 1"]}
+    results = []
+    try:
+        for label, query in QUERIES:
+            times = []
+            total = -1
+            for i in range(repeat + 1):
+                started = time.perf_counter()
+                response = await treq.get(base + query, headers=headers)
+                body = await response.json()
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.code != 200:
+                    raise RuntimeError(f"{label}: {response.code} {body}")
+                total = body["total"] if body["total"] is not None else -1
+                if i:
+                    times.append(elapsed)
+            results.append((label, statistics.median(times), max(times), total))
+    finally:
+        await gateway.service.stopService()
+        delete_redis_prefix(prefix)
+    return results
+
+
+def main() -> None:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+
+    import zoneinfo
+
+    from twisted.internet import defer, task
+
+    from tests.support.services import migrated_database
+
+    dsn = migrated_database()
+    print(f"filling {args.rows:,} submissions …", flush=True)
+    print(f"filled in {fill(dsn, args.rows):.1f} s")
+    results: list[Any] = []
+
+    async def go(reactor: Any) -> None:
+        results.extend(await run_http(reactor, dsn, args.repeat))
+
+    try:
+        task.react(lambda reactor: defer.Deferred.fromCoroutine(go(reactor)))
+    except SystemExit as e:
+        if e.code:
+            raise
+    print(f"\nGET /api/v2/logs (page_size=20), {args.rows:,} rows, {args.repeat} runs each over HTTP")
+    print(f"{'query':42} {'median ms':>10} {'max ms':>8} {'total':>9}")
+    for label, med, worst, total in results:
+        print(f"{label:42} {med:10.1f} {worst:8.1f} {total:9}")
+    explain(dsn, zoneinfo.ZoneInfo("Africa/Kampala"))
+
+
+if __name__ == "__main__":
+    main()
