@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from dhis2gw.api.errors import ApiError, not_found
 from dhis2gw.api.routing import OPERATOR, Call, Response, route
+from dhis2gw.api.uploads import uploaded_file
 from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.mapping.export import CSV_TYPE, XLSX_TYPE, template_xlsx, to_csv, to_xlsx
 from dhis2gw.mapping.importer import MappingImporter
@@ -152,13 +153,7 @@ class MappingsApi:
 
     @staticmethod
     def _upload(call: Call) -> bytes:
-        ctype = (call.request.getHeader(b"content-type") or b"").lower()
-        if ctype.startswith(b"multipart/form-data"):
-            files = call.request.args.get(b"file")
-            if not files:
-                raise ApiError(400, "missing_file", "the multipart form has no 'file' field")
-            return bytes(files[0])
-        return call.request.content.read() if call.request.content is not None else b""
+        return uploaded_file(call.request, "file")
 
     async def _import(self, call: Call, kind: str) -> Response:
         data = self._upload(call)
@@ -198,27 +193,31 @@ class MappingsApi:
 
     # --- export ------------------------------------------------------------------------------
     @route("GET", "/mappings/export/csv", roles=OPERATOR, tags=TAGS, query=_FILTERS,
-           summary="Export mappings as CSV (the columns the import takes)")
+           summary="Export mappings as CSV (the columns the import takes)",
+           response_schema={"type": "string", "contentMediaType": CSV_TYPE})
     async def export_csv(self, call: Call) -> Response:
         rows = await self.store.export_rows(*self._filters(call))
         return Response(raw=to_csv(rows), content_type=CSV_TYPE,
                         headers={"Content-Disposition": 'attachment; filename="dhis2_mappings.csv"'})
 
     @route("GET", "/mappings/export/excel", roles=OPERATOR, tags=TAGS, query=_FILTERS,
-           summary="Export mappings as XLSX (data on the first sheet)")
+           summary="Export mappings as XLSX (data on the first sheet)",
+           response_schema={"type": "string", "contentMediaType": XLSX_TYPE})
     async def export_excel(self, call: Call) -> Response:
         rows = await self.store.export_rows(*self._filters(call))
         return Response(raw=to_xlsx(rows), content_type=XLSX_TYPE,
                         headers={"Content-Disposition": 'attachment; filename="dhis2_mappings.xlsx"'})
 
     @route("GET", "/mappings/template.xlsx", roles=OPERATOR, tags=TAGS,
-           summary="XLSX template: headers, one example row, a sheet documenting each column")
+           summary="XLSX template: headers, one example row, a sheet documenting each column",
+           response_schema={"type": "string", "contentMediaType": XLSX_TYPE})
     async def template(self, call: Call) -> Response:
         return Response(raw=template_xlsx(), content_type=XLSX_TYPE,
                         headers={"Content-Disposition": 'attachment; filename="dhis2_mappings_template.xlsx"'})
 
     @route("GET", "/mappings/export/excel-template", roles=OPERATOR, tags=TAGS, deprecated=True,
-           summary="The original's template path (now authenticated); same as /mappings/template.xlsx")
+           summary="The original's template path (now authenticated); same as /mappings/template.xlsx",
+           response_schema={"type": "string", "contentMediaType": XLSX_TYPE})
     async def template_legacy(self, call: Call) -> Response:
         return await self.template(call)
 
@@ -251,4 +250,7 @@ class MetadataApi:
             except Exception as e:  # noqa: BLE001 - reported per destination
                 failed[name] = str(e) or type(e).__name__
         body = {"refreshed": refreshed, "failed": failed, "destinations": self.cache.status()}
-        return Response(body, status=502 if failed else 200)
+        if failed:
+            raise ApiError(502, "metadata_refresh_failed", "DHIS2 metadata could not be read; the cached copy is kept",
+                           body)
+        return Response(body)

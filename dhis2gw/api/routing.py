@@ -126,21 +126,13 @@ class Call:
         values = self.request.args.get(name.encode())
         if not values:
             return default
-        try:
-            return values[0].decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, "invalid_parameter", f"query parameter {name!r} is not valid UTF-8",
-                           {"parameter": name}) from None
+        return _query_text(name, values[0])
 
     def args(self, name: str) -> list[str]:
         """Every value of query parameter ``name`` (also comma-separated ones)."""
         out: list[str] = []
         for raw in self.request.args.get(name.encode(), []):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ApiError(400, "invalid_parameter", f"query parameter {name!r} is not valid UTF-8",
-                               {"parameter": name}) from None
+            text = _query_text(name, raw)
             out.extend(part for part in (p.strip() for p in text.split(",")) if part)
         return out
 
@@ -177,6 +169,38 @@ class Call:
         """The authenticated principal (routes that are not public always have one)."""
         assert self.principal is not None
         return self.principal
+
+
+def _query_text(name: str, raw: bytes) -> str:
+    """A query value as text: valid UTF-8 without NUL (PostgreSQL text cannot hold NUL)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_parameter", f"query parameter {name!r} is not valid UTF-8",
+                       {"parameter": name}) from None
+    if "\x00" in text:
+        raise ApiError(400, "invalid_parameter", f"query parameter {name!r} contains a NUL character",
+                       {"parameter": name})
+    return text
+
+
+def _nul_path(value: Any, path: str = "") -> Optional[str]:
+    """The path of the first string (or key) containing NUL in a JSON document, if any."""
+    if isinstance(value, str):
+        return path or "(body)" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{path}/{key!r}".lstrip("/")
+            found = _nul_path(item, f"{path}/{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{path}/{i}" if path else str(i))
+            if found:
+                return found
+    return None
 
 
 def _expand_one_of(error: Any) -> list[Any]:
@@ -223,12 +247,20 @@ def decode_json_body(request: IRequest) -> Any:
         raise ApiError(400, "invalid_encoding", "the request body is not valid UTF-8",
                        {"position": e.start}) from None
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except RecursionError:
         raise ApiError(400, "invalid_json", "the JSON document is nested too deeply") from None
     except json.JSONDecodeError as e:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {e.msg}",
                        {"line": e.lineno, "column": e.colno}) from None
+    try:
+        bad = _nul_path(document)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the JSON document is nested too deeply") from None
+    if bad:
+        raise ApiError(400, "invalid_characters", "strings may not contain the NUL character (\\u0000)",
+                       {"field": bad})
+    return document
 
 
 def json_bytes(value: Any) -> bytes:

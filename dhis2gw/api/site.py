@@ -32,6 +32,9 @@ class GatewayRequest(server.Request):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Forms are parsed by the routes that take uploads (dhis2gw.api.uploads), so a malformed
+        # multipart body gets a JSON 400 instead of Twisted's bare one.
+        self._parsePOSTFormSubmission = False
         self.started_at = time.monotonic()
         self.route = None
         self.principal = None

@@ -26,7 +26,8 @@ class RequestLogStore:
             return
         params: list[Any] = []
         for row in rows:
-            params.extend(row)
+            # PostgreSQL text cannot hold NUL; a fuzzed or hostile request must not cost the batch.
+            params.extend(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row)
         sql = f"INSERT INTO request_log ({', '.join(ROW_FIELDS)}) VALUES " + ", ".join([_ROW_SQL] * len(rows))
         await self.db.execute("request_log.insert_many", sql, params)
 

@@ -82,7 +82,8 @@ class OrgUnitsApi:
 
     @route("POST", "/sync/orgunits", roles=OPERATOR, summary="Run the org-unit sync now (and plan propagation)",
            tags=("orgunits",), body_schema=None, body_required=False,
-           responses={409: "a sync is already running", 503: "no main DHIS2 configured"})
+           responses={409: "a sync is already running", 502: "the main DHIS2 could not be read (nothing changed)",
+                      503: "no main DHIS2 configured"})
     async def sync_now(self, call: Call) -> Response:
         if self.sync_job is None:
             raise ApiError(503, "sync_unavailable", "the org-unit sync needs the main DHIS2 (api.dhis2_base_url)",
@@ -91,9 +92,10 @@ class OrgUnitsApi:
             result = await self.runner.execute(self.sync_job, None)
         except JobBusy:
             raise ApiError(409, "sync_running", "an org-unit sync is already running") from None
-        status = 200 if result.outcome == "ok" else 502
-        return Response({"run_id": result.run_id, "outcome": result.outcome, "report": result.detail},
-                        status=status)
+        if result.outcome != "ok":
+            raise ApiError(502, "sync_failed", "the org-unit sync could not read the main DHIS2",
+                           {"run_id": result.run_id, "outcome": result.outcome, "report": result.detail})
+        return Response({"run_id": result.run_id, "outcome": result.outcome, "report": result.detail})
 
 
 class CronApi:
