@@ -1,0 +1,305 @@
+"""Optional plugin: tell the submitter a submission's final outcome with a signed HTTP callback.
+
+When a submission reaches a final state (delivered, partial, rejected or failed), the gateway
+POSTs a JSON document about it to a callback URL taken from, in this order:
+
+1. the ``callback_url`` field of the submission body as it was received (the aggregate simplified
+   form and the example ``event`` kind accept it; it is never sent to DHIS2 by them);
+2. the ``url`` configured for the submitting user in the callbacks file (below).
+
+The body is signed with HMAC-SHA256 over the exact bytes sent, in
+``X-Dhis2gw-Signature: sha256=<hex>``; the receiver recomputes it with the shared secret and
+compares in constant time. ``X-Dhis2gw-Delivery`` is the callback's own submission UID (the same
+on every retry: use it to drop duplicates).
+
+Reliability: the callback is itself a submission of kind ``callback`` in the SAME queue, on the
+original submission's destination, created with the idempotency key
+``callback:<uid>:<attempt>``. It is retried with the normal backoff and ``max_retries``, survives
+restarts, and shows in ``GET /api/v2/submissions/<id>`` and the logs like any other submission;
+operators can requeue it. Its ``deliver`` ignores the DHIS2 client and uses its own HTTP client;
+a receiver that is down or answers 5xx/408/429 is a job-level retry, other 4xx a rejection —
+never a destination failure, so a broken receiver cannot open the DHIS2 destination's breaker.
+The window between committing the outcome and creating the callback row is not covered: a
+crash exactly there loses that one callback (logged nowhere); everything after is durable.
+
+Configuration (environment, e.g. /etc/default/dhis2gw; secrets are never stored in the database):
+
+``DHIS2GW_CALLBACK_SECRET``        default HMAC secret; callbacks are only sent when a secret applies
+``DHIS2GW_CALLBACK_CONFIG``        YAML file: ``secret:``, ``allowed_url_prefixes: [..]``, and
+                                   ``submitters: {<username>: {url: .., secret: ..}}``
+``DHIS2GW_CALLBACK_ALLOWED_URLS``  comma-separated URL prefixes a ``callback_url`` must start with
+                                   (limits where submitters can make the gateway send requests)
+``DHIS2GW_CALLBACK_TIMEOUT``       seconds for one callback request (default 10)
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
+from dhis2gw.interfaces import ISubmissionKind
+
+log = Logger(namespace="dhis2gw.plugins.callback")
+
+SIGNATURE_HEADER = "X-Dhis2gw-Signature"
+FINAL_STATES = ("delivered", "partial", "rejected", "failed")
+_RETRYABLE = {408, 425, 429}
+
+
+def canonical_body(document: Any) -> bytes:
+    """The exact bytes POSTed for ``document`` (stable, so every retry carries the same signature)."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Dhis2gw-Signature`` value of ``body``: ``sha256=<hex HMAC-SHA256>``."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, body: bytes, header: Optional[str]) -> bool:
+    """What a receiver does: recompute the signature and compare in constant time."""
+    return header is not None and hmac.compare_digest(sign(secret, body), header)
+
+
+@dataclass
+class CallbackSettings:
+    """Where callbacks may go and how they are signed (from the environment and the callbacks file)."""
+
+    secret: str = ""
+    submitters: dict[str, dict[str, str]] = field(default_factory=dict)  # lower-case username → {url, secret}
+    allowed_prefixes: tuple[str, ...] = ()
+    timeout: float = 10.0
+
+    @classmethod
+    def from_environ(cls, environ: Any) -> "CallbackSettings":
+        """Read ``DHIS2GW_CALLBACK_*`` (raises ValueError with one clear line when they are bad)."""
+        data: dict[str, Any] = {}
+        path = environ.get("DHIS2GW_CALLBACK_CONFIG", "")
+        if path:
+            import yaml
+
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+            if not isinstance(data, dict):
+                raise ValueError(f"{path}: expected a mapping")
+        submitters = {}
+        for username, entry in (data.get("submitters") or {}).items():
+            if not isinstance(entry, dict):
+                raise ValueError(f"{path}: submitters.{username} must be a mapping with url and/or secret")
+            submitters[str(username).lower()] = {k: str(v) for k, v in entry.items() if k in ("url", "secret")}
+        prefixes = list(data.get("allowed_url_prefixes") or [])
+        prefixes += [p.strip() for p in environ.get("DHIS2GW_CALLBACK_ALLOWED_URLS", "").split(",") if p.strip()]
+        timeout = float(environ.get("DHIS2GW_CALLBACK_TIMEOUT") or data.get("timeout") or 10.0)
+        return cls(secret=environ.get("DHIS2GW_CALLBACK_SECRET") or str(data.get("secret") or ""),
+                   submitters=submitters, allowed_prefixes=tuple(prefixes), timeout=timeout)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.secret or any(e.get("secret") for e in self.submitters.values()))
+
+    def url_problem(self, url: str) -> Optional[str]:
+        """Why a ``callback_url`` from a request body is refused, or None."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "not an http(s) URL"
+        if self.allowed_prefixes and not any(url.startswith(p) for p in self.allowed_prefixes):
+            return "not under an allowed URL prefix"
+        return None
+
+
+@implementer(IPlugin, ISubmissionKind)
+class CallbackKind:
+    """Internal kind ``callback`` (no ingest endpoint) plus the outcome observer that queues it."""
+
+    name = "callback"
+    endpoint = None
+    request_schema = None
+
+    def __init__(self) -> None:
+        self.settings = CallbackSettings()
+        self.gateway: Any = None
+        self.users: Any = None
+        self.http: Any = None
+        self.pool: Any = None
+        self.pending: set[defer.Deferred[Any]] = set()
+        self._user_ids: dict[int, str] = {}
+
+    # --- wiring ------------------------------------------------------------------------------
+    def setup(self, gateway: Any) -> None:
+        """Read the settings, make an HTTP client, and watch delivery outcomes (plugin loader hook)."""
+        from dhis2gw.plugins_loader import outcome_observers
+        from dhis2gw.storage.users import UserStore
+
+        self.settings = CallbackSettings.from_environ(os.environ)
+        self.gateway = gateway
+        self.users = UserStore(gateway.db)
+        self.pending = set()
+        self._user_ids = {}
+        _CallbackService(self).setServiceParent(gateway.service)
+        if gateway.dispatcher is None:
+            return
+        if not self.settings.active:
+            log.info("callback plugin inactive: set DHIS2GW_CALLBACK_SECRET (or DHIS2GW_CALLBACK_CONFIG)")
+            return
+        outcome_observers(gateway).append(self.observe)
+
+    def _client(self) -> Any:
+        if self.http is None:
+            from treq.client import HTTPClient
+            from twisted.web.client import Agent, HTTPConnectionPool
+
+            reactor = self.gateway.reactor
+            self.pool = HTTPConnectionPool(reactor, persistent=False)
+            self.http = HTTPClient(Agent(reactor, pool=self.pool))
+        return self.http
+
+    # --- outcome → callback submission ---------------------------------------------------------
+    def observe(self, destination: str, row: dict[str, Any], outcome: Outcome, event: str) -> None:
+        """Outcome observer: queue a callback when ``row`` may have become final (never blocks)."""
+        if row.get("kind") == self.name or outcome.kind not in (OutcomeKind.DELIVERED, OutcomeKind.PARTIAL,
+                                                                 OutcomeKind.REJECTED, OutcomeKind.RETRY):
+            return
+        if not self._body_url(row) and not (self.settings.submitters and row.get("submitter_id") is not None):
+            return
+        d = defer.Deferred.fromCoroutine(self._queue_callback(row, outcome))
+        d.addErrback(lambda f: log.failure("callback for submission {sid} not queued", f, sid=row.get("id")))
+        self.pending.add(d)
+        d.addBoth(lambda _: self.pending.discard(d))
+
+    @staticmethod
+    def _body_url(row: dict[str, Any]) -> Optional[str]:
+        payload = row.get("payload")
+        url = payload.get("callback_url") if isinstance(payload, dict) else None
+        return url if isinstance(url, str) and url else None
+
+    async def _submitter(self, submitter_id: Optional[int]) -> tuple[Optional[str], dict[str, str]]:
+        """(username, its callbacks-file entry) of a submitter id; usernames resolved once and cached."""
+        if submitter_id is None or not self.settings.submitters:
+            return None, {}
+        if submitter_id not in self._user_ids:
+            for username in self.settings.submitters:
+                rows, _ = await self.users.list(username=username, page_size=1)
+                for user in rows:
+                    self._user_ids[int(user["id"])] = username
+        username = self._user_ids.get(submitter_id)
+        return username, self.settings.submitters.get(username or "", {})
+
+    async def _queue_callback(self, row: dict[str, Any], outcome: Outcome) -> None:
+        from dhis2gw.dhis2.uids import generate_uid
+        from dhis2gw.storage.submissions import NewSubmission
+
+        store, sid = self.gateway.store, row["id"]
+        url = self._body_url(row)
+        if url is not None:
+            problem = self.settings.url_problem(url)
+            if problem:
+                log.warn("submission {sid}: callback_url refused ({problem})", sid=sid, problem=problem)
+                return
+        else:
+            url = (await self._submitter(row.get("submitter_id")))[1].get("url")
+            if not url:
+                return
+        current = await store.get(sid, with_payloads=False)
+        if current is None or current["status"] not in FINAL_STATES:
+            return  # a retry is scheduled: the callback waits for the final outcome
+        document = {
+            "event": "submission.final",
+            "submission": {key: (value.isoformat() if hasattr(value, "isoformat") else value)
+                           for key, value in current.items()
+                           if key in ("id", "uid", "kind", "destination", "status", "attempts", "http_status",
+                                      "value_count", "import_count", "error", "created_at", "finished_at")},
+            "status_url": f"/api/v2/submissions/{sid}",
+            "outcome": {"kind": outcome.kind.value, "reason": outcome.reason, "http_status": outcome.http_status,
+                        "dhis2_status": outcome.dhis2_status, "conflicts": len(outcome.conflicts)
+                        + len(outcome.error_reports)},
+        }
+        created = await store.create(NewSubmission(
+            uid=generate_uid(), kind=self.name, destination=current["destination"],
+            submitter_id=row.get("submitter_id"), endpoint=f"/api/v2/submissions/{sid}",
+            payload={"callback_url": url, "for_submission": sid, "for_uid": current["uid"]},
+            dhis2_payload=document, import_params={}, value_count=0,
+            idempotency_key=f"callback:{current['uid']}:{current['attempts']}"))
+        if created.existing:
+            return
+        from dhis2gw.queue.connection import RedisUnavailable
+
+        try:
+            await self.gateway.queue.enqueue(current["destination"], created.row["id"], timeout=2)
+        except RedisUnavailable as e:
+            log.warn("callback {cid} recorded but not pushed ({error}); the reconciler will queue it",
+                     cid=created.row["id"], error=e)
+            return
+        if self.gateway.dispatcher is not None:
+            self.gateway.dispatcher.wake(current["destination"])
+
+    # --- ISubmissionKind ---------------------------------------------------------------------------
+    async def prepare(self, request: Any) -> Any:
+        """Callbacks are created by the gateway itself, never submitted."""
+        from dhis2gw.interfaces import KindError
+
+        raise KindError(404, "unknown_kind", "callback submissions are created by the gateway")
+
+    async def deliver(self, client: Any, submission: dict[str, Any], context: Any) -> Outcome:
+        """POST the stored document to the callback URL, signed; ``client`` (DHIS2) is not used."""
+        url = submission["payload"]["callback_url"]
+        _, entry = await self._submitter(submission.get("submitter_id"))
+        secret = entry.get("secret") or self.settings.secret
+        if not secret:
+            return Outcome(OutcomeKind.REJECTED, reason="no_secret", message="no callback secret is configured")
+        body = canonical_body(submission["dhis2_payload"])
+        headers = {"Content-Type": ["application/json"], SIGNATURE_HEADER: [sign(secret, body)],
+                   "X-Dhis2gw-Event": ["submission.final"], "X-Dhis2gw-Delivery": [submission["uid"]],
+                   "User-Agent": ["dhis2gw-callback"]}
+        reactor = self.gateway.reactor
+        started = reactor.seconds()
+        try:
+            d = self._client().post(url.encode("utf-8"), data=body, headers=headers)
+            d.addTimeout(self.settings.timeout, reactor)
+            response = await d
+            text = (await response.content())[:2000].decode("utf-8", "replace")
+        except Exception as e:  # noqa: BLE001 - any transport problem is worth another try
+            return Outcome(OutcomeKind.RETRY, reason="callback_unreachable", message=f"{type(e).__name__}: {e}",
+                           duration=reactor.seconds() - started)
+        code = response.code
+        kind = (OutcomeKind.DELIVERED if 200 <= code < 300 else
+                OutcomeKind.RETRY if code >= 500 or code in _RETRYABLE else OutcomeKind.REJECTED)
+        retry_after = response.headers.getRawHeaders(b"retry-after", [None])[0]
+        return Outcome(kind, reason=None if kind is OutcomeKind.DELIVERED else f"callback_http_{code}",
+                       http_status=code, body=text, message=f"callback receiver answered {code}",
+                       retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+                       duration=reactor.seconds() - started)
+
+
+class _CallbackService(service.Service):
+    """Waits for callbacks being queued, then closes the HTTP client, when the gateway stops."""
+
+    name = "callback-plugin"
+
+    def __init__(self, kind: CallbackKind) -> None:
+        self.kind = kind
+
+    def stopService(self) -> defer.Deferred[None]:  # noqa: N802
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self.kind.pending:
+            await defer.DeferredList(list(self.kind.pending), consumeErrors=True)
+        pool, self.kind.pool, self.kind.http = self.kind.pool, None, None
+        if pool is not None:
+            await pool.closeCachedConnections()
+
+
+#: The object ``getPlugins`` finds.
+callback = CallbackKind()

@@ -1,0 +1,102 @@
+"""Helpers for plugin tests: a Gateway assembled from test parts, and temporary plugin directories."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from twisted.logger import globalLogPublisher
+
+from dhis2gw.config import load_config
+from dhis2gw.lifecycle import OrderedServices
+from dhis2gw.tap import Gateway
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "plugins"
+
+
+def make_gateway(reactor: Any, plugins_dir: Path = SHIPPED, role: str = "api", env: Optional[dict[str, str]] = None,
+                 **parts: Any) -> Gateway:
+    """A Gateway with a real configuration and whatever parts a test passes (db, store, queue, …)."""
+    environ = {"DHIS2GW_PLUGINS_DIR": str(plugins_dir), "DHIS2GW_JWT_SECRET": "s" * 40}
+    environ.update(env or {})
+    config = load_config(None, environ)
+    gateway = Gateway(config=config, reactor=reactor, role=role, service=OrderedServices(),
+                      db=parts.pop("db", None), redis=parts.pop("redis", None))
+    for key, value in parts.items():
+        setattr(gateway, key, value)
+    return gateway
+
+
+class PluginDir:
+    """A temporary plugins directory whose modules get unique names (sys.modules is process-wide)."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="dhis2gw-plugins-"))
+        self.modules: list[str] = []
+
+    def write(self, stem: str, source: str) -> str:
+        """Write ``<stem>_<random>.py``; return the module's short name."""
+        name = f"{stem}_{secrets.token_hex(3)}"
+        (self.path / f"{name}.py").write_text(source)
+        self.modules.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        import dhis2gw.plugins as package
+
+        if str(self.path) in package.__path__:
+            package.__path__.remove(str(self.path))
+        for name in self.modules:
+            sys.modules.pop(f"dhis2gw.plugins.{name}", None)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class LogCapture:
+    """Collects twisted.logger events while active."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+
+    def stop(self) -> None:
+        globalLogPublisher.removeObserver(self.events.append)
+
+    def texts(self, level: Optional[str] = None) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events if level is None or e.get("log_level").name == level]
+
+
+def unset_env(*names: str) -> dict[str, Optional[str]]:
+    """Remove environment variables, returning their old values (for restore_env)."""
+    return {n: os.environ.pop(n, None) for n in names}
+
+
+def restore_env(saved: dict[str, Optional[str]]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def isolate_plugin_path(testcase: Any) -> None:
+    """Restore ``dhis2gw.plugins.__path__`` after the test (the loader appends directories to it)."""
+    import dhis2gw.plugins as package
+
+    saved = list(package.__path__)
+    testcase.addCleanup(lambda: package.__path__.__setitem__(slice(None), saved))
+
+
+async def create_user(db: Any, username: str, role: str = "submitter") -> int:
+    """Insert a user row (the submissions table references users); return its id."""
+    from dhis2gw.dhis2.uids import generate_uid
+    from dhis2gw.storage.users import UserStore
+
+    row = await UserStore(db).create(uid=generate_uid(), username=username, password_hash="x", role=role)
+    return int(row["id"])
