@@ -1,7 +1,7 @@
 # Developer entry points. The two commands a new user needs are `make run` and `make test`
 # (equivalently scripts/dev.sh run|test, which also works where make is not installed).
 
-.PHONY: run test setup fault bench bench-quick sim clean
+.PHONY: run test setup fault bench bench-quick fuzz sim deb clean
 
 run:
 	scripts/dev.sh run
@@ -19,10 +19,20 @@ fault: setup
 # Benchmarks print figures and append them to bench-results/*.md (never timed assertions).
 bench: setup
 	.venv/bin/python -m tests.bench.bench_delivery
+	.venv/bin/python -m tests.bench.bench_ingest
 	.venv/bin/python -m tests.bench.bench_auth
+	.venv/bin/python -m tests.bench.bench_logs
 
 bench-quick: setup
 	.venv/bin/python -m tests.bench.bench_delivery --quick
+
+# Property-based fuzzing of every documented operation with more examples than the normal suite.
+fuzz: setup
+	DHIS2GW_FUZZ_EXAMPLES=100 .venv/bin/pytest tests/operations/test_fuzz.py -v
+
+# The Debian package (dist/dhis2gw_<version>_amd64.deb).
+deb:
+	scripts/build-deb.sh
 
 # A standalone DHIS2 simulator on 127.0.0.1:8099 (DHIS2 2.40).
 sim: setup
