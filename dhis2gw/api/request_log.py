@@ -166,7 +166,8 @@ class RequestLogWriter(service.Service):
         principal = getattr(request, "principal", None)
         raw = b""
         content = getattr(request, "content", None)
-        if self.body_excerpt_bytes > 0 and content is not None and hasattr(content, "getvalue"):
+        keep = mounted is None or mounted.spec.log_body or int(request.code) >= 400
+        if keep and self.body_excerpt_bytes > 0 and content is not None and hasattr(content, "getvalue"):
             raw = content.getvalue()
         excerpt = body_excerpt(raw, request.getHeader(b"content-type"), self.body_excerpt_bytes)
         return (self.clock.seconds(), getattr(request, "request_id", None) or None,
@@ -176,7 +177,7 @@ class RequestLogWriter(service.Service):
                 principal.user_id if principal is not None else None,
                 principal.username if principal is not None else None,
                 int(request.code), round(float(getattr(request, "duration", 0.0)) * 1000, 3),
-                client_address(request), int(getattr(request, "received_bytes", len(raw))),
+                client_address(request), int(getattr(request, "received_bytes", 0) or len(raw)),
                 getattr(request, "error_code", None), excerpt)
 
     # --- flushing ----------------------------------------------------------------------

@@ -65,7 +65,7 @@ class IngestApi:
         self.enqueue_timeout = enqueue_timeout
         self.base_path = base_path
 
-    @route("POST", "/aggregate", roles=SUBMITTERS, body_schema=AGGREGATE_SCHEMA, status=202,
+    @route("POST", "/aggregate", roles=SUBMITTERS, body_schema=AGGREGATE_SCHEMA, status=202, log_body=False,
            summary="Submit aggregate data values", tags=("submissions",),
            query=({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},),
            responses={200: "idempotent repeat: the first submission", 409: "Idempotency-Key reused with another body",
@@ -75,6 +75,7 @@ class IngestApi:
         return await self.ingest("aggregate", call)
 
     @route("POST", "/submissions/<kind>", roles=SUBMITTERS, body_schema={"type": "object"}, status=202,
+           log_body=False,
            summary="Submit data of any loaded kind (plugins)", tags=("submissions",))
     async def post_kind(self, call: Call, kind: str) -> Response:
         if kind not in self.kinds or getattr(self.kinds[kind], "request_schema", None) is None:

@@ -19,10 +19,21 @@ UID_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9]{10}$")
 
 
 def generate_uid() -> str:
-    """One new random UID (52 * 62**10 possibilities, about 4.4e19)."""
-    return secrets.choice(_LETTERS) + "".join(
-        secrets.choice(_ALPHANUMERIC) for _ in range(UID_LENGTH - 1)
-    )
+    """One new random UID (52 * 62**10 possibilities, about 4.4e19), from the OS CSPRNG.
+
+    Bytes are drawn in one call and mapped without bias (rejection sampling: a byte is used
+    only when below the largest multiple of the alphabet size).
+    """
+    chars: list[str] = []
+    while True:
+        for byte in secrets.token_bytes(24):
+            if not chars:
+                if byte < 208:  # 4 * 52
+                    chars.append(_LETTERS[byte % 52])
+            elif byte < 248:  # 4 * 62
+                chars.append(_ALPHANUMERIC[byte % 62])
+            if len(chars) == UID_LENGTH:
+                return "".join(chars)
 
 
 def generate_uids(count: int) -> list[str]:

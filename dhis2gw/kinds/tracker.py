@@ -198,7 +198,7 @@ class TrackerApi:
         """``ingest``: an object with ``async ingest(kind_name, call)`` (dhis2gw.api.submissions.IngestApi)."""
         self.ingest = ingest
 
-    @route("POST", "/tracker", roles=SUBMITTERS, body_schema=REQUEST_SCHEMA, status=202,
+    @route("POST", "/tracker", roles=SUBMITTERS, body_schema=REQUEST_SCHEMA, status=202, log_body=False,
            summary="Submit tracker data (tracked entities, enrollments, events, relationships)",
            description="Flat or nested DHIS2 tracker payload; import options as query parameters. "
                        "Objects without a UID get one now; `uids` maps each object's `reference` "

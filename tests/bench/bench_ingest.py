@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--serve-baseline", nargs=5, metavar=("DSN", "HOST", "PORT", "PREFIX", "LISTEN"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the gateway (e.g. DHIS2GW_REQUEST_LOG=false)")
     args = parser.parse_args()
     if args.serve_baseline:
         dsn, host, rport, prefix, port = args.serve_baseline
@@ -130,6 +132,7 @@ def main() -> None:
         baseline.wait(10)
         env = test_environ(dsn, prefix, dhis2_base_url="http://127.0.0.1:9", dhis2_user="admin",
                            dhis2_password="district", DHIS2GW_MAX_BODY_BYTES="1MiB")
+        env.update(item.split("=", 1) for item in args.set)
         create = subprocess.run([os.path.join(os.path.dirname(sys.executable), "dhis2gw"), "createuser", "bench",
                                  "--role", "submitter", "--password-stdin"], input=PASSWORD + "\n", text=True,
                                 env=dict(os.environ, **env), capture_output=True)
