@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", "-c", default=None, help="YAML configuration file")
     parser.add_argument("--role", "-r", default="all", choices=("all", "api", "worker"),
                         help="which parts to run (default: all)")
+    parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--demo", action="store_true",
                         help="also run the DHIS2 simulator in-process and create demo users and mappings")
     sub = parser.add_subparsers(dest="command")
@@ -170,7 +171,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     _start_logging(config)
     config, embedded = start_embedded(config)
     role = getattr(args, "sub_role", None) or args.role
-    gateway = build_gateway(config, reactor, role, embedded)
+    listen_fd, helpers = args.listen_fd, None
+    if listen_fd is None and config.server.workers > 1 and role in ("all", "api"):
+        from dhis2gw.workers import ApiHelpers, bind_listening_socket
+
+        sock = bind_listening_socket(config.server.host, config.server.port)
+        listen_fd = sock.fileno()
+        helpers = ApiHelpers(reactor, config.server.workers - 1, listen_fd,
+                             getattr(args, "sub_config", None) or args.config, config)
+    gateway = build_gateway(config, reactor, role, embedded, listen_fd=listen_fd)
+    if helpers is not None:
+        reactor.callWhenRunning(helpers.start)
+        reactor.addSystemEventTrigger("before", "shutdown", helpers.stop)
     if args.demo:
         from twisted.internet import defer
 

@@ -47,9 +47,10 @@ class ApiListener(service.Service):
 
     def __init__(self, reactor: Any, endpoint: str, site: GatewaySite, ready: defer.Deferred[Any],
                  on_listening: Optional[Callable[[IListeningPort], None]] = None,
-                 drain_timeout: float = 10.0) -> None:
+                 drain_timeout: float = 10.0, adopt_fd: Optional[int] = None) -> None:
         self.reactor = reactor
         self.endpoint = endpoint
+        self.adopt_fd = adopt_fd  # serve an inherited listening socket (server.workers > 1)
         self.site = site
         self.ready = ready
         self.on_listening = on_listening
@@ -66,8 +67,13 @@ class ApiListener(service.Service):
         await self.ready
         if not self.running:
             return
-        ep = endpoints.serverFromString(self.reactor, self.endpoint)
-        self.port = await ep.listen(self.site)
+        if self.adopt_fd is not None:
+            import socket
+
+            self.port = self.reactor.adoptStreamPort(self.adopt_fd, socket.AF_INET, self.site)
+        else:
+            ep = endpoints.serverFromString(self.reactor, self.endpoint)
+            self.port = await ep.listen(self.site)
         address = self.port.getHost()
         self.log.info("dhis2gw API listening on http://{host}:{port}/", host=address.host, port=address.port)
         if self.on_listening is not None:

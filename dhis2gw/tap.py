@@ -114,7 +114,7 @@ def _ensure_database(admin_uri: str, name: str) -> None:
 
 
 def build_gateway(config: Any, reactor: Any, role: str = "all",
-                  embedded: Optional[list[Any]] = None) -> Gateway:
+                  embedded: Optional[list[Any]] = None, listen_fd: Optional[int] = None) -> Gateway:
     """Wire the gateway's services for ``config`` and ``role`` (see DESIGN.md §3)."""
     from dhis2gw.api.health import HealthApi
     from dhis2gw.api.routing import Router
@@ -196,7 +196,7 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
     if role in ("all", "api"):
         host = config.server.host
         endpoint = f"tcp:{config.server.port}:interface={_endpoint_host(host)}"
-        gateway.listener = ApiListener(reactor, endpoint, site, db.started)
+        gateway.listener = ApiListener(reactor, endpoint, site, db.started, adopt_fd=listen_fd)
         gateway.listener.setServiceParent(root)
     return gateway
 
