@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +28,16 @@ def config_reference() -> str:
     return out.getvalue().strip()
 
 
+def api_reference() -> str:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "api_reference.py")], capture_output=True,
+                         text=True, check=True, cwd=ROOT).stdout
+    return out.strip()
+
+
 def main() -> None:
     text = (ROOT / "README.md").read_text()
+    api = f"<!-- api-reference:begin -->\n{api_reference()}\n<!-- api-reference:end -->"
+    text = re.sub(r"<!-- api-reference:begin -->.*?<!-- api-reference:end -->", lambda _: api, text, flags=re.S)
     block = f"{BEGIN_CONF}\n{config_reference()}\n{END_CONF}"
     if "CONFIG_REFERENCE" in text:
         text = text.replace("CONFIG_REFERENCE", block)
