@@ -203,3 +203,18 @@ class EmbeddedRedis:
                 self._process.kill()
                 self._process.wait(5)
         self._process = None
+
+
+def ensure_database(admin_uri: str, name: str) -> None:
+    """Create database ``name`` on the embedded server if it does not exist (blocking; start-up only)."""
+    import psycopg2
+
+    conn = psycopg2.connect(admin_uri)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()

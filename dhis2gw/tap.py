@@ -79,7 +79,7 @@ def start_embedded(config: Any) -> tuple[Any, list[Any]]:
     """
     from dataclasses import replace
 
-    from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis
+    from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database
 
     servers: list[Any] = []
     state_dir = config.server.state_dir
@@ -88,7 +88,7 @@ def start_embedded(config: Any) -> tuple[Any, list[Any]]:
         pg = EmbeddedPostgres(state_dir)
         pg.start()
         servers.append(pg)
-        _ensure_database(pg.uri, "dhis2gw")
+        ensure_database(pg.uri, "dhis2gw")
         config = replace(config, database=replace(config.database, uri=pg.uri.rsplit("/", 1)[0] + "/dhis2gw"))
     if config.server.redis_address == "embedded":
         redis = EmbeddedRedis(state_dir)
@@ -96,21 +96,6 @@ def start_embedded(config: Any) -> tuple[Any, list[Any]]:
         servers.append(redis)
         config = replace(config, server=replace(config.server, redis_address=redis.address))
     return config, servers
-
-
-def _ensure_database(admin_uri: str, name: str) -> None:
-    """Create database ``name`` if missing (blocking; start-up only)."""
-    import psycopg2
-
-    conn = psycopg2.connect(admin_uri)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
 
 
 def build_gateway(config: Any, reactor: Any, role: str = "all",
