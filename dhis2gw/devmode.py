@@ -69,12 +69,21 @@ async def bootstrap(gateway: Any) -> None:
             pass  # created by an earlier run whose password file was removed
         secret_file.write_text(password + "\n")
         os.chmod(secret_file, 0o600)
-    existing = await db.fetch("demo.mappings", "SELECT count(*) AS n FROM dhis2_mappings")
-    if not existing[0]["n"]:
+    from dhis2gw.storage.mappings import SHEET_COLUMNS, DuplicateMapping, MappingAdminStore
+
+    store = MappingAdminStore(db)
+    _, total = await store.list({}, None, 1, 0)
+    if not total:
         for code, de, name in SAMPLE_MAPPINGS:
-            await db.execute("demo.mapping", "INSERT INTO dhis2_mappings (uid, code, what, name, dataelement)"
-                                             " VALUES (%s, %s, 'de', %s, %s) ON CONFLICT DO NOTHING",
-                             (generate_uid(), code, name, de))
+            row = {column: "" for column in SHEET_COLUMNS}
+            row.update(code=code, what="de", name=name, dataelement=de)
+            try:
+                await store.create(generate_uid(), row)
+            except DuplicateMapping:
+                pass
+        changed = getattr(gateway.parts.get("mappings"), "changed", None)
+        if changed is not None:
+            await changed()
     base = f"http://{config.server.host}:{config.server.port}"
     print(f"""
 dhis2gw demo is up on {base}  (DHIS2 simulator: {config.api.dhis2_base_url})
