@@ -18,16 +18,22 @@ import os
 
 from twisted.plugin import pluginPackagePaths
 
-__path__ = list(__path__)  # a plain list: extend_path appends to it
+__path__ = list(__path__)  # a plain list: extend_path sets its last entry
 __path__.extend(pluginPackagePaths(__name__))
+_BASE_PATH = list(__path__)
 __all__: list[str] = []
 
 
 def extend_path(directory: str) -> bool:
-    """Search ``directory`` for plugins too (once); return False when it does not exist."""
+    """Make ``directory`` THE configured plugin directory (replacing an earlier one).
+
+    A process has one configuration, so one directory; replacing rather than appending keeps
+    gateways built one after another in the same process (tests) from seeing each other's
+    plugins. Returns False when the directory does not exist.
+    """
     resolved = os.path.abspath(directory)
     if not os.path.isdir(resolved):
+        __path__[:] = _BASE_PATH
         return False
-    if resolved not in __path__:
-        __path__.append(resolved)
+    __path__[:] = _BASE_PATH + [resolved]
     return True
