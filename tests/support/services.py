@@ -20,7 +20,7 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import psycopg2
@@ -52,6 +52,13 @@ class TestServices:
 _services: Optional[TestServices] = None
 _created: list[str] = []
 _template: Optional[str] = None
+#: Called with a database's DSN just before it is dropped (the suite-wide secrets scan).
+before_drop: list[Any] = []
+
+
+def created_dsns() -> list[str]:
+    """DSNs of the databases this process created and has not dropped yet."""
+    return [services().dsn(name) for name in _created]
 
 
 def _answers(host: str, port: int) -> bool:
@@ -129,6 +136,8 @@ def create_database(template: Optional[str] = None) -> str:
 
 def drop_database(dsn: str) -> None:
     """Drop a database made by ``create_database``."""
+    for hook in before_drop:
+        hook(dsn)
     name = urlsplit(dsn).path.lstrip("/")
     conn = _admin_conn()
     with conn.cursor() as cur:
