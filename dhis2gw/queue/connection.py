@@ -40,11 +40,14 @@ class RedisConnections(service.Service):
         super().startService()
         import txredisapi  # imported here: it installs the default reactor at import
 
+        # dbid None for database 0: no SELECT round trip at each (re)connect, and no unhandled
+        # "could not set dbid" error when a connection is dropped mid-handshake.
+        dbid = self.db or None
         self.pool = txredisapi.lazyConnectionPool(
-            self.host, self.port, dbid=self.db, poolsize=self.pool_size, reconnect=True,
+            self.host, self.port, dbid=dbid, poolsize=self.pool_size, reconnect=True,
             convertNumbers=False, connectTimeout=self.timeout)
         self.blocking = txredisapi.lazyConnection(
-            self.host, self.port, dbid=self.db, reconnect=True, convertNumbers=False,
+            self.host, self.port, dbid=dbid, reconnect=True, convertNumbers=False,
             connectTimeout=self.timeout)
 
     def stopService(self) -> defer.Deferred[Any]:  # noqa: N802
