@@ -1,7 +1,7 @@
 # Developer entry points. The two commands a new user needs are `make run` and `make test`
 # (equivalently scripts/dev.sh run|test, which also works where make is not installed).
 
-.PHONY: run test setup fault bench bench-quick fuzz sim deb clean
+.PHONY: run test setup fault bench bench-quick fuzz badinput sim deb clean
 
 run:
 	scripts/dev.sh run
@@ -14,17 +14,21 @@ setup:
 
 # The fault suite at full size (the normal suite runs each scenario small).
 fault: setup
-	DHIS2GW_FAULT_SUBMISSIONS=5000 DHIS2GW_OUTAGE_SUBMISSIONS=1000 .venv/bin/pytest tests/fault tests/delivery/test_outage.py -v
+	DHIS2GW_FAULT_SUBMISSIONS=5000 DHIS2GW_OUTAGE_SUBMISSIONS=1000 DHIS2GW_2W_SUBMISSIONS=20000 \
+	DHIS2GW_2W_LATENCY=0.05 DHIS2GW_2W_CONCURRENCY=5 DHIS2GW_2W_OUTAGE=300 \
+	.venv/bin/pytest tests/fault tests/delivery/test_outage.py -v -s
 
 # Benchmarks print figures and append them to bench-results/*.md (never timed assertions).
 bench: setup
-	.venv/bin/python -m tests.bench.bench_delivery
-	.venv/bin/python -m tests.bench.bench_ingest
+	.venv/bin/python -m tests.bench.bench_load
 	.venv/bin/python -m tests.bench.bench_auth
-	.venv/bin/python -m tests.bench.bench_logs
 
 bench-quick: setup
-	.venv/bin/python -m tests.bench.bench_delivery --quick
+	.venv/bin/python -m tests.bench.bench_load --quick
+
+# Hostile input against every route (also part of `make test`).
+badinput: setup
+	.venv/bin/pytest tests/badinput -v
 
 # Property-based fuzzing of every documented operation with more examples than the normal suite.
 fuzz: setup

@@ -16,6 +16,7 @@ document and the authorisation test that walks every route.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol
@@ -187,13 +188,17 @@ def _query_text(name: str, raw: bytes) -> str:
     return text
 
 
+#: NUL and unpaired surrogates (JSON "\ud800"): PostgreSQL text and UTF-8 cannot hold them.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _nul_path(value: Any, path: str = "") -> Optional[str]:
-    """The path of the first string (or key) containing NUL in a JSON document, if any."""
+    """The path of the first string (or key) containing NUL or a lone surrogate in a JSON document, if any."""
     if isinstance(value, str):
-        return path or "(body)" if "\x00" in value else None
+        return path or "(body)" if _UNSTORABLE.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
+            if _UNSTORABLE.search(key):
                 return f"{path}/{key!r}".lstrip("/")
             found = _nul_path(item, f"{path}/{key}" if path else str(key))
             if found:
@@ -272,12 +277,15 @@ def decode_json_body(request: IRequest) -> Any:
     except json.JSONDecodeError as e:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {e.msg}",
                        {"line": e.lineno, "column": e.colno}) from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's 4,300-digit conversion limit
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {e}") from None
     try:
         bad = _nul_path(document)
     except RecursionError:
         raise ApiError(400, "invalid_json", "the JSON document is nested too deeply") from None
     if bad:
-        raise ApiError(400, "invalid_characters", "strings may not contain the NUL character (\\u0000)",
+        raise ApiError(400, "invalid_characters",
+                       "strings may not contain the NUL character (\\u0000) or an unpaired surrogate",
                        {"field": bad})
     return document
 
@@ -354,6 +362,9 @@ class Router:
         request.setHeader(b"Cache-Control", b"no-store")
         try:
             getattr(request, "check_body_limit", lambda: None)()
+            if any(isinstance(v, str) and "\x00" in v for v in kwargs.values()):
+                # PostgreSQL text cannot hold NUL: refuse here instead of failing in the driver.
+                raise ApiError(400, "bad_request", "path parameters may not contain NUL characters")
             if not spec.public:
                 principal = await self._authenticate(request)
                 self._authorise(principal, spec, kwargs)

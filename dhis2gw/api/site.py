@@ -9,10 +9,12 @@ is finished the site's observers (request log, metrics) are told what happened.
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 import uuid
 from typing import Any, Callable, Optional
+from urllib.parse import unquote_to_bytes
 
 from twisted.web import server
 
@@ -80,6 +82,18 @@ class GatewayRequest(server.Request):
             self.request_id = uuid.uuid4().hex
         self.setHeader(b"X-Request-ID", self.request_id.encode())
         self.setHeader(b"X-Content-Type-Options", b"nosniff")
+        try:
+            # Klein answers a non-UTF-8 path or Host with a bare text 400 (and logs an error); answer
+            # with the JSON envelope instead.
+            unquote_to_bytes(self.uri.split(b"?", 1)[0]).decode("utf-8")
+            self.getRequestHostname().decode("utf-8")
+        except UnicodeDecodeError:
+            self.setResponseCode(400)
+            self.setHeader(b"Content-Type", b"application/json")
+            error = ApiError(400, "bad_request", "the URL path or Host header is not valid UTF-8")
+            self.write(json.dumps(error.envelope()).encode())
+            self.finish()
+            return
         super().process()
 
     def finish(self) -> None:

@@ -1,6 +1,7 @@
 """The ``request_log`` table: batched inserts and the filtered, paginated query."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Optional
 
@@ -10,6 +11,7 @@ from dhis2gw.storage.database import Database
 ROW_FIELDS = ("at", "request_id", "method", "endpoint", "path", "user_id", "username", "status", "duration_ms",
               "remote_addr", "body_size", "error_code", "body_excerpt")
 _ROW_SQL = "(to_timestamp(%s), " + ", ".join(["%s"] * (len(ROW_FIELDS) - 1)) + ")"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _SELECT = ("id, at, request_id, method, endpoint, path, user_id, username, status, duration_ms, remote_addr,"
            " body_size, error_code, body_excerpt")
 
@@ -26,8 +28,9 @@ class RequestLogStore:
             return
         params: list[Any] = []
         for row in rows:
-            # PostgreSQL text cannot hold NUL; a fuzzed or hostile request must not cost the batch.
-            params.extend(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row)
+            # PostgreSQL text cannot hold NUL (nor UTF-8 a lone surrogate); a fuzzed or hostile request
+            # must not cost the batch.
+            params.extend(_UNSTORABLE.sub("\ufffd", v) if isinstance(v, str) else v for v in row)
         sql = f"INSERT INTO request_log ({', '.join(ROW_FIELDS)}) VALUES " + ", ".join([_ROW_SQL] * len(rows))
         await self.db.execute("request_log.insert_many", sql, params)
 
