@@ -15,13 +15,35 @@ need_venv_module() {
     fi
 }
 
+# The admin app (KivyMD) builds pycairo and needs GL/EGL libraries: Debian packages.
+ADMIN_DEBS="libcairo2-dev pkg-config libegl1 libgl1-mesa-dri libegl-mesa0 libmtdev1 xclip"
+
+admin_debs_present() {
+    for p in $ADMIN_DEBS; do dpkg -s "$p" >/dev/null 2>&1 || return 1; done
+}
+
+need_admin_debs() {
+    admin_debs_present && return 0
+    command -v apt-get >/dev/null 2>&1 || return 1
+    echo "dhis2gw: installing the Debian packages the admin app needs ($ADMIN_DEBS)" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $ADMIN_DEBS >/dev/null; } || return 1
+}
+
 setup() {
-    stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)"
+    stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml admin/pyproject.toml | cksum | cut -d' ' -f1)"
     [ -f "$stamp" ] && return 0
     need_venv_module
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q -e ".[embedded,test]" --config-settings editable_mode=compat
+    # The admin app: its dependencies through the [admin] extra, the app itself from admin/.
+    if need_admin_debs; then
+        "$VENV/bin/pip" install -q -e ".[admin]" --config-settings editable_mode=compat
+        "$VENV/bin/pip" install -q -e admin --no-deps
+    else
+        echo "dhis2gw: admin app not installed (its Debian packages are missing): its tests will not run" >&2
+    fi
     # twistd finds plugins through a cache written next to the plugin files: build it now.
     "$VENV/bin/python" -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
     rm -f "$VENV"/.installed-*
@@ -33,6 +55,14 @@ cmd=${1:-run}
 case "$cmd" in
     setup) setup ;;
     run)   setup; exec "$VENV/bin/dhis2gw" --config conf/dev.yml --demo "$@" ;;
-    test)  setup; exec "$VENV/bin/pytest" "$@" ;;
+    test)  setup
+           status=0
+           "$VENV/bin/pytest" "$@" || status=$?
+           # The admin app's tests run in their own processes (Kivy installs its reactor at import).
+           if [ $# -eq 0 ] && [ -x "$VENV/bin/dhis2gw-admin" ]; then
+               "$VENV/bin/pytest" -p no:cacheprovider admin/tests || status=$?
+               "$VENV/bin/pytest" -p no:cacheprovider admin/tests/ui || status=$?
+           fi
+           exit $status ;;
     *) echo "usage: scripts/dev.sh run|test|setup" >&2; exit 2 ;;
 esac

@@ -1,0 +1,1 @@
+"""KivyMD screens: widgets only; each binds to its view model."""

@@ -1,0 +1,75 @@
+"""The users screen (administrators): list, create, deactivate, reset a password."""
+from __future__ import annotations
+
+from typing import Any
+
+from kivy.metrics import dp
+from kivymd.uix.boxlayout import MDBoxLayout
+from kivymd.uix.screen import MDScreen
+from kivymd.uix.scrollview import MDScrollView
+
+from dhis2gw_admin.screens.widgets import ERROR_COLOR, button, dialog, field, hbox, label, vbox
+from dhis2gw_admin.viewmodels.users import UsersVM
+
+
+class UsersScreen(MDScreen):
+    """Binds to ``UsersVM``."""
+
+    def __init__(self, vm: UsersVM, **kw: Any) -> None:
+        super().__init__(name="users", **kw)
+        self.vm = vm
+        self.new_username = field("Username", width=150)
+        self.new_password = field("Password", password=True, width=170)
+        self.new_role = field("Role (admin/operator/submitter)", "operator", width=230)
+        self.new_name = field("Full name")
+        self.message = label("")
+        self.error = label("", color=ERROR_COLOR)
+        self.rows = vbox(spacing=2)
+        self.create_button = button("Create user", self.create, size_hint_x=None)
+        top = vbox(hbox(self.new_username, self.new_password, self.new_role, self.new_name, self.create_button),
+                   self.message, self.error,
+                   hbox(*(label(t, bold=True, size_hint_x=w) for t, w in (
+                       ("Username", 0.18), ("Role", 0.12), ("Full name", 0.2), ("State", 0.12), ("Last login", 0.18))),
+                        label("", size_hint_x=0.2), height=32), spacing=6)
+        scroll = MDScrollView()
+        scroll.add_widget(self.rows)
+        root = MDBoxLayout(orientation="vertical", padding=dp(12), spacing=dp(6))
+        root.add_widget(top)
+        root.add_widget(scroll)
+        self.add_widget(root)
+        vm.bind(items=self._rows, error=lambda _v, t: setattr(self.error, "text", t),
+                message=lambda _v, t: setattr(self.message, "text", t))
+
+    def on_enter(self, *args: Any) -> None:
+        self.vm.spawn(self.vm.load())
+
+    def create(self) -> None:
+        password, self.new_password.text = self.new_password.text, ""
+        self.vm.spawn(self.vm.create(self.new_username.text, password, self.new_role.text.strip(),
+                                     full_name=self.new_name.text))
+
+    def _rows(self, _vm: Any, items: list[dict[str, Any]]) -> None:
+        self.rows.clear_widgets()
+        for u in items:
+            row = hbox(height=40)
+            for text, w in ((u["username"], 0.18), (u["role"], 0.12), (u.get("full_name") or "", 0.2),
+                            (u["state"], 0.12), (u["last_login"], 0.18)):
+                row.add_widget(label(str(text), size_hint_x=w, shorten=True))
+            actions = hbox(height=40, size_hint_x=0.2)
+            actions.add_widget(button("Reset password", lambda uid=u["uid"], n=u["username"]: self.reset(uid, n),
+                                      style="text"))
+            if u.get("is_active"):
+                actions.add_widget(button("Deactivate", lambda uid=u["uid"], n=u["username"]: self.deactivate(uid, n),
+                                          style="text"))
+            row.add_widget(actions)
+            self.rows.add_widget(row)
+
+    def reset(self, uid: str, username: str) -> None:
+        new = field("New password", password=True)
+        self.dialog = dialog(f"Reset the password of {username}", "The user logs in with the new password.",
+                             [("Cancel", None), ("Set password", lambda: self.vm.spawn(self.vm.reset_password(
+                                 uid, new.text)))], content=new)
+
+    def deactivate(self, uid: str, username: str) -> None:
+        self.dialog = dialog(f"Deactivate {username}?", "The user can no longer log in; its tokens are revoked.",
+                             [("Cancel", None), ("Deactivate", lambda: self.vm.spawn(self.vm.deactivate(uid)))])

@@ -1,0 +1,122 @@
+"""DashboardVM: counts per status (24 h / 7 d), queue per destination, pause/resume, auto-refresh.
+
+The counts come from ``GET /logs?status=…&from=…&page_size=1`` (its ``total``), one request per
+status and window, sent together; the queue from ``GET /queue``.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from twisted.internet import defer
+
+from dhis2gw_admin.api import GatewayApi
+from dhis2gw_admin.observable import Field
+from dhis2gw_admin.viewmodels.base import ViewModel, age_text
+
+STATUSES = ("queued", "processing", "retrying", "delivered", "partial", "rejected", "failed")
+WINDOWS = {"24h": 86400, "7d": 7 * 86400}
+
+
+def destination_row(item: dict[str, Any]) -> dict[str, Any]:
+    """One destination of ``GET /queue`` with display texts added."""
+    breaker = item.get("breaker") or {}
+    state = breaker.get("state") or "unknown (no worker in this process)"
+    reason = breaker.get("reason") or ""
+    row = dict(item)
+    row["breaker_text"] = f"{state}: {reason}" if reason else state
+    row["oldest_text"] = age_text(item.get("oldest_waiting_seconds"))
+    row["depth_text"] = (f"ready {item.get('ready') if item.get('ready') is not None else '?'}, "
+                         f"processing {item.get('processing') if item.get('processing') is not None else '?'}, "
+                         f"delayed {item.get('delayed') if item.get('delayed') is not None else '?'}, "
+                         f"in flight {item.get('in_flight') if item.get('in_flight') is not None else '?'}")
+    row["paused_text"] = "PAUSED" if item.get("paused") else "running"
+    return row
+
+
+class DashboardVM(ViewModel):
+    """Counts, queues and the per-destination hand brake."""
+
+    counts = Field({})          # {"24h": {status: n}, "7d": {status: n}}
+    destinations = Field([])    # destination_row() dicts
+    redis_ok = Field(True)
+    updated_at = Field("")
+
+    def __init__(self, api: GatewayApi, clock: Any, interval: float = 15.0) -> None:
+        self.api = api
+        self.clock = clock
+        self.interval = interval
+        self._timer: Optional[Any] = None
+        self._auto = False
+
+    async def _count(self, status: str, since: float) -> int:
+        start = datetime.fromtimestamp(since, tz=timezone.utc).isoformat()
+        page = await self.api.list_logs({"status": status, "from": start, "page_size": 1, "with_total": "true"})
+        return int(page.get("total") or 0)
+
+    async def _load(self) -> bool:
+        now = self.clock.seconds()
+        jobs = {(w, s): defer.Deferred.fromCoroutine(self._count(s, now - secs))
+                for w, secs in WINDOWS.items() for s in STATUSES}
+        queue = await self.api.queue_status()
+        results: list[int] = []
+        first_error: Optional[Exception] = None
+        for d in jobs.values():  # all were started above; wait for each so none is left unhandled
+            try:
+                results.append(await d)
+            except Exception as e:  # noqa: BLE001 - re-raised below after the others finished
+                first_error = first_error or e
+        if first_error is not None:
+            raise first_error
+        counts: dict[str, dict[str, int]] = {w: {} for w in WINDOWS}
+        for (w, s), n in zip(jobs, results):
+            counts[w][s] = n
+        self.counts = counts
+        self.redis_ok = bool(queue.get("redis", True))
+        self.destinations = [destination_row(d) for d in queue.get("destinations", [])]
+        self.updated_at = datetime.fromtimestamp(now).strftime("%H:%M:%S")
+        return True
+
+    async def refresh(self) -> bool:
+        """Reload everything; True on success."""
+        return bool(await self.guard(self._load()))
+
+    async def pause(self, destination: str) -> None:
+        if await self.guard(self.api.pause(destination)) is not None:
+            self.message = f"Deliveries to {destination} paused"
+            await self.refresh()
+
+    async def resume(self, destination: str) -> None:
+        if await self.guard(self.api.resume(destination)) is not None:
+            self.message = f"Deliveries to {destination} resumed"
+            await self.refresh()
+
+    # --- auto-refresh -----------------------------------------------------------------------
+    def start_auto_refresh(self) -> None:
+        """Refresh now and every ``interval`` seconds until ``stop_auto_refresh``."""
+        self.stop_auto_refresh()
+        self._auto = True
+        self._tick()
+
+    def _tick(self) -> None:
+        d = self.spawn(self.refresh())
+        d.addBoth(lambda _: self._schedule())
+
+    def _schedule(self) -> None:
+        if not self._auto or self._timer is not None or self.interval <= 0:
+            return
+        self._timer = self.clock.callLater(self.interval, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._tick()
+
+    def stop_auto_refresh(self) -> None:
+        self._auto = False
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    @property
+    def auto_refreshing(self) -> bool:
+        return self._auto

@@ -1,0 +1,174 @@
+"""Drive every screen of the admin app headless against a real gateway, and take screenshots.
+
+The tests run in order and share one window (one per process): log in, dashboard, filter the
+log list, open a failed submission, requeue it and see its status change, requeue from a row,
+mappings import with progress, users, log out.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from conftest import OUTPUT, PASSWORD, ROOT, Driver, Gateway
+
+DOCS_IMG = ROOT / "docs" / "img"
+STATE: dict[str, list[int]] = {}
+
+
+def _failed_submissions(gateway: Gateway) -> None:
+    """Two delivered submissions, then three that DHIS2 refuses with a 500 (no retries → failed)."""
+    ok = [gateway.submit(10 + i, facility=i) for i in range(2)]
+    for sid in ok:
+        gateway.wait_status(sid, "delivered")
+    gateway.sim.control("faults", {"error_rate": {"rate": 1.0, "status": 500}})
+    failed = [gateway.submit(20 + i, facility=5 + i) for i in range(3)]
+    for sid in failed:
+        gateway.wait_status(sid, "failed")
+    gateway.sim.control("faults", {"clear": True})
+    STATE["ok"], STATE["failed"] = ok, failed
+
+
+def test_login_then_dashboard(ui: Driver, gateway: Gateway) -> None:
+    """A wrong password shows a plain sentence; the right one opens the dashboard with counts and queues."""
+    _failed_submissions(gateway)
+    app = ui.app
+    login = app.screens["login"]
+    assert app.manager.current == "login"
+    assert login.server.text == gateway.url
+    ui.type_into(login.username, "boss")
+    ui.type_into(login.password, "wrong-password")
+    ui.click(login.login_button)
+    ui.until(lambda: login.error.text, what="login error")
+    assert "Traceback" not in login.error.text and "invalid" in login.error.text.lower()
+    assert login.password.text == ""
+    ui.screenshot("01-login-error")
+    ui.type_into(login.password, PASSWORD)
+    ui.click(login.login_button)
+    ui.until(lambda: app.manager.current == "dashboard", what="dashboard")
+    dash = app.screens["dashboard"]
+    ui.until(lambda: dash.queue_box.children, what="queues shown")
+    assert app.model.dashboard.counts["24h"]["failed"] == 3
+    assert app.model.dashboard.counts["24h"]["delivered"] == 2
+    texts = [w.text for w in dash.counts_grid.children]
+    assert "3" in texts and "last 24 h" in texts
+    assert app.who.text == "boss (admin)"
+    ui.screenshot("02-dashboard")
+
+
+def test_filter_logs(ui: Driver, gateway: Gateway) -> None:
+    """The status menu and the Apply button filter the table to the failed submissions."""
+    app = ui.app
+    ui.click(app.nav_buttons["logs"])
+    logs = app.screens["logs"]
+    ui.until(lambda: len(getattr(logs, "row_widgets", {})) == 5, what="five rows")
+    ui.click(logs.status_button)
+    from kivymd.uix.menu.menu import MDDropdownTextItem
+    from kivy.core.window import Window
+
+    def menu_item() -> object:
+        return next((w for root in Window.children for w in root.walk() if isinstance(w, MDDropdownTextItem)
+                     and getattr(w, "text", "") == "failed"), None)
+
+    item = ui.until(menu_item, what="status menu")
+    ui.click(item)
+    ui.until(lambda: app.model.logs.statuses == ["failed"], what="status chosen")
+    ui.type_into(logs.destination, "main")
+    ui.click(logs.apply_button)
+    ui.until(lambda: sorted(logs.row_widgets) == sorted(STATE["failed"]), what="only failed rows")
+    assert logs.page_label.text == "Page 1 of 1 — 3 submission(s)"
+    ui.screenshot("03-logs")
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    shutil.copy(OUTPUT / "03-logs.png", DOCS_IMG / "admin-logs.png")
+
+
+def test_open_failed_and_requeue(ui: Driver, gateway: Gateway) -> None:
+    """A click on a failed row opens its detail; Requeue changes its status; it is then delivered."""
+    app = ui.app
+    logs = app.screens["logs"]
+    sid = STATE["failed"][0]
+    ui.click(logs.row_widgets[sid])
+    detail = app.screens["detail"]
+    ui.until(lambda: app.manager.current == "detail" and detail.status.text == "FAILED", what="detail")
+    assert detail.title.text == f"Submission {sid}"
+    assert "HTTP 500" in detail.section_labels["attempts"].text
+    assert "Re46C6Apebu" in detail.section_labels["dhis2_payload"].text
+    assert not detail.requeue_button.disabled
+    ui.screenshot("04-detail")
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    shutil.copy(OUTPUT / "04-detail.png", DOCS_IMG / "admin-detail.png")
+    ui.click(detail.requeue_button)
+    ui.until(lambda: detail.status.text in ("QUEUED", "PROCESSING", "DELIVERED"), what="status changed")
+    assert "queued again" in detail.message.text
+    gateway.wait_status(sid, "delivered")
+    app.model.detail.spawn(app.model.detail.refresh())
+    ui.until(lambda: detail.status.text == "DELIVERED", what="delivered")
+    assert detail.requeue_button.disabled
+    ui.screenshot("05-detail-delivered")
+
+
+def test_requeue_from_row(ui: Driver, gateway: Gateway) -> None:
+    """The Requeue button of a row requeues with one click; the row leaves the 'failed' view."""
+    app = ui.app
+    app.show("logs")
+    logs = app.screens["logs"]
+    app.model.logs.spawn(app.model.logs.load())
+    sid = STATE["failed"][1]
+    ui.until(lambda: sid in logs.row_widgets and len(logs.row_widgets) == 2, what="two failed rows left")
+    ui.click(logs.row_widgets[sid].requeue_button)
+    ui.until(lambda: sid not in logs.row_widgets, what="row requeued")
+    assert "queued again" in logs.message.text
+    gateway.wait_status(sid, "delivered")
+
+
+def test_mappings_import(ui: Driver, gateway: Gateway) -> None:
+    """A CSV chosen in the file chooser imports with progress; bad rows are listed per row."""
+    from tests.mapping.support import make_csv, sample_rows
+
+    app = ui.app
+    ui.click(app.nav_buttons["mappings"])
+    screen = app.screens["mappings"]
+    folder = Path(tempfile.mkdtemp(prefix="admin-ui-map-"))
+    good = folder / "mappings.csv"
+    good.write_bytes(make_csv(sample_rows(2500)))
+    rows = sample_rows(3, prefix="B")
+    rows[1]["dataelement"] = "bad"
+    bad = folder / "bad.csv"
+    bad.write_bytes(make_csv(rows))
+    screen.file_manager.show(str(folder))
+    ui.pump(0.5)
+    ui.screenshot("06-file-chooser")
+    screen.file_manager.select_path(str(good))  # what the chooser calls when a file is picked
+    ui.until(lambda: "2500 new" in screen.message.text, timeout=60, what="import done")
+    assert screen.progress.value == 100
+    ui.until(lambda: screen.rows.children, what="mapping rows")
+    screen.import_file(str(bad))
+    ui.until(lambda: "Row 3, dataelement" in screen.import_errors.text, what="row errors")
+    ui.until(lambda: "nothing was imported" in screen.error.text, what="all-or-nothing refusal")
+    ui.screenshot("07-mappings")
+
+
+def test_users(ui: Driver, gateway: Gateway) -> None:
+    """The admin creates a user from the form; it appears in the list."""
+    app = ui.app
+    ui.click(app.nav_buttons["users"])
+    screen = app.screens["users"]
+    ui.until(lambda: screen.rows.children, what="users listed")
+    ui.type_into(screen.new_username, "clerk")
+    ui.type_into(screen.new_password, "clerk-Password-123")
+    ui.type_into(screen.new_role, "submitter")
+    ui.type_into(screen.new_name, "A Clerk")
+    ui.click(screen.create_button)
+    ui.until(lambda: "User clerk created" in screen.message.text, what="user created")
+    ui.until(lambda: len(screen.rows.children) == 2, what="two users")
+    ui.screenshot("08-users")
+
+
+def test_logout(ui: Driver, gateway: Gateway) -> None:
+    """Log out returns to the login form with the server remembered and no password."""
+    app = ui.app
+    ui.click(app.logout_button)
+    ui.until(lambda: app.manager.current == "login", what="login screen")
+    assert app.screens["login"].password.text == ""
+    assert app.screens["login"].server.text == gateway.url
+    assert PASSWORD not in Path(app.settings_path).read_text()

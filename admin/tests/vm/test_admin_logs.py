@@ -1,0 +1,132 @@
+"""LogsVM and DetailVM against a real gateway with the simulator as DHIS2: filter, detail,
+requeue one and by filter (with job progress), delete, purge with a dry-run count first."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from admin_rig import AdminGatewayCase
+
+
+class LogsViewModelTests(AdminGatewayCase):
+    """The logs screen's state and actions."""
+
+    async def _mixed(self) -> tuple[list[int], list[int]]:
+        """Two delivered submissions, then three failed ones (DHIS2 answering 500, no retries)."""
+        ok = [await self.submit(10 + i, facility=i) for i in range(2)]
+        for sid in ok:
+            await self.wait_status(sid, ("delivered",))
+        self.sim.faults.error_rate(1.0, status=500)
+        failed = [await self.submit(20 + i, facility=5 + i) for i in range(3)]
+        for sid in failed:
+            await self.wait_status(sid, ("failed",))
+        self.sim.faults.clear()
+        return ok, failed
+
+    async def test_filter_sort_page(self) -> None:
+        """Status, text, destination and date filters select the right rows; sort and pages follow."""
+        model = await self.logged_in()
+        ok, failed = await self._mixed()
+        vm = model.logs
+        self.assertTrue(await vm.apply(status="failed"))
+        self.assertEqual(sorted(i["id"] for i in vm.items), sorted(failed))
+        self.assertEqual(vm.total, 3)
+        self.assertTrue(all(i["requeueable"] and i["status"] == "failed" for i in vm.items))
+        self.assertTrue(await vm.apply(status=[], text=str(ok[0])))
+        self.assertEqual([i["id"] for i in vm.items], [ok[0]])
+        today = date.today().isoformat()
+        self.assertTrue(await vm.apply(text="", destination="main", date_from=today, date_to=today))
+        self.assertEqual(vm.total, 5)
+        self.assertTrue(await vm.apply(date_from="2001-01-01", date_to="2001-01-31"))
+        self.assertEqual((vm.total, vm.items), (0, []))
+        vm.clear_filters()
+        vm.page_size = 2
+        self.assertTrue(await vm.sort_by("id"))
+        self.assertEqual([i["id"] for i in vm.items], sorted(ok + failed, reverse=True)[:2])
+        self.assertTrue(await vm.sort_by("id"))  # again: ascending
+        self.assertEqual([i["id"] for i in vm.items], sorted(ok + failed)[:2])
+        self.assertEqual(vm.total_pages, 3)
+        self.assertTrue(await vm.next_page())
+        self.assertEqual([i["id"] for i in vm.items], sorted(ok + failed)[2:4])
+        self.assertEqual(vm.page_text, "Page 2 of 3 — 5 submission(s)")
+        self.assertFalse(await vm.apply(date_from="yesterday"))
+        self.assertIn("'from'", vm.error)
+        self.assertNotIn("Traceback", vm.error)
+
+    async def test_detail_of_failed_then_requeue_one(self) -> None:
+        """The detail of a failed submission reads plainly; requeue makes it queued, then delivered."""
+        model = await self.logged_in()
+        _, failed = await self._mixed()
+        detail = model.detail
+        self.assertTrue(await detail.load(failed[0]))
+        self.assertEqual(detail.status, "failed")
+        self.assertTrue(detail.can_requeue)
+        self.assertIn('"dataElement": "Re46C6Apebu"', detail.dhis2_payload_text)
+        self.assertIn('"value": "20"', detail.payload_text)
+        self.assertTrue(detail.attempts and detail.attempts[0].startswith("#1: failed — HTTP 500"), detail.attempts)
+        self.assertTrue(any("failed: HTTP 500" in line for line in detail.error_reports), detail.error_reports)
+        self.assertTrue(any("queued" in e for e in detail.events), detail.events)
+        self.assertIn(("Status", "failed"), detail.summary)
+        copied = detail.copy("dhis2_payload")
+        self.assertEqual(self.copied, [copied])
+        self.assertIn("uFaVMlw4qxK", copied)
+        # requeue from the list row
+        vm = model.logs
+        await vm.apply(status="failed")
+        self.assertTrue(await vm.requeue_one(failed[0]))
+        self.assertIn("queued again", vm.message)
+        self.assertNotIn(failed[0], [i["id"] for i in vm.items])
+        self.assertEqual(await self.wait_status(failed[0], ("delivered",)), "delivered")
+        # requeue from the detail view
+        self.assertTrue(await detail.load(failed[1]))
+        self.assertTrue(await detail.requeue())
+        self.assertIn(detail.status, ("queued", "processing", "delivered"))
+        self.assertTrue(any("requeued" in e or "queued" in e for e in detail.events))
+        await self.wait_status(failed[1], ("delivered",))
+        # a delivered one cannot be requeued without force: a plain 409 sentence
+        self.assertFalse(await detail.requeue())
+        self.assertIn("force", detail.error)
+
+    async def test_requeue_by_filter_with_count_and_job_progress(self) -> None:
+        """'Requeue all matching' counts first, then runs as a job whose progress reaches 1."""
+        model = await self.logged_in()
+        ok, failed = await self._mixed()
+        self.gateway.parts["requeue"].sync_limit = 1  # three rows: the gateway answers with a job
+        vm = model.logs
+        vm.set_filters(destination="main")
+        self.assertEqual(await vm.prepare_requeue_matching(), 3)  # delivered ones are not counted
+        self.assertEqual(vm.confirm_count, 3)
+        progress: list[float] = []
+        vm.bind(progress=lambda _vm, value: progress.append(value))
+        answer = await vm.requeue_matching()
+        self.assertEqual(vm.error, "")
+        assert answer is not None
+        self.assertTrue(answer["job_id"])
+        self.assertEqual((answer["matched"], answer["requeued"]), (3, 3))
+        self.assertEqual(progress[-1], 1.0)
+        self.assertIn("3 submission(s) queued again", vm.message)
+        for sid in failed:
+            await self.wait_status(sid, ("delivered",))
+        vm.set_filters(status="delivered")
+        self.assertIsNone(await vm.prepare_requeue_matching())
+        self.assertIn("only partial, rejected and failed", vm.error)
+
+    async def test_delete_and_purge_dry_run_first(self) -> None:
+        """Delete removes one final row; purge counts with a dry run, then deletes only final rows."""
+        model = await self.logged_in()
+        ok, failed = await self._mixed()
+        await self.gateway.queue.pause("main")
+        pending = await self.submit(99, facility=12)
+        vm = model.logs
+        self.assertTrue(await vm.delete_one(failed[0]))
+        self.assertEqual(vm.message, f"Submission {failed[0]} deleted")
+        self.assertFalse(await vm.delete_one(pending))
+        self.assertIn("only final submissions", vm.error)
+        tomorrow = (date.today() + timedelta(days=1)).isoformat()
+        self.assertEqual(await vm.prepare_purge(tomorrow), 4)
+        await vm.apply()
+        self.assertEqual(vm.total, 5)  # the dry run deleted nothing
+        self.assertEqual(await vm.purge(tomorrow), 4)
+        self.assertEqual([i["id"] for i in vm.items], [pending])
+        self.assertEqual(vm.items[0]["status"], "queued")
+        self.assertFalse(await vm.delete_one(10_000_000))
+        self.assertEqual(vm.error, "Submission not found.")
