@@ -116,4 +116,7 @@ class CircuitBreaker:
     def _notify(self) -> None:
         waiters, self._waiters = self._waiters, []
         for d in waiters:
-            d.callback(None)
+            # A waiter may have been fired already by its owner (a worker woken for another
+            # reason); firing it again would raise and leave the other waiters asleep.
+            if not d.called:
+                d.callback(None)
