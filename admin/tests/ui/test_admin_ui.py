@@ -6,6 +6,7 @@ mappings import with progress, users, log out.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +14,14 @@ from pathlib import Path
 from conftest import OUTPUT, PASSWORD, ROOT, Driver, Gateway
 
 DOCS_IMG = ROOT / "docs" / "img"
+
+
+def _publish(shot: str, name: str) -> None:
+    """Copy a screenshot to docs/img for the README — only when asked (DHIS2GW_UPDATE_SCREENSHOTS=1),
+    so an ordinary test run does not modify tracked files."""
+    if os.environ.get("DHIS2GW_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copy(OUTPUT / shot, DOCS_IMG / name)
 STATE: dict[str, list[int]] = {}
 
 
@@ -78,8 +87,7 @@ def test_filter_logs(ui: Driver, gateway: Gateway) -> None:
     ui.until(lambda: sorted(logs.row_widgets) == sorted(STATE["failed"]), what="only failed rows")
     assert logs.page_label.text == "Page 1 of 1 — 3 submission(s)"
     ui.screenshot("03-logs")
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    shutil.copy(OUTPUT / "03-logs.png", DOCS_IMG / "admin-logs.png")
+    _publish("03-logs.png", "admin-logs.png")
 
 
 def test_open_failed_and_requeue(ui: Driver, gateway: Gateway) -> None:
@@ -95,8 +103,7 @@ def test_open_failed_and_requeue(ui: Driver, gateway: Gateway) -> None:
     assert "Re46C6Apebu" in detail.section_labels["dhis2_payload"].text
     assert not detail.requeue_button.disabled
     ui.screenshot("04-detail")
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    shutil.copy(OUTPUT / "04-detail.png", DOCS_IMG / "admin-detail.png")
+    _publish("04-detail.png", "admin-detail.png")
     ui.click(detail.requeue_button)
     ui.until(lambda: detail.status.text in ("QUEUED", "PROCESSING", "DELIVERED"), what="status changed")
     assert "queued again" in detail.message.text
