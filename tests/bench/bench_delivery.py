@@ -57,13 +57,16 @@ def measure_delivery(latency: float, count: int, batching: bool = False) -> dict
         extra = {"DHIS2GW_BATCH_ENABLED": "true"} if batching else {}
         gateway = GatewayProcess(_env(dsn, prefix, sim, **extra), role="worker")
         gateway.start(wait=False)
-        wait_until(lambda: status_counts(dsn).get("delivered", 0) == count, timeout=max(120, count / 5),
+        wait_until(lambda: status_counts(dsn).get("delivered", 0) == count, timeout=max(300, count / 5),
                    interval=0.5, what="all delivered")
+        assert gateway.proc is not None
+        hwm = _vm_hwm_kb(gateway.proc.pid)
         first, last, n = _delivery_times(dsn)
         # The first delivery completes one round trip after the start: count that interval too.
         elapsed = (last - first) + max(latency, 0.001)
         return {"latency_ms": int(latency * 1000), "batching": batching, "submissions": n, "seconds": round(elapsed, 2),
-                "per_second": round(n / elapsed, 1),
+                "per_second": round(n / elapsed, 1), "values_per_second": round(n / elapsed, 1),
+                "peak_rss_mb": round(hwm / 1024, 1),
                 "theoretical": round(MAX_CONCURRENT / latency, 1) if latency else None}
     finally:
         if gateway:

@@ -33,11 +33,11 @@ import psycopg2
 
 from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.embedded import free_port, wait_for_port
-from tests.bench.bench_delivery import MAX_CONCURRENT, _delivery_times, _env, _vm_hwm_kb, measure_memory
+from tests.bench.bench_delivery import measure_delivery, measure_memory
 from tests.bench.bench_ingest import BODY, CODES, DE, PASSWORD, wrk
 from tests.bench.openloop import open_loop
 from tests.bench.report import write_report
-from tests.support.processes import GatewayProcess, SimulatorProcess, seed_submissions, status_counts, wait_until
+from tests.support.processes import GatewayProcess, SimulatorProcess
 from tests.support.services import (_apply_migrations_blocking, create_database, delete_redis_prefix, drop_database,
                                     redis_prefix, services, test_environ)
 
@@ -147,35 +147,6 @@ def wrk_body(url: str, headers: dict[str, str], duration: int, connections: int,
         ingest.BODY = saved
 
 
-def measure_delivery_rss(count: int, batching: bool, latency: float = 0.2) -> dict[str, Any]:
-    """Deliver ``count`` seeded submissions with one worker; rate, and the worker's peak RSS."""
-    dsn, prefix = create_database(), redis_prefix()
-    sim = SimulatorProcess(latency=latency)
-    gateway = None
-    try:
-        _apply_migrations_blocking(dsn)
-        seed_submissions(dsn, count)
-        sim.start()
-        extra = {"DHIS2GW_BATCH_ENABLED": "true"} if batching else {}
-        gateway = GatewayProcess(_env(dsn, prefix, sim, **extra), role="worker")
-        gateway.start(wait=False)
-        wait_until(lambda: status_counts(dsn).get("delivered", 0) == count, timeout=max(300, count / 5),
-                   interval=0.5, what="all delivered")
-        assert gateway.proc is not None
-        hwm = _vm_hwm_kb(gateway.proc.pid)
-        first, last, n = _delivery_times(dsn)
-        elapsed = (last - first) + latency
-        return {"batching": batching, "submissions": n, "seconds": round(elapsed, 2),
-                "per_second": round(n / elapsed, 1), "values_per_second": round(n / elapsed, 1),
-                "peak_rss_mb": round(hwm / 1024, 1), "theoretical": MAX_CONCURRENT / latency}
-    finally:
-        if gateway:
-            gateway.stop()
-        sim.stop()
-        delete_redis_prefix(prefix)
-        drop_database(dsn)
-
-
 def measure_logs(rows: int) -> str:
     """Run bench_logs over ``rows`` submissions; return its timing table."""
     result = subprocess.run([sys.executable, "-m", "tests.bench.bench_logs", "--rows", str(rows), "--repeat", "3"],
@@ -201,7 +172,7 @@ def main() -> None:
     logs_rows = args.logs_rows if args.logs_rows is not None else (0 if q else 1_000_000)
 
     ingest = measure_ingest(duration, args.connections, duration)
-    deliveries = [measure_delivery_rss(unbatched_n, False), measure_delivery_rss(batched_n, True)]
+    deliveries = [measure_delivery(0.2, unbatched_n), measure_delivery(0.2, batched_n, batching=True)]
     memory = measure_memory(queued_n)
     logs = measure_logs(logs_rows) if logs_rows else "(skipped; see bench-results/ or run with --logs-rows)"
 
