@@ -33,7 +33,7 @@ MIN_RECOVERY = 0.5
 def _scenario(name: str, fault: Callable[[TwoWorkerRun], tuple[float, float]], *, batching: bool = False,
               tracker: int = 0, **rig: bool) -> None:
     """Run ``fault`` (returns (fault_start, recovered) monotonic times) in a fresh two-worker rig."""
-    count = N * 2 if batching else N  # batches of 5 drain faster: give the fault time to land mid-run
+    count = N * 3 if batching else N  # batches of 5 drain faster: give the fault time to land mid-run
     with TwoWorkerRun(count, latency=LATENCY, max_concurrent=CONCURRENCY, batching=batching, tracker=tracker,
                       **rig) as run:
         fault_start, recovered = fault(run)
@@ -50,17 +50,24 @@ def _scenario(name: str, fault: Callable[[TwoWorkerRun], tuple[float, float]], *
 
 
 def _kill_loop(run: TwoWorkerRun) -> tuple[float, float]:
+    """Kill a worker every few seconds until 70 % is delivered, leaving a backlog to measure the rate on."""
     run.wait_delivered(0.2)
     fault_start = time.monotonic()
     interval, kills = (5.0, 10_000) if FULL else (2.0, 3)
     victim = 0
     for _ in range(kills):
-        if run.sampler.latest() >= run.count * 0.7:
+        if _reached(run, 0.7):
             break
         run.restart_worker(victim, signal.SIGKILL)
         victim = 1 - victim  # alternate, so both workers die mid-lease at some point
-        time.sleep(interval)
+        deadline = time.monotonic() + interval
+        while time.monotonic() < deadline and not _reached(run, 0.7):
+            time.sleep(0.1)
     return fault_start, time.monotonic()
+
+
+def _reached(run: TwoWorkerRun, share: float) -> bool:
+    return run.sampler.latest() >= run.count * share
 
 
 def _commit_then_drop(run: TwoWorkerRun) -> tuple[float, float]:

@@ -308,8 +308,8 @@ def drain_rates(run: TwoWorkerRun, fault_start: float, recovered: float) -> tupl
     before = s.rate(first, fault_start)
     resumed = s.first_progress_after(recovered)
     end = s.time_reaching(int(run.total * 0.95))
-    after = s.rate(resumed, end) if end > resumed else float("nan")
-    return before, after
+    assert end > resumed, "the backlog was drained before the fault ended: no rate after recovery to measure"
+    return before, s.rate(resumed, end)
 
 
 def check_zero_loss(run: TwoWorkerRun) -> dict[str, int]:
