@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from tests.support.faults import DropShare, TwoWorkerRun, check_zero_loss, drain_rates
 
@@ -31,7 +31,7 @@ MIN_RECOVERY = 0.5
 
 
 def _scenario(name: str, fault: Callable[[TwoWorkerRun], tuple[float, float]], *, batching: bool = False,
-              tracker: int = 0, **rig: bool) -> None:
+              tracker: int = 0, **rig: Any) -> None:
     """Run ``fault`` (returns (fault_start, recovered) monotonic times) in a fresh two-worker rig."""
     count = N * 3 if batching else N  # batches of 5 drain faster: give the fault time to land mid-run
     with TwoWorkerRun(count, latency=LATENCY, max_concurrent=CONCURRENCY, batching=batching, tracker=tracker,
@@ -137,14 +137,21 @@ def test_dhis2_outage() -> None:
     _scenario(f"DHIS2 outage {OUTAGE:.0f} s", fault)
 
 
+#: A lost answer spends a retry (it bounds a payload that reliably kills the connection; see
+#: dhis2gw/dhis2/failures.py). With 10 % of answers lost, a submission losing four in a row (the
+#: default max_retries of 3 spent) is rare but possible: these scenarios allow 8 retries, as an
+#: operator would on such a network, so they test loss and duplication, not the retry budget.
+LOSSY_RETRIES = 8
+
+
 def test_commit_then_drop_ten_percent() -> None:
     """10 % of imports are stored by DHIS2 but the answer is lost: redelivery is harmless, values exact."""
-    _scenario("commit-then-drop 10 %", _commit_then_drop, tracker=TRACKER)
+    _scenario("commit-then-drop 10 %", _commit_then_drop, tracker=TRACKER, max_retries=LOSSY_RETRIES)
 
 
 def test_commit_then_drop_batched() -> None:
     """Commit-then-drop with batching on: a dropped batch is retried whole, values exact."""
-    _scenario("commit-then-drop 10 %", _commit_then_drop, batching=True)
+    _scenario("commit-then-drop 10 %", _commit_then_drop, batching=True, max_retries=LOSSY_RETRIES)
 
 
 def test_slow_dhis2_bodies() -> None:

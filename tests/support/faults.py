@@ -20,6 +20,7 @@ import urllib.error
 from typing import Any, Callable, Optional
 
 import psycopg2
+import psycopg2.extras
 
 from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -176,8 +177,10 @@ class TwoWorkerRun:
     """
 
     def __init__(self, count: int, *, latency: float, max_concurrent: int, batching: bool = False,
-                 private_pg: bool = False, private_redis: bool = False, tracker: int = 0) -> None:
+                 private_pg: bool = False, private_redis: bool = False, tracker: int = 0,
+                 max_retries: Optional[int] = None) -> None:
         self.count, self.tracker_count = count, tracker
+        self.max_retries = max_retries
         self._cleanups: list[Callable[[], Any]] = []
         self.state_dir = tempfile.mkdtemp(prefix="dhis2gw-2w-")
         self._cleanups.append(lambda: shutil.rmtree(self.state_dir, ignore_errors=True))
@@ -219,6 +222,8 @@ class TwoWorkerRun:
         seed_submissions(self.dsn, self.count)
         self.tracker_ids = [self._seed_tracker() for _ in range(self.tracker_count)]
         self.env = worker_environ(self.dsn, redis_address, prefix, self.sim, max_concurrent, batching)
+        if self.max_retries is not None:
+            self.env["DHIS2GW_MAX_RETRIES"] = str(self.max_retries)
         self.sampler = DeliveredSampler(self.dsn)
         self.sampler.start()
         self._cleanups.append(self.sampler.stop)
@@ -312,11 +317,26 @@ def drain_rates(run: TwoWorkerRun, fault_start: float, recovered: float) -> tupl
     return before, s.rate(resumed, end)
 
 
+def failed_details(dsn: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The first few failed submissions with their error and events (for an assertion message)."""
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("SELECT id, kind, attempts, job_failures, http_status, error FROM submissions"
+                    " WHERE status = 'failed' ORDER BY id LIMIT %s", (limit,))
+        rows = [dict(r) for r in cur.fetchall()]
+        for row in rows:
+            cur.execute("SELECT event, status, attempt, http_status, detail FROM submission_events"
+                        " WHERE submission_id = %s ORDER BY id", (row["id"],))
+            row["events"] = [dict(e) for e in cur.fetchall()]
+    conn.close()
+    return rows
+
+
 def check_zero_loss(run: TwoWorkerRun) -> dict[str, int]:
     """Assert: all delivered, none failed, the simulator holds exactly every value sent and one of
     each tracker object. Returns the simulator's re-import count (imports beyond one per value)."""
     counts = status_counts(run.dsn)
-    assert counts == {"delivered": run.total}, counts
+    assert counts == {"delivered": run.total}, f"{counts}; failed: {failed_details(run.dsn)}"
     store = run.sim.control("store")
     values = {(v["orgUnit"], v["period"]): v["value"] for v in store["dataValues"]
               if v["dataElement"] == DE_OPD and not v.get("deleted")}
