@@ -16,6 +16,7 @@ document and the authorisation test that walks every route.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from twisted.web.iweb import IRequest
 
 from dhis2gw.api.errors import ApiError, unavailable
 from dhis2gw.api.principal import Principal
+from dhis2gw.jsoncodec import response_bytes
 
 log = Logger()
 
@@ -190,25 +192,34 @@ def _query_text(name: str, raw: bytes) -> str:
 
 #: NUL and unpaired surrogates (JSON "\ud800"): PostgreSQL text and UTF-8 cannot hold them.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_BAD_TEXT = "strings may not contain the NUL character (\\u0000) or an unpaired surrogate"
+_BAD_NUMBER = "numbers must be finite (1e999 and beyond are not stored)"
 
 
-def _nul_path(value: Any, path: str = "") -> Optional[str]:
-    """The path of the first string (or key) containing NUL or a lone surrogate in a JSON document, if any."""
+def _unstorable(value: Any, path: str = "") -> Optional[tuple[str, str]]:
+    """(path, reason) of the first value PostgreSQL's jsonb cannot hold in a JSON document, if any:
+    a string (or key) with NUL or a lone surrogate, or a number that overflowed to infinity."""
     if isinstance(value, str):
-        return path or "(body)" if _UNSTORABLE.search(value) else None
+        return (path or "(body)", _BAD_TEXT) if _UNSTORABLE.search(value) else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path or "(body)", _BAD_NUMBER)
     if isinstance(value, dict):
         for key, item in value.items():
             if _UNSTORABLE.search(key):
-                return f"{path}/{key!r}".lstrip("/")
-            found = _nul_path(item, f"{path}/{key}" if path else str(key))
+                return f"{path}/{key!r}".lstrip("/"), _BAD_TEXT
+            found = _unstorable(item, f"{path}/{key}" if path else str(key))
             if found:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _nul_path(item, f"{path}/{i}" if path else str(i))
+            found = _unstorable(item, f"{path}/{i}" if path else str(i))
             if found:
                 return found
     return None
+
+
+def _not_json_constant(name: str) -> Any:
+    raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {name} is not a JSON value")
 
 
 def _expand_one_of(error: Any) -> list[Any]:
@@ -271,7 +282,7 @@ def decode_json_body(request: IRequest) -> Any:
         raise ApiError(400, "invalid_encoding", "the request body is not valid UTF-8",
                        {"position": e.start}) from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_not_json_constant)
     except RecursionError:
         raise ApiError(400, "invalid_json", "the JSON document is nested too deeply") from None
     except json.JSONDecodeError as e:
@@ -280,19 +291,19 @@ def decode_json_body(request: IRequest) -> Any:
     except ValueError as e:  # e.g. an integer literal beyond Python's 4,300-digit conversion limit
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {e}") from None
     try:
-        bad = _nul_path(document)
+        bad = _unstorable(document)
     except RecursionError:
         raise ApiError(400, "invalid_json", "the JSON document is nested too deeply") from None
     if bad:
-        raise ApiError(400, "invalid_characters",
-                       "strings may not contain the NUL character (\\u0000) or an unpaired surrogate",
-                       {"field": bad})
+        field, reason = bad
+        raise ApiError(400, "invalid_characters" if reason is _BAD_TEXT else "invalid_number", reason,
+                       {"field": field})
     return document
 
 
 def json_bytes(value: Any) -> bytes:
     """Serialise a response body."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    return response_bytes(value)
 
 
 class Router:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import secrets
 import time
-import uuid
 from typing import Any, Callable, Optional
 from urllib.parse import unquote_to_bytes
 
@@ -79,7 +79,7 @@ class GatewayRequest(server.Request):
         if incoming and _REQUEST_ID.match(incoming):
             self.request_id = incoming
         else:
-            self.request_id = uuid.uuid4().hex
+            self.request_id = secrets.token_hex(16)
         self.setHeader(b"X-Request-ID", self.request_id.encode())
         self.setHeader(b"X-Content-Type-Options", b"nosniff")
         try:

@@ -31,6 +31,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txpostgres import reconnection, txpostgres
 
+from dhis2gw.jsoncodec import document_text
+
 T = TypeVar("T")
 
 # Exceptions meaning "PostgreSQL is not reachable right now" (not "your SQL is wrong").
@@ -270,4 +272,4 @@ async def cursor_fetch(cursor: Any, sql: str, params: Sequence[Any] | dict[str, 
 
 def json_param(value: Any) -> psycopg2.extras.Json:
     """Wrap a Python value for a jsonb parameter."""
-    return psycopg2.extras.Json(value)
+    return psycopg2.extras.Json(value, dumps=document_text)

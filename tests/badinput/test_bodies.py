@@ -80,6 +80,24 @@ class BodyTests(BadInputTestCase):
                 await self.send(route.spec.method, path, body, token="admin")
         await self.assert_no_problems()
 
+    async def test_numbers_json_does_not_have(self) -> None:
+        """NaN/Infinity (not JSON) and numbers overflowing to infinity: a 400 naming the field, nothing stored."""
+        cases = ((b'{"orgUnit": "ty5AJ6ZU5f7", "period": "202401", "dataValues": {"A": NaN}}', "invalid_json", None),
+                 (b'{"orgUnit": "ty5AJ6ZU5f7", "period": "202401", "dataValues": {"A": -Infinity}}', "invalid_json",
+                  None),
+                 (b'{"orgUnit": "ty5AJ6ZU5f7", "period": "202401", "dataValues": {"A": 1e999}}', "invalid_number",
+                  "dataValues/A"),
+                 (b'{"orgUnit": "ty5AJ6ZU5f7", "period": "202401", "dataValues": {"A": 1}, "x": [0, -2e400]}',
+                  "invalid_number", "x/1"))
+        for body, code, field in cases:
+            status, raw = await self.send("POST", "/api/v2/aggregate", body, token="submitter")
+            error = json.loads(raw)["error"]
+            self.assertEqual((status, error["code"]), (400, code), raw)
+            self.assertEqual(error.get("details", {}).get("field"), field, raw)
+        rows = await self.gateway.db.fetch("t", "SELECT count(*) AS n FROM submissions")
+        self.assertEqual(rows[0]["n"], 0)
+        await self.assert_no_problems()
+
     async def test_oversized_bodies(self) -> None:
         """Above the 1 MiB limit: 413 in the JSON envelope, declared or chunked, on every body route."""
         big = b'{"orgUnit": "' + b"x" * (2 * 1024 * 1024) + b'"}'
