@@ -38,6 +38,7 @@ the week that contains 4 January.  Leading zeros in week numbers are accepted
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -171,6 +172,12 @@ def parse_period(iso: str) -> Period:
     """Parse and range-check a period identifier; raises `InvalidPeriod`."""
     if not isinstance(iso, str):
         raise InvalidPeriod(f"invalid period {iso!r}: not a string")
+    return _parse_period(iso)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_period(iso: str) -> Period:
+    # Cached: ingest parses the same few periods over and over (failures are not cached).
     for kind, pattern in _PATTERNS:
         match = pattern.fullmatch(iso)
         if match is None:
