@@ -52,10 +52,12 @@ class TrackerKind:
 
     def __init__(self, uid_map: Optional[UidMap] = None, async_threshold_bytes: int = 1024 * 1024, *,
                  poll_interval: float = 0.5, poll_max_interval: float = 10.0, poll_timeout: float = 3600.0,
-                 unknown_job_grace: float = 60.0, report_mode: str = "WARNINGS") -> None:
+                 unknown_job_grace: float = 60.0, report_mode: str = "WARNINGS",
+                 poll_failures: int = 5) -> None:
         """``poll_timeout``: an attempt polls at most this long, then spends a retry (the job id is kept,
         so the next attempt polls on); ``unknown_job_grace``: how long DHIS2 may say it does not know
-        the job before the payload is posted again."""
+        the job before the payload is posted again; ``poll_failures``: polls in a row that may fail
+        (answer lost, timeout, 500) before the attempt ends with that failure."""
         self.uid_map = uid_map
         self.async_threshold_bytes = async_threshold_bytes
         self.poll_interval = poll_interval
@@ -63,6 +65,7 @@ class TrackerKind:
         self.poll_timeout = poll_timeout
         self.unknown_job_grace = unknown_job_grace
         self.report_mode = report_mode
+        self.poll_failures = poll_failures
 
     # --- ingest ------------------------------------------------------------------------
     async def prepare(self, request: IngestRequest) -> Prepared:
@@ -151,6 +154,7 @@ class TrackerKind:
         started = clock.seconds()
         unknown_since: Optional[float] = None
         interval = self.poll_interval
+        failed_polls = 0
         while True:
             outcome = await client.get_tracker_job(job_id, report_mode)
             if outcome.kind is OutcomeKind.PENDING and outcome.reason == "job_unknown":
@@ -162,12 +166,19 @@ class TrackerKind:
                         return None
             elif outcome.kind is OutcomeKind.PENDING:
                 unknown_since = None
-            if outcome.kind is not OutcomeKind.PENDING:
+            if outcome.kind is OutcomeKind.RETRY and outcome.stats is None and failed_polls < self.poll_failures:
+                # The poll itself failed (answer lost, timeout, a 500 reading the job), not the import:
+                # the job is still DHIS2's, so ask again rather than end the attempt and spend a retry.
+                failed_polls += 1
+                self.log.info("job {job}: poll failed ({reason}); polling again", job=job_id, reason=outcome.reason)
+            elif outcome.kind is not OutcomeKind.PENDING:
                 if outcome.kind is OutcomeKind.RETRY and outcome.stats is not None:
                     # The job finished but asks for a retry (e.g. a parent still missing): the
                     # next attempt must post again, not re-read this report.
                     await _forget_job(context)
                 return dataclasses.replace(outcome, message=f"job {job_id}: {outcome.message}".strip())
+            else:
+                failed_polls = 0
             if clock.seconds() - started >= self.poll_timeout:
                 return Outcome(OutcomeKind.RETRY, "job_timeout", job=outcome.job,
                                message=f"job {job_id} still running after {self.poll_timeout:g} s; "

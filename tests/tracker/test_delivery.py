@@ -187,6 +187,33 @@ class AsyncImportTests(TrackerRig):
         self.assertIsNone(row["dhis2_job_id"])  # cleared once final
         self.assertEqual(len(self.sim.store.tracked_entities), 2)
 
+    async def test_failed_polls_are_asked_again(self) -> None:
+        """Polls that fail (a 500 reading the job) are repeated in the same attempt: no retry spent, no re-post."""
+        self.sim.job_delay = 0.3
+        self.sim.faults.fail_next(3, 500, paths="tracker/jobs")
+        self.make_dispatcher()
+        sid, prepared = await self.submit_tracker(flat_payload("K"))
+        self.assertEqual((await self.wait_final([sid]))[sid], "delivered")
+        self.assertEqual(len(self.tracker_posts()), 1)
+        polls = [r for r in self.sim.store.requests if "/tracker/jobs/" in r.path]
+        self.assertGreaterEqual(len(polls), 4)  # three failed, then the ones that saw the job end
+        row = await self.store.get(sid)
+        self.assertEqual((row["attempts"], row["job_failures"]), (1, 0))
+        self.assertEqual(await self.events(sid), ["queued", "processing", "delivered"])
+        self.assertEqual(len(self.sim.store.tracked_entities), 2)
+
+    async def test_polls_failing_on_and_on_end_the_attempt(self) -> None:
+        """Beyond ``poll_failures`` failed polls in a row the attempt ends (a retry spent, the job kept)."""
+        self.sim.job_delay = 0.3
+        self.sim.faults.fail_next(6, 500, paths="tracker/jobs")  # poll_failures is 5
+        self.make_dispatcher()
+        sid, prepared = await self.submit_tracker(flat_payload("L"))
+        self.assertEqual((await self.wait_final([sid]))[sid], "delivered")
+        self.assertEqual(len(self.tracker_posts()), 1)  # the next attempt polled the same job
+        row = await self.store.get(sid)
+        self.assertEqual(row["attempts"], 2)
+        self.assertEqual(await self.events(sid), ["queued", "processing", "retrying", "processing", "delivered"])
+
     async def test_persisted_job_is_resumed_not_reposted(self) -> None:
         """An attempt finding dhis2_job_id set polls that job and never posts the payload again."""
         self.sim.job_delay = 0.5
