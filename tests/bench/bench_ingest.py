@@ -49,6 +49,7 @@ def serve_baseline(dsn: str, redis_host: str, redis_port: int, prefix: str, port
     import txredisapi
     from klein import Klein
     from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
     from twisted.web.server import Site
     from txpostgres import txpostgres
 
@@ -59,9 +60,13 @@ def serve_baseline(dsn: str, redis_host: str, redis_port: int, prefix: str, port
     @app.route("/bare", methods=["POST"])
     async def bare(request: Any) -> bytes:
         body = json.loads(request.content.read())
-        rows = await pool.runQuery(
+        query = pool.runQuery(
             "INSERT INTO submissions (uid, kind, destination, endpoint, payload) VALUES (%s, 'aggregate', 'main',"
             " '/bare', %s) RETURNING id", (generate_uid(), psycopg2.extras.Json(body)))
+        # A client hanging up cancels the request; txpostgres cannot cancel a running query.
+        shielded: Any = Deferred()
+        query.chainDeferred(shielded)
+        rows = await shielded
         await redis.lpush(f"{prefix}:bare", rows[0]["id"])
         request.setResponseCode(202)
         request.setHeader(b"content-type", b"application/json")
