@@ -201,6 +201,13 @@ def classify_http_status(
         )
     if status == 408:
         return Outcome(OutcomeKind.RETRY, "timeout", message=f"HTTP 408: {text}", **base)
+    if status == 404 and not (decoded.is_json and isinstance(decoded.json, dict)):
+        # DHIS2 answers a missing object with a JSON WebMessage; an HTML or empty 404 comes from
+        # Tomcat or a proxy: the path does not exist there (a wrong base URL), for every payload.
+        return Outcome(
+            OutcomeKind.DESTINATION_FAILURE, "not_found",
+            message=f"HTTP 404 without a DHIS2 answer (check dhis2_base_url): {text}", **base,
+        )
     if 400 <= status < 500 and status != 409:
         return Outcome(
             OutcomeKind.REJECTED, f"http_{status}", message=f"HTTP {status}: {text}", **base

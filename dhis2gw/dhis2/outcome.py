@@ -11,7 +11,7 @@ PARTIAL                     WARNING, or ERROR with some objects stored       -- 
 REJECTED                    ERROR with nothing stored, 400/404/413/415/422   --             --
 RETRY                       500 with a DHIS2 body, read timeout, lost reply  yes            no
 DESTINATION_FAILURE         refused/reset/DNS/TLS, 502/503/504, 401/403,     no             yes
-                            302 to the login page, non-JSON 200
+                            302 to the login page, non-JSON 200, HTML 404
 RATE_LIMITED                429 (delay by ``retry_after``)                   no             yes
 ACCEPTED_ASYNC              DHIS2 queued an async job (see ``job``)          --             --
 PENDING                     a polled async job is not finished yet           --             --

@@ -4,6 +4,7 @@ from __future__ import annotations
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
+from dhis2gw.dhis2.client import DHIS2Client
 from tests.support.delivery import DE_OPD, DS_HMIS, FACILITIES, DeliveryRig
 
 OK_VALUE = {"orgUnit": FACILITIES[0], "period": "202401", "dataValues": {"OPD": 3}}
@@ -108,6 +109,30 @@ class OutcomeRules:
         self.assertEqual((row["status"], row["job_failures"]), ("delivered", 0))
         self.assertGreaterEqual(dispatcher.breakers["main"].opened_count, 1)
         self.assertEqual(dispatcher.breakers["main"].state, "closed")
+
+    async def test_wrong_base_url_rejects_nothing(self) -> None:
+        """A base URL that misses DHIS2 (an HTML 404 for every import): nothing rejected, no retry spent,
+        the breaker opens with reason not_found; with the right URL the same submission is delivered."""
+        right = self.client
+        self.client = DHIS2Client(reactor, self.server.base_url + "/dhis", self.client_auth(), connect_timeout=2)
+        self.addCleanup(self.client.close)
+        dispatcher = self.make_dispatcher()
+        sid = await self.submit(OK_VALUE)
+        breaker = dispatcher.breakers["main"]
+        for _ in range(100):
+            if breaker.opened_count:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual((breaker.state, breaker.reason), ("open", "not_found"))
+        row = await self.store.get(sid)
+        self.assertEqual((row["status"], row["job_failures"]), ("queued", 0))
+        self.assertIn("destination_unavailable", await self.events(sid))
+        self.assertEqual(self.sim.store.data_values, {})
+        await dispatcher.stopService()
+        self.client = right
+        self.make_dispatcher()
+        await self.wait_final([sid])
+        self.assertEqual((await self.store.get(sid))["status"], "delivered")
 
     async def test_429_is_delayed_by_retry_after(self) -> None:
         """429 with Retry-After: delayed at least that long, no retry spent."""

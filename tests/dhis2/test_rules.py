@@ -74,10 +74,20 @@ class HttpStatusRuleTests(SynchronousTestCase):
         self.assertEqual((tomcat.kind, tomcat.reason), (K.DESTINATION_FAILURE, "http_500"))
 
     def test_plain_4xx_are_rejections(self) -> None:
-        """404, 413 and 415 reject the payload permanently, HTML or JSON."""
-        for status in (404, 413, 415):
+        """413 and 415 reject the payload permanently, HTML or JSON; so does a 404 from DHIS2 itself."""
+        for status in (413, 415):
             outcome = interpret_data_value_set_response(status, {}, b"<html>nope</html>")
             self.assertEqual((outcome.kind, outcome.reason), (K.REJECTED, f"http_{status}"))
+        dhis2 = interpret_data_value_set_response(
+            404, {}, b'{"httpStatus":"Not Found","httpStatusCode":404,"status":"ERROR","message":"DataSet not found"}')
+        self.assertEqual((dhis2.kind, dhis2.reason), (K.REJECTED, "http_404"))
+
+    def test_html_404_is_the_destination(self) -> None:
+        """An HTML or empty 404 is Tomcat's or a proxy's (wrong base URL): no payload is to blame."""
+        for body in (b"<html><body><h1>HTTP Status 404 - Not Found</h1></body></html>", b""):
+            outcome = interpret_data_value_set_response(404, {}, body)
+            self.assertEqual((outcome.kind, outcome.reason), (K.DESTINATION_FAILURE, "not_found"))
+            self.assertIn("dhis2_base_url", outcome.message)
 
     def test_non_json_200(self) -> None:
         """A 200 that is not JSON did not come from the API: destination failure (auth for a login form)."""
