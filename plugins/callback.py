@@ -19,8 +19,10 @@ restarts, and shows in ``GET /api/v2/submissions/<id>`` and the logs like any ot
 operators can requeue it. Its ``deliver`` ignores the DHIS2 client and uses its own HTTP client;
 a receiver that is down or answers 5xx/408/429 is a job-level retry, other 4xx a rejection —
 never a destination failure, so a broken receiver cannot open the DHIS2 destination's breaker.
-The window between committing the outcome and creating the callback row is not covered: a
-crash exactly there loses that one callback (logged nowhere); everything after is durable.
+The callback row is created just after the outcome is committed; a crash exactly between the two
+is covered by a sweep (at start-up, then every ``DHIS2GW_CALLBACK_SWEEP_SECONDS``) that queues the
+callback of every final submission of the last 24 hours that should have one and has none. The
+idempotency key makes the sweep and the normal path create it once between them, in any process.
 
 Configuration (environment, e.g. /etc/default/dhis2gw; secrets are never stored in the database):
 
@@ -30,6 +32,7 @@ Configuration (environment, e.g. /etc/default/dhis2gw; secrets are never stored 
 ``DHIS2GW_CALLBACK_ALLOWED_URLS``  comma-separated URL prefixes a ``callback_url`` must start with
                                    (limits where submitters can make the gateway send requests)
 ``DHIS2GW_CALLBACK_TIMEOUT``       seconds for one callback request (default 10)
+``DHIS2GW_CALLBACK_SWEEP_SECONDS`` how often the sweep runs (default 300; 0: only at start-up)
 """
 from __future__ import annotations
 
@@ -54,6 +57,11 @@ log = Logger(namespace="dhis2gw.plugins.callback")
 
 SIGNATURE_HEADER = "X-Dhis2gw-Signature"
 FINAL_STATES = ("delivered", "partial", "rejected", "failed")
+_STATUS_KINDS = {"delivered": OutcomeKind.DELIVERED, "partial": OutcomeKind.PARTIAL,
+                 "rejected": OutcomeKind.REJECTED, "failed": OutcomeKind.RETRY}
+#: The sweep looks at submissions created this long ago at most, finished at least this long ago.
+SWEEP_WINDOW = 24 * 3600.0
+SWEEP_GRACE = 60.0
 _RETRYABLE = {408, 425, 429}
 
 
@@ -80,6 +88,7 @@ class CallbackSettings:
     submitters: dict[str, dict[str, str]] = field(default_factory=dict)  # lower-case username → {url, secret}
     allowed_prefixes: tuple[str, ...] = ()
     timeout: float = 10.0
+    sweep_seconds: float = 300.0
 
     @classmethod
     def from_environ(cls, environ: Any) -> "CallbackSettings":
@@ -101,8 +110,14 @@ class CallbackSettings:
         prefixes = list(data.get("allowed_url_prefixes") or [])
         prefixes += [p.strip() for p in environ.get("DHIS2GW_CALLBACK_ALLOWED_URLS", "").split(",") if p.strip()]
         timeout = float(environ.get("DHIS2GW_CALLBACK_TIMEOUT") or data.get("timeout") or 10.0)
+        sweep = environ.get("DHIS2GW_CALLBACK_SWEEP_SECONDS", "")
+        try:
+            sweep_seconds = float(sweep) if sweep.strip() else 300.0
+        except ValueError:
+            raise ValueError(f"DHIS2GW_CALLBACK_SWEEP_SECONDS: {sweep!r} is not a number of seconds") from None
         return cls(secret=environ.get("DHIS2GW_CALLBACK_SECRET") or str(data.get("secret") or ""),
-                   submitters=submitters, allowed_prefixes=tuple(prefixes), timeout=timeout)
+                   submitters=submitters, allowed_prefixes=tuple(prefixes), timeout=timeout,
+                   sweep_seconds=max(0.0, sweep_seconds))
 
     @property
     def active(self) -> bool:
@@ -195,7 +210,8 @@ class CallbackKind:
         username = self._user_ids.get(submitter_id)
         return username, self.settings.submitters.get(username or "", {})
 
-    async def _queue_callback(self, row: dict[str, Any], outcome: Outcome) -> None:
+    async def _queue_callback(self, row: dict[str, Any], outcome: Outcome) -> bool:
+        """Create (and push) the callback of ``row`` if it is final; True when a new one was created."""
         from dhis2gw.dhis2.uids import generate_uid
         from dhis2gw.storage.submissions import NewSubmission
 
@@ -205,14 +221,14 @@ class CallbackKind:
             problem = self.settings.url_problem(url)
             if problem:
                 log.warn("submission {sid}: callback_url refused ({problem})", sid=sid, problem=problem)
-                return
+                return False
         else:
             url = (await self._submitter(row.get("submitter_id")))[1].get("url")
             if not url:
-                return
+                return False
         current = await store.get(sid, with_payloads=False)
         if current is None or current["status"] not in FINAL_STATES:
-            return  # a retry is scheduled: the callback waits for the final outcome
+            return False  # a retry is scheduled: the callback waits for the final outcome
         document = {
             "event": "submission.final",
             "submission": {key: (value.isoformat() if hasattr(value, "isoformat") else value)
@@ -231,7 +247,7 @@ class CallbackKind:
             dhis2_payload=document, import_params={}, value_count=0,
             idempotency_key=f"callback:{current['uid']}:{current['attempts']}"))
         if created.existing:
-            return
+            return False
         from dhis2gw.queue.connection import RedisUnavailable
 
         try:
@@ -239,9 +255,44 @@ class CallbackKind:
         except RedisUnavailable as e:
             log.warn("callback {cid} recorded but not pushed ({error}); the reconciler will queue it",
                      cid=created.row["id"], error=e)
-            return
+            return True
         if self.gateway.dispatcher is not None:
             self.gateway.dispatcher.wake(current["destination"])
+        return True
+
+    # --- the sweep: callbacks a crash between outcome and callback row left out --------------------
+    async def sweep(self, window_seconds: float = SWEEP_WINDOW, grace_seconds: float = SWEEP_GRACE) -> int:
+        """Queue the missing callback of every final submission that finished more than
+        ``grace_seconds`` ago (the normal path has had its chance) and was created within
+        ``window_seconds``; returns how many were queued."""
+        submitter_ids = await self._submitter_ids()
+        rows = await self.gateway.db.fetch(
+            "callback.sweep",
+            "SELECT s.id, s.uid, s.kind, s.destination, s.submitter_id, s.status, s.http_status, s.payload"
+            " FROM submissions s WHERE s.status IN ('delivered', 'partial', 'rejected', 'failed')"
+            " AND s.kind <> %s AND s.created_at > now() - make_interval(secs => %s)"
+            " AND s.finished_at < now() - make_interval(secs => %s)"
+            " AND (s.payload ? 'callback_url' OR s.submitter_id = ANY(%s))"
+            " AND NOT EXISTS (SELECT 1 FROM submissions c WHERE c.kind = %s"
+            " AND c.submitter_id IS NOT DISTINCT FROM s.submitter_id"
+            " AND c.idempotency_key = 'callback:' || s.uid || ':' || s.attempts)"
+            " ORDER BY s.created_at LIMIT 1000",
+            (self.name, window_seconds, grace_seconds, submitter_ids, self.name))
+        queued = 0
+        for row in rows:
+            outcome = Outcome(_STATUS_KINDS[row["status"]], reason="recovered", http_status=row["http_status"])
+            queued += await self._queue_callback(row, outcome)
+        if queued:
+            log.warn("callback sweep: queued {n} callback(s) missed by an interrupted gateway", n=queued)
+        return queued
+
+    async def _submitter_ids(self) -> list[int]:
+        """Ids of the users with an entry in the callbacks file."""
+        ids = []
+        for username in self.settings.submitters:
+            rows, _ = await self.users.list(username=username, page_size=1)
+            ids += [int(user["id"]) for user in rows]
+        return ids
 
     # --- ISubmissionKind ---------------------------------------------------------------------------
     async def prepare(self, request: Any) -> Any:
@@ -288,9 +339,41 @@ class _CallbackService(service.Service):
 
     def __init__(self, kind: CallbackKind) -> None:
         self.kind = kind
+        self.loop: Any = None
+        self.first: Any = None
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        kind = self.kind
+        if kind.gateway.dispatcher is None or not kind.settings.active:
+            return
+        from twisted.internet.task import LoopingCall
+
+        def sweep() -> defer.Deferred[Any]:
+            d = defer.Deferred.fromCoroutine(kind.sweep())
+            d.addErrback(lambda f: log.failure("callback sweep failed", f))
+            kind.pending.add(d)  # stopService waits for it
+            d.addBoth(lambda _: kind.pending.discard(d))
+            return d
+
+        self.loop = LoopingCall(sweep)
+        self.loop.clock = kind.gateway.reactor
+        # First run once the gateway is up (the database pool may still be connecting now).
+        self.first = kind.gateway.reactor.callLater(SWEEP_GRACE / 4, self._begin, kind.settings.sweep_seconds)
+
+    def _begin(self, interval: float) -> None:
+        self.first = None
+        if interval > 0:
+            self.loop.start(interval, now=True)
+        else:
+            self.loop.f()
 
     def stopService(self) -> defer.Deferred[None]:  # noqa: N802
         super().stopService()
+        if self.first is not None and self.first.active():
+            self.first.cancel()
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
         return defer.Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:

@@ -104,6 +104,32 @@ class CallbackTests(DeliveryRig):
         self.assertEqual((await self.statuses([rows[0]["id"]]))[rows[0]["id"]], "delivered")
         self.assertEqual(len(receiver.received), 1)
 
+    async def test_sweep_queues_the_callback_a_crash_left_out(self) -> None:
+        """A final submission without its callback row (a crash right after the outcome commit) gets one
+        from the sweep, posted and signed like any other; a second sweep finds nothing to do."""
+        receiver = await self.start([200])
+        sid = await self.submit({"orgUnit": FACILITIES[0], "period": "202401", "dataValues": {"OPD": 5},
+                                 "callback_url": self.receiver_url}, push=False)
+        await self.db.execute("test.crash", "UPDATE submissions SET status = 'delivered', attempts = 1,"
+                              " http_status = 200, finished_at = now() - interval '5 minutes' WHERE id = %s", (sid,))
+        recent = await self.submit({"orgUnit": FACILITIES[1], "period": "202401", "dataValues": {"OPD": 6},
+                                    "callback_url": self.receiver_url}, push=False)
+        await self.db.execute("test.recent", "UPDATE submissions SET status = 'delivered', attempts = 1,"
+                              " finished_at = now() WHERE id = %s", (recent,))  # inside the grace period
+        self.assertEqual(await self.callback_rows(), [])
+        plugin = self.kinds["callback"]
+        self.assertEqual(await plugin.sweep(), 1)
+        await self.wait_received(receiver, 1)
+        headers, body = receiver.received[0]
+        self.assertTrue(verify_signature(SECRET, body, headers["x-dhis2gw-signature"]))
+        document = json.loads(body)
+        self.assertEqual((document["submission"]["id"], document["submission"]["status"]), (sid, "delivered"))
+        self.assertEqual(document["outcome"]["reason"], "recovered")
+        self.assertEqual(await plugin.sweep(), 0)
+        rows = await self.callback_rows()
+        self.assertEqual([(r["payload"]["for_submission"], r["idempotency_key"]) for r in rows],
+                         [(sid, f"callback:{(await self.store.get(sid))['uid']}:1")])
+
     async def test_receiver_failure_is_retried_through_the_queue(self) -> None:
         """A 503 from the receiver spends a retry; the retry carries the same bytes and signature."""
         receiver = await self.start([503, 200])
