@@ -266,30 +266,36 @@ class CallbackKind:
         ``grace_seconds`` ago (the normal path has had its chance) and was created within
         ``window_seconds``; returns how many were queued."""
         submitter_ids = await self._submitter_ids()
-        rows = await self.gateway.db.fetch(
-            "callback.sweep",
-            "SELECT s.id, s.uid, s.kind, s.destination, s.submitter_id, s.status, s.http_status, s.payload"
-            " FROM submissions s WHERE s.status IN ('delivered', 'partial', 'rejected', 'failed')"
-            " AND s.kind <> %s AND s.created_at > now() - make_interval(secs => %s)"
-            " AND s.finished_at < now() - make_interval(secs => %s)"
-            " AND (s.payload ? 'callback_url' OR s.submitter_id = ANY(%s))"
-            " AND NOT EXISTS (SELECT 1 FROM submissions c WHERE c.kind = %s"
-            " AND c.submitter_id IS NOT DISTINCT FROM s.submitter_id"
-            " AND c.idempotency_key = 'callback:' || s.uid || ':' || s.attempts)"
-            " ORDER BY s.created_at LIMIT 1000",
-            (self.name, window_seconds, grace_seconds, submitter_ids, self.name))
-        queued = 0
-        for row in rows:
-            outcome = Outcome(_STATUS_KINDS[row["status"]], reason="recovered", http_status=row["http_status"])
-            queued += await self._queue_callback(row, outcome)
+        queued, after = 0, 0
+        while True:  # in pages by id, so rows that never get a callback (refused URL) cannot starve the rest
+            rows = await self.gateway.db.fetch(
+                "callback.sweep",
+                "SELECT s.id, s.uid, s.kind, s.destination, s.submitter_id, s.status, s.http_status, s.payload"
+                " FROM submissions s WHERE s.status IN ('delivered', 'partial', 'rejected', 'failed')"
+                " AND s.kind <> %s AND s.created_at > now() - make_interval(secs => %s)"
+                " AND s.finished_at < now() - make_interval(secs => %s) AND s.id > %s"
+                " AND (s.payload ? 'callback_url' OR s.submitter_id = ANY(%s))"
+                " AND NOT EXISTS (SELECT 1 FROM submissions c WHERE c.kind = %s"
+                " AND c.submitter_id IS NOT DISTINCT FROM s.submitter_id"
+                " AND c.idempotency_key = 'callback:' || s.uid || ':' || s.attempts)"
+                " ORDER BY s.id LIMIT 500",
+                (self.name, window_seconds, grace_seconds, after, submitter_ids, self.name))
+            for row in rows:
+                outcome = Outcome(_STATUS_KINDS[row["status"]], reason="recovered", http_status=row["http_status"])
+                queued += await self._queue_callback(row, outcome)
+            if len(rows) < 500:
+                break
+            after = rows[-1]["id"]
         if queued:
             log.warn("callback sweep: queued {n} callback(s) missed by an interrupted gateway", n=queued)
         return queued
 
     async def _submitter_ids(self) -> list[int]:
-        """Ids of the users with an entry in the callbacks file."""
+        """Ids of the users with a callback URL in the callbacks file."""
         ids = []
-        for username in self.settings.submitters:
+        for username, entry in self.settings.submitters.items():
+            if not entry.get("url"):
+                continue
             rows, _ = await self.users.list(username=username, page_size=1)
             ids += [int(user["id"]) for user in rows]
         return ids

@@ -108,10 +108,13 @@ class CallbackTests(DeliveryRig):
         """A final submission without its callback row (a crash right after the outcome commit) gets one
         from the sweep, posted and signed like any other; a second sweep finds nothing to do."""
         receiver = await self.start([200])
+        refused = await self.submit({"orgUnit": FACILITIES[2], "period": "202401", "dataValues": {"OPD": 4},
+                                     "callback_url": "ftp://example.org/hook"}, push=False)
         sid = await self.submit({"orgUnit": FACILITIES[0], "period": "202401", "dataValues": {"OPD": 5},
                                  "callback_url": self.receiver_url}, push=False)
         await self.db.execute("test.crash", "UPDATE submissions SET status = 'delivered', attempts = 1,"
-                              " http_status = 200, finished_at = now() - interval '5 minutes' WHERE id = %s", (sid,))
+                              " http_status = 200, finished_at = now() - interval '5 minutes' WHERE id = ANY(%s)",
+                              ([refused, sid],))
         recent = await self.submit({"orgUnit": FACILITIES[1], "period": "202401", "dataValues": {"OPD": 6},
                                     "callback_url": self.receiver_url}, push=False)
         await self.db.execute("test.recent", "UPDATE submissions SET status = 'delivered', attempts = 1,"
