@@ -25,6 +25,9 @@ class GatewayApi:
     async def list_logs(self, params: dict[str, Any]) -> dict[str, Any]:
         return await self.client.get_json("/logs", params)
 
+    async def log_stats(self) -> dict[str, Any]:
+        return await self.client.get_json("/logs/stats")
+
     async def get_log(self, submission_id: int) -> dict[str, Any]:
         return await self.client.get_json(f"/logs/{int(submission_id)}")
 

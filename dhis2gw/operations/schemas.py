@@ -60,6 +60,18 @@ LOG_DETAIL: dict[str, Any] = {
     },
 }
 
+_STATUS_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                  "required": ["queued", "processing", "retrying", "delivered", "partial", "rejected", "failed"]}
+LOG_STATS: dict[str, Any] = {
+    "type": "object",
+    "required": ["windows", "generated_at"],
+    "properties": {
+        "windows": {"type": "object", "required": ["24h", "7d"], "properties": {"24h": _STATUS_COUNTS,
+                                                                              "7d": _STATUS_COUNTS}},
+        "generated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
 REQUEUE_COUNTS: dict[str, Any] = {
     "type": "object",
     "properties": {

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 from twisted.internet import defer
 
 from dhis2gw.storage.database import Database, cursor_fetch, json_param
-from dhis2gw.storage.submissions import FINAL_STATES, SUMMARY_COLUMNS
+from dhis2gw.storage.submissions import FINAL_STATES, PENDING_STATES, SUMMARY_COLUMNS
 
 #: Sort keys the list accepts → SQL column. Only NOT NULL columns: the keyset cursor compares
 #: ``(column, id)`` tuples, which NULLs would break.
@@ -212,6 +212,21 @@ class LogStore:
         where, params = where_clause(f)
         row = await self.db.fetch_one("logs.count", f"SELECT count(*) AS n FROM submissions WHERE {where}", params)
         return int(row["n"]) if row else 0
+
+    async def status_counts(self, windows: dict[str, float]) -> dict[str, dict[str, int]]:
+        """Submissions created within each window (name → seconds back from now), per status, in one pass."""
+        names = list(windows)
+        columns = ", ".join(f"count(*) FILTER (WHERE created_at > now() - make_interval(secs => %s)) AS w{i}"
+                            for i in range(len(names)))
+        rows = await self.db.fetch(
+            "logs.status_counts", f"SELECT status, {columns} FROM submissions"
+            " WHERE created_at > now() - make_interval(secs => %s) GROUP BY status",
+            (*(windows[n] for n in names), max(windows.values())))
+        out: dict[str, dict[str, int]] = {n: {s: 0 for s in PENDING_STATES + FINAL_STATES} for n in names}
+        for row in rows:
+            for i, name in enumerate(names):
+                out[name][row["status"]] = int(row[f"w{i}"])
+        return out
 
     async def ids_after(self, f: LogFilter, after_id: int, limit: int) -> list[int]:
         """Ids matching ``f`` above ``after_id`` in id order (the requeue job's keyset walk)."""

@@ -56,6 +56,28 @@ class LogsFilterTests(OperationsTestCase):
         self.assertEqual(body["total"], len(body["items"]))
         return {by_id.get(item["id"], "bulk") for item in body["items"]}
 
+    async def test_stats_per_status_and_window(self) -> None:
+        """GET /logs/stats counts submissions per status created in the last 24 h and 7 days, in one call."""
+        code, before = await self.call("GET", "/api/v2/logs/stats")
+        self.assertEqual(code, 200, before)
+        self.assertEqual(before["windows"]["7d"], {s: 0 for s in ("queued", "processing", "retrying", "delivered",
+                                                                  "partial", "rejected", "failed")})
+        for n, (status, age) in enumerate((("failed", "1 hour"), ("failed", "23 hours"), ("failed", "3 days"),
+                                          ("delivered", "2 hours"), ("queued", "6 days"), ("delivered", "8 days"))):
+            await self.sql("INSERT INTO submissions (uid, kind, destination, endpoint, payload, status, created_at)"
+                           f" VALUES (%s, 'aggregate', 'main', '/api/v2/aggregate', '{{}}', %s, now() - interval '{age}')"
+                           " RETURNING id", (new_uid(100 + n), status))
+        code, body = await self.call("GET", "/api/v2/logs/stats")
+        self.assertEqual(code, 200, body)
+        day, week = body["windows"]["24h"], body["windows"]["7d"]
+        self.assertEqual((day["failed"], day["delivered"], day["queued"]), (2, 1, 0))
+        self.assertEqual((week["failed"], week["delivered"], week["queued"]), (3, 1, 1))  # 8 days ago is outside
+        self.assertEqual(sum(day.values()), 3)
+        code, body = await self.call("GET", "/api/v2/logs/stats", who="operator")
+        self.assertEqual((code, body["windows"]["24h"]["failed"]), (200, 2))
+        code, body = await self.call("GET", "/api/v2/logs/stats", who="submitter")
+        self.assertEqual((code, body["error"]["code"]), (403, "forbidden"))
+
     async def test_status_one_and_many(self) -> None:
         """status takes one value, comma-separated values and repeated parameters."""
         self.assertEqual(await self.keys("status=failed"), {"day_before"})
