@@ -103,6 +103,46 @@ def wrk(url: str, headers: dict[str, str], duration: int, connections: int) -> d
     return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
+def prepare_database(dsn: str) -> None:
+    """Migrate the benchmark database and map the ten codes of BODY."""
+    _apply_migrations_blocking(dsn)
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        for code, de in zip(CODES, DE):
+            cur.execute("INSERT INTO dhis2_mappings (uid, code, dataelement) VALUES (%s, %s, %s)",
+                        (generate_uid(), code, de))
+    conn.close()
+
+
+def start_baseline(dsn: str, prefix: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The bare Klein INSERT+LPUSH server in a child process; (process, port)."""
+    svc = services()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.bench.bench_ingest", "--serve-baseline", dsn,
+                             svc.redis_host, str(svc.redis_port), prefix, str(port)])
+    assert wait_for_port("127.0.0.1", port, 30), "baseline did not start"
+    return proc, port
+
+
+def create_submitter(env: dict[str, str]) -> None:
+    """The ``bench`` submitter, made with the gateway's own CLI."""
+    create = subprocess.run([os.path.join(os.path.dirname(sys.executable), "dhis2gw"), "createuser", "bench",
+                             "--role", "submitter", "--password-stdin"], input=PASSWORD + "\n", text=True,
+                            env=dict(os.environ, **env), capture_output=True)
+    assert create.returncode == 0, create.stderr
+
+
+def bearer_headers(port: int) -> dict[str, str]:
+    """JSON + Bearer headers for the ``bench`` submitter of the gateway on ``port``."""
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v2/users/getToken",
+                                 data=json.dumps({"username": "bench", "password": PASSWORD}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    token = json.loads(urllib.request.urlopen(req, timeout=30).read())["access_token"]
+    return {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+
+
 Pair = tuple[dict[str, float], dict[str, float]]
 
 
@@ -150,40 +190,20 @@ def main() -> None:
         return
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
-    svc = services()
     dsn = create_database()
     prefix = redis_prefix()
-    _apply_migrations_blocking(dsn)
-    conn = psycopg2.connect(dsn)
-    with conn, conn.cursor() as cur:
-        for code, de in zip(CODES, DE):
-            cur.execute("INSERT INTO dhis2_mappings (uid, code, dataelement) VALUES (%s, %s, %s)",
-                        (generate_uid(), code, de))
-    conn.close()
+    prepare_database(dsn)
     baseline = gateway = None
     try:
-        port = free_port()
-        baseline = subprocess.Popen([sys.executable, "-m", "tests.bench.bench_ingest", "--serve-baseline", dsn,
-                                     svc.redis_host, str(svc.redis_port), prefix, str(port)])
-        assert wait_for_port("127.0.0.1", port, 30), "baseline did not start"
+        baseline, port = start_baseline(dsn, prefix)
         env = test_environ(dsn, prefix, dhis2_base_url="http://127.0.0.1:9", dhis2_user="admin",
                            dhis2_password="district", DHIS2GW_MAX_BODY_BYTES="1MiB")
         env.update(item.split("=", 1) for item in args.set)
-        create = subprocess.run([os.path.join(os.path.dirname(sys.executable), "dhis2gw"), "createuser", "bench",
-                                 "--role", "submitter", "--password-stdin"], input=PASSWORD + "\n", text=True,
-                                env=dict(os.environ, **env), capture_output=True)
-        assert create.returncode == 0, create.stderr
+        create_submitter(env)
         gateway = GatewayProcess(env, role="api")
         gateway.start()
-        import urllib.request
-
-        req = urllib.request.Request(f"http://127.0.0.1:{gateway.port}/api/v2/users/getToken",
-                                     data=json.dumps({"username": "bench", "password": PASSWORD}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        token = json.loads(urllib.request.urlopen(req, timeout=30).read())["access_token"]
         pairs = alternate(f"http://127.0.0.1:{port}/bare", f"http://127.0.0.1:{gateway.port}/api/v2/aggregate",
-                          {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-                          args.duration, args.connections, args.rounds)
+                          bearer_headers(gateway.port), args.duration, args.connections, args.rounds)
     finally:
         if baseline and baseline.poll() is None:
             baseline.terminate()

@@ -27,20 +27,15 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from typing import Any
 
-import psycopg2
-
-from dhis2gw.dhis2.uids import generate_uid
-from dhis2gw.embedded import free_port, wait_for_port
 from tests.bench.bench_delivery import measure_delivery, measure_memory
-from tests.bench.bench_ingest import BODY, CODES, DE, PASSWORD, alternate, median_pair, rounds_table, wrk
+from tests.bench.bench_ingest import (BODY, alternate, bearer_headers, create_submitter, median_pair,
+                                      prepare_database, rounds_table, start_baseline, wrk)
 from tests.bench.openloop import open_loop
 from tests.bench.report import write_report
 from tests.support.processes import GatewayProcess, SimulatorProcess
-from tests.support.services import (_apply_migrations_blocking, create_database, delete_redis_prefix, drop_database,
-                                    redis_prefix, services, test_environ)
+from tests.support.services import create_database, delete_redis_prefix, drop_database, redis_prefix, test_environ
 
 FAC = "ty5AJ6ZU5f7"
 TRACKER_BODY = {"trackedEntities": [{
@@ -67,48 +62,27 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _token(port: int) -> str:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v2/users/getToken",
-                                 data=json.dumps({"username": "bench", "password": PASSWORD}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    return str(json.loads(urllib.request.urlopen(req, timeout=30).read())["access_token"])
-
-
 def measure_ingest(duration: int, connections: int, open_loop_seconds: int, rounds: int = 3) -> dict[str, Any]:
     """Baseline and aggregate in turns (``rounds`` pairs), tracker, open-loop at half max, and 2 API
     processes; one database."""
-    svc = services()
     dsn, prefix = create_database(), redis_prefix()
     sim = SimulatorProcess()
     out: dict[str, Any] = {}
     procs: list[Any] = []
     try:
-        _apply_migrations_blocking(dsn)
-        conn = psycopg2.connect(dsn)
-        with conn, conn.cursor() as cur:
-            for code, de in zip(CODES, DE):
-                cur.execute("INSERT INTO dhis2_mappings (uid, code, dataelement) VALUES (%s, %s, %s)",
-                            (generate_uid(), code, de))
-        conn.close()
+        prepare_database(dsn)
         sim.start()
-        port = free_port()
-        baseline = subprocess.Popen([sys.executable, "-m", "tests.bench.bench_ingest", "--serve-baseline", dsn,
-                                     svc.redis_host, str(svc.redis_port), prefix, str(port)])
+        baseline, port = start_baseline(dsn, prefix)
         procs.append(baseline)
-        assert wait_for_port("127.0.0.1", port, 30), "baseline did not start"
         env = test_environ(dsn, prefix, dhis2_base_url=sim.base_url, dhis2_user="admin", dhis2_password="district",
                            DHIS2GW_MAX_BODY_BYTES="1MiB")
-        create = subprocess.run([os.path.join(os.path.dirname(sys.executable), "dhis2gw"), "createuser", "bench",
-                                 "--role", "submitter", "--password-stdin"], input=PASSWORD + "\n", text=True,
-                                env=dict(os.environ, **env), capture_output=True)
-        assert create.returncode == 0, create.stderr
+        create_submitter(env)
         for workers in (1, 2):
             gateway = GatewayProcess(dict(env, DHIS2GW_WORKERS=str(workers)), role="api")
             procs.append(gateway)
             gateway.start()
             time.sleep(2 if workers > 1 else 0.5)  # let the helper process start and accept
-            token = _token(gateway.port)
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+            headers = bearer_headers(gateway.port)
             url = f"http://127.0.0.1:{gateway.port}/api/v2"
             if workers == 1:
                 out["pairs"] = alternate(f"http://127.0.0.1:{port}/bare", url + "/aggregate", headers, duration,
