@@ -64,11 +64,10 @@ _STATUS_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", 
                   "required": ["queued", "processing", "retrying", "delivered", "partial", "rejected", "failed"]}
 LOG_STATS: dict[str, Any] = {
     "type": "object",
-    "required": ["windows", "generated_at"],
+    "required": ["windows"],
     "properties": {
         "windows": {"type": "object", "required": ["24h", "7d"], "properties": {"24h": _STATUS_COUNTS,
                                                                               "7d": _STATUS_COUNTS}},
-        "generated_at": {"type": "string", "format": "date-time"},
     },
 }
 
