@@ -18,28 +18,12 @@ from typing import Any, Callable
 import psycopg2
 
 from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.support.faults import worker_environ
 from tests.support.processes import (DE_OPD, GatewayProcess, SimulatorProcess, expected_values, seed_submissions,
                                      status_counts, wait_until)
-from tests.support.services import create_database, drop_database, redis_prefix, services, test_environ
+from tests.support.services import create_database, drop_database, redis_prefix, services
 
 N = int(os.environ.get("DHIS2GW_FAULT_SUBMISSIONS", "600"))
-
-
-def _gateway_env(dsn: str, redis_address: str, prefix: str, sim: SimulatorProcess) -> dict[str, str]:
-    env = test_environ(dsn, prefix)
-    env.update({
-        "DHIS2GW_REDIS": redis_address,
-        "dhis2_base_url": sim.base_url, "dhis2_user": "admin", "dhis2_password": "district",
-        "dhis2_auth_method": "basic",
-        "DHIS2GW_MAX_CONCURRENT": "5",
-        "DHIS2GW_BACKOFF_BASE": "0.2", "DHIS2GW_BACKOFF_CAP": "1",
-        "DHIS2GW_REQUEST_PROCESS_INTERVAL": "0.5",
-        "DHIS2GW_QUEUE_LEASE_SECONDS": "4", "DHIS2GW_QUEUE_HEARTBEAT_SECONDS": "1",
-        "DHIS2GW_BREAKER_PROBE_INTERVAL": "0.5",
-        "DHIS2GW_REDIS_TIMEOUT": "1",
-        "DHIS2GW_REQUEST_LOG": "false",
-    })
-    return env
 
 
 def _delivered(dsn: str) -> int:
@@ -86,7 +70,7 @@ def _run(scenario: Callable[[GatewayProcess, dict[str, Any]], None], *, private_
         sim = SimulatorProcess(latency=latency)
         sim.start()
         cleanups.append(sim.stop)
-        env = _gateway_env(dsn, redis_address, redis_prefix(), sim)
+        env = worker_environ(dsn, redis_address, redis_prefix(), sim, max_concurrent=5, batching=False)
         # Migrate and seed before the gateway runs: its reconciler queues the seeded rows.
         from tests.support.services import _apply_migrations_blocking
         _apply_migrations_blocking(dsn)
