@@ -5,8 +5,9 @@ Housekeeping loops (any number of gateway processes may run them; every step is 
 * the **delayed mover** (every second) moves due retries to their ready lists;
 * the **reaper** (every ``request_process_interval`` seconds) returns expired-lease and lease-less
   ids to ready and writes a ``lease_expired`` event for each;
-* the **probe** of each open breaker (every ``breaker_probe_interval``) asks DHIS2's
-  ``/api/system/info`` and half-opens the breaker when DHIS2 answers;
+* the **probe** of each open breaker (every ``breaker_probe_interval``) runs the destination's
+  health check (``GET /api/me?fields=id``: authenticated, touches DHIS2's database, the delivery
+  timeouts) and half-opens the breaker when DHIS2 can do work;
 * the **reconciler** (at start-up and from the retry cron) makes Redis agree with PostgreSQL:
   non-final rows missing from Redis are queued again; 'processing' rows that nothing holds are
   reset. ``FLUSHALL`` on Redis loses nothing: the reconciler rebuilds the queue.
@@ -239,7 +240,8 @@ class Dispatcher(service.Service):
         breaker = self.breakers[name]
         if breaker.state != OPEN or not self.running:
             return
-        outcome = await self.destinations[name].system_info()
+        # The health check, not /api/system/ping: a DHIS2 whose database is down answers ping.
+        outcome = await self.workers[name].health.check()
         if outcome.kind is OutcomeKind.DELIVERED:
             breaker.probe_succeeded()
         else:

@@ -9,10 +9,13 @@ An attempt: take the row in PostgreSQL (token-guarded) → heartbeat the lease w
 delivers → record the outcome in PostgreSQL → only then ack/release/delay the id in Redis.
 Outcome rules (DESIGN.md §4): final outcomes are recorded; a job-level failure spends a retry
 and is delayed with backoff (or ends ``failed``); a destination-level failure goes back to
-ready without spending anything and feeds the breaker.
+ready without spending anything and feeds the breaker; a suspect failure (500, timeout, lost
+answer) is read back and judged by the destination's health (``dhis2gw.delivery.outcome_rules``).
+The heartbeat runs until the outcome is recorded, health check included.
 """
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -23,8 +26,9 @@ from twisted.logger import Logger
 
 from dhis2gw.delivery.batching import BatchSettings, attribute, batch_key, merge, payload_size
 from dhis2gw.delivery.breaker import CircuitBreaker
+from dhis2gw.delivery.outcome_rules import READ_BACK_REASONS, DestinationHealth, Verdict, breaker_reason
 from dhis2gw.delivery.retry import RetryPolicy
-from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
+from dhis2gw.dhis2.outcome import Outcome, OutcomeKind, ReadBack
 from dhis2gw.queue.connection import RedisUnavailable
 from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.storage.database import DatabaseUnavailable
@@ -58,7 +62,7 @@ class DestinationWorker:
                  policy: RetryPolicy, max_concurrent: int, heartbeat_seconds: float = 15.0,
                  save_response: bool = True, poll_interval: float = 0.05,
                  observer: Optional[Callable[[str, dict[str, Any], Outcome, str], None]] = None,
-                 batching: Optional[BatchSettings] = None) -> None:
+                 batching: Optional[BatchSettings] = None, health: Optional[DestinationHealth] = None) -> None:
         self.name = name
         self.clock = clock
         self.client = client
@@ -74,6 +78,8 @@ class DestinationWorker:
         self.poll_interval = poll_interval
         self.observer = observer
         self.batching = batching
+        #: What deliveries and health checks showed about this destination (outcome_rules).
+        self.health = health if health is not None else DestinationHealth(client.health_check)
         self.in_flight: dict[int, defer.Deferred[None]] = {}
         self.running = False
         self._loop: Optional[defer.Deferred[None]] = None
@@ -187,10 +193,11 @@ class DestinationWorker:
         heartbeat.clock = self.clock
         heartbeat.start(self.heartbeat_seconds, now=False)
         try:
+            seq = self.health.start()
             outcome, duration = await self._deliver_one(row, token)
+            await self._settle(row, token, outcome, duration, seq)
         finally:
             heartbeat.stop()
-        await self._record(row, token, outcome, duration)
 
     async def _deliver_one(self, row: dict[str, Any], token: str) -> tuple[Outcome, float]:
         """Deliver one row with its kind; never raises (a bug becomes a job-level failure)."""
@@ -232,19 +239,29 @@ class DestinationWorker:
         try:
             for chunk in self._chunks(rows):
                 if len(chunk) == 1:
+                    seq = self.health.start()
                     outcome, duration = await self._deliver_one(chunk[0], token)
-                    await self._record(chunk[0], token, outcome, duration)
+                    await self._settle(chunk[0], token, outcome, duration, seq)
                     continue
                 batch = merge(chunk)
                 params = dict(chunk[0].get("import_params") or {})
                 params.setdefault("importStrategy", "CREATE_AND_UPDATE")
                 started = self.clock.seconds()
+                seq = self.health.start()
                 outcome = await self.client.post_data_value_set(batch.payload, params)
                 duration = outcome.duration if outcome.duration is not None else self.clock.seconds() - started
+                if outcome.kind is OutcomeKind.SUSPECT:
+                    # Each row is read back and judged on its own (one health check serves all).
+                    for i, row in enumerate(chunk):
+                        await self._settle(row, token, outcome, duration, seq, breaker=(i == 0),
+                                           detail=f"batch of {batch.size}")
+                    continue
+                self.health.observe(seq, outcome)
                 for i, (row, mine) in enumerate(zip(chunk, attribute(batch, outcome))):
                     if mine is None:  # cannot be attributed: deliver this one alone
+                        alone_seq = self.health.start()
                         alone, alone_duration = await self._deliver_one(row, token)
-                        await self._record(row, token, alone, alone_duration)
+                        await self._settle(row, token, alone, alone_duration, alone_seq)
                     else:
                         await self._record(row, token, mine, duration, breaker=(i == 0),
                                            detail=f"batch of {batch.size}")
@@ -291,8 +308,58 @@ class DestinationWorker:
             # The id stays where it is; the reaper or reconciler will put it right.
             self.log.warn("Redis unavailable after commit ({error}); the reaper will recover it", error=e)
 
-    async def _record(self, row: dict[str, Any], token: str, outcome: Outcome, duration: float,
+    # --- suspect failures (dhis2gw.delivery.outcome_rules) ------------------------------------
+    async def _settle(self, row: dict[str, Any], token: str, outcome: Outcome, duration: float, seq: int,
                       breaker: bool = True, detail: Optional[str] = None) -> None:
+        """Record ``outcome`` of the attempt numbered ``seq``; a suspect one is read back and judged first."""
+        if outcome.kind is not OutcomeKind.SUSPECT:
+            self.health.observe(seq, outcome)
+            await self._record(row, token, outcome, duration, breaker=breaker, detail=detail)
+            return
+        brk = self.breaker if breaker else _NullBreaker()
+        read = await self._read_back(row) if outcome.reason in READ_BACK_REASONS else None
+        if read is not None and read.state == "confirmed":
+            brk.record_success()
+            confirmed = Outcome(OutcomeKind.DELIVERED, "confirmed_by_read_back", http_status=None,
+                                message=read.message or "every value is in DHIS2 as sent (read back)")
+            await self._record(row, token, confirmed, duration, breaker=False, event="confirmed_by_read_back",
+                               detail=f"{outcome.reason}; {confirmed.message}")
+            return
+        check: Optional[Outcome] = None
+        if read is not None and read.state == "failed":
+            verdict = Verdict.REQUEUE  # the read-back was this attempt's health check, and it failed
+            check = read.outcome
+        else:
+            verdict, check = await self.health.judge(seq)
+        why = f"{outcome.reason}: {outcome.message}" if outcome.message else str(outcome.reason)
+        if verdict is Verdict.SPEND_RETRY:
+            brk.record_success()
+            note = "DHIS2 is healthy for other work: this payload is suspected"
+            await self._record(row, token, dataclasses.replace(outcome, kind=OutcomeKind.RETRY), duration,
+                               breaker=False, detail="; ".join(x for x in (detail, f"{outcome.reason}; {note}") if x))
+            return
+        brk.record_failure(breaker_reason(outcome))
+        seen = f"; health check: {check.reason or check.kind.value}" if check is not None else ""
+        await self._record(row, token, outcome, duration, breaker=False, event="destination_suspect",
+                           detail=f"{breaker_reason(outcome)}{seen}; no retry counted ({why})"[:1000])
+
+    async def _read_back(self, row: dict[str, Any]) -> Optional[ReadBack]:
+        """Ask DHIS2 whether the submission is there (the kind's ``read_back``); None when it cannot."""
+        reader = getattr(self.kinds.get(row["kind"]), "read_back", None)
+        if reader is None:
+            return None
+        seq = self.health.start()
+        try:
+            read: Optional[ReadBack] = await reader(self.client, row)
+        except Exception:  # noqa: BLE001 - a read-back bug must not lose the attempt
+            self.log.failure("reading back submission {sid} failed", sid=row["id"])
+            return None
+        if read is not None and read.answered:
+            self.health.healthy(seq)
+        return read
+
+    async def _record(self, row: dict[str, Any], token: str, outcome: Outcome, duration: float,
+                      breaker: bool = True, detail: Optional[str] = None, event: Optional[str] = None) -> None:
         sid = row["id"]
         attempt = row["attempts"]
         common = dict(attempt=attempt, destination=self.name, http_status=outcome.http_status,
@@ -304,13 +371,13 @@ class DestinationWorker:
             if kind in FINAL_STATUS:
                 status = FINAL_STATUS[kind]
                 ok = await self.store.record(
-                    sid, token, status, event=status, response=outcome.body, keep_response=self.save_response,
+                    sid, token, status, event=event or status, response=outcome.body, keep_response=self.save_response,
                     detail=detail,
                     import_count=outcome.import_count or outcome.stats, conflicts=_conflicts(outcome),
                     error=None if kind is OutcomeKind.DELIVERED else (outcome.message or outcome.reason),
                     **common)
                 brk.record_success()
-                after = self.queue.ack(self.name, sid)
+                after = lambda: self.queue.ack(self.name, sid)
             elif kind is OutcomeKind.RETRY:
                 failures = row["job_failures"] + 1
                 brk.record_success() if outcome.http_status else brk.record_neutral()
@@ -318,28 +385,33 @@ class DestinationWorker:
                     ok = await self.store.record(
                         sid, token, "failed", event="failed", spent_retry=True, response=outcome.body,
                         keep_response=self.save_response, error=outcome.message or outcome.reason,
-                        detail=f"retries exhausted ({failures - 1} retries)", **common)
-                    after = self.queue.ack(self.name, sid)
+                        detail="; ".join(x for x in (detail, f"retries exhausted ({failures - 1} retries)") if x),
+                        **common)
+                    after = lambda: self.queue.ack(self.name, sid)
                 else:
                     due = self.clock.seconds() + self.policy.delay(failures, outcome.retry_after)
                     ok = await self.store.record(
                         sid, token, "retrying", event="retrying", spent_retry=True, next_attempt_at=utc(due),
                         response=outcome.body, keep_response=self.save_response,
-                        error=outcome.message or outcome.reason, **common)
-                    after = self.queue.delay(self.name, sid, due)
+                        error=outcome.message or outcome.reason, detail=detail, **common)
+                    after = lambda: self.queue.delay(self.name, sid, due)
+            elif kind is OutcomeKind.SUSPECT:  # judged against the destination by _settle: no retry
+                ok = await self.store.record(sid, token, "queued", event=event or "destination_suspect",
+                                             error=outcome.message or outcome.reason, detail=detail, **common)
+                after = lambda: self.queue.release(self.name, sid)
             else:  # destination-level: DESTINATION_FAILURE, RATE_LIMITED (and anything unexpected)
                 reason = outcome.reason or kind.value
-                brk.record_failure(reason)
+                brk.record_failure(breaker_reason(outcome))
                 if kind is OutcomeKind.RATE_LIMITED:
                     due = self.clock.seconds() + (outcome.retry_after or self.policy.base)
                     ok = await self.store.record(sid, token, "queued", event="rate_limited",
                                                  next_attempt_at=utc(due), error=outcome.message or reason,
                                                  detail=reason, **common)
-                    after = self.queue.delay(self.name, sid, due)
+                    after = lambda: self.queue.delay(self.name, sid, due)
                 else:
                     ok = await self.store.record(sid, token, "queued", event="destination_unavailable",
                                                  error=outcome.message or reason, detail=reason, **common)
-                    after = self.queue.release(self.name, sid)
+                    after = lambda: self.queue.release(self.name, sid)
         except DatabaseUnavailable as e:
             # Not recorded: leave the id claimed; its lease expires and it is attempted again.
             self.log.warn("database unavailable recording submission {sid}: {error}", sid=sid, error=e)
@@ -347,7 +419,7 @@ class DestinationWorker:
         if not ok:
             self.log.warn("submission {sid}: lease lost to another attempt; outcome not recorded", sid=sid)
             return
-        await self._redis_quietly(after)
+        await self._redis_quietly(after())
         if self.observer is not None:
             self.observer(self.name, row, outcome, "recorded")
 

@@ -252,6 +252,15 @@ class DHIS2Client:
         """``GET /api/system/ping``: the breaker's cheap liveness probe (any 2xx is DELIVERED)."""
         return await self.request("GET", "system/ping", interpret_ping)
 
+    async def health_check(self) -> Outcome:
+        """``GET /api/me?fields=id``: the breaker's probe and the engine's health check.
+
+        Unlike ``/api/system/ping`` (answered while DHIS2's database is down), it authenticates
+        and reads the user from the database, with the same timeouts as a delivery: DELIVERED
+        only when DHIS2 can do work.
+        """
+        return await self.request("GET", "me", interpret_json_read, params={"fields": "id"})
+
     async def fetch_json(self, path: str, params: Params = None) -> Outcome:
         """GET a JSON resource; DELIVERED with the JSON in `Outcome.body`, else the failure."""
         return await self.request("GET", path, interpret_json_read, params=params)

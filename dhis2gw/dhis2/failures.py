@@ -10,17 +10,19 @@ Rules (DESIGN.md section 4), with the choices made where it is silent:
   is spent, the breaker counts it.
 * The request was sent but the answer never came or broke off - our read
   timeout (headers or body), ``ResponseNeverReceived``, ``ResponseFailed``,
-  a bare ``ConnectionLost``/``ConnectionDone``: RETRY (spends a retry).  DHIS2
-  may well have committed the payload ("commit then drop"), exactly like the
-  read-timeout row of the table, so the attempt is treated as one; re-sending
-  is safe because payloads are idempotent.  Spending a retry bounds a payload
-  that reliably kills the connection (proxy body limits, crashes).
-* A body bigger than the configured cap: RETRY (reason ``response_too_large``).
-* Anything unexpected: RETRY (reason ``unexpected_error``), so it is bounded and visible.
+  a bare ``ConnectionLost``/``ConnectionDone``: SUSPECT (reasons ``timeout``,
+  ``connection_lost``).  Either this payload breaks DHIS2 (a poison payload) or
+  DHIS2 is unwell (hung, restarting, behind a resetting proxy); DHIS2 may also
+  have committed it ("commit then drop").  The delivery engine reads the data
+  back, counts it for the breaker, and spends a retry only when DHIS2 is shown
+  healthy for other work (``dhis2gw.delivery.outcome_rules``).
+* A body bigger than the configured cap: RETRY (reason ``response_too_large``):
+  DHIS2 answered; the answer is this payload's.
+* Anything unexpected: SUSPECT (reason ``unexpected_error``), so it is bounded and visible.
 
 A caller's own cancellation (``CancelledError`` not caused by our timeouts) is
 not a transport failure: the client lets it propagate.  Given one directly,
-this module maps it to RETRY ``timeout`` (that is what a ``Deferred.addTimeout``
+this module maps it to SUSPECT ``timeout`` (that is what a ``Deferred.addTimeout``
 cancellation looks like when it was not converted).
 """
 
@@ -125,7 +127,7 @@ def interpret_failure(
     if any_of((ConnectTimeout, error.TimeoutError, error.TCPTimedOutError)):
         return outcome(OutcomeKind.DESTINATION_FAILURE, "connect_timeout")
     if any_of((ReadTimeout, defer.TimeoutError, defer.CancelledError)):
-        return outcome(OutcomeKind.RETRY, "timeout")
+        return outcome(OutcomeKind.SUSPECT, "timeout")
     if any_of(_DNS_ERRORS):
         return outcome(OutcomeKind.DESTINATION_FAILURE, "dns")
     if any_of(_TLS_ERRORS):
@@ -137,7 +139,7 @@ def interpret_failure(
     if isinstance(exc, _NOT_SENT):
         return outcome(OutcomeKind.DESTINATION_FAILURE, "connection_reset")
     if any_of(_LOST_AFTER_SEND):
-        return outcome(OutcomeKind.RETRY, "connection_lost")
+        return outcome(OutcomeKind.SUSPECT, "connection_lost")
     if isinstance(exc, ResponseTooLarge):
         return outcome(OutcomeKind.RETRY, "response_too_large")
-    return outcome(OutcomeKind.RETRY, "unexpected_error")
+    return outcome(OutcomeKind.SUSPECT, "unexpected_error")

@@ -189,10 +189,11 @@ def classify_http_status(
         )
     if status >= 500:
         if decoded.is_json and isinstance(decoded.json, dict):
-            # DHIS2 itself answered: the error is tied to this request (DB error, bug
-            # triggered by the payload) - retry it a bounded number of times.
+            # DHIS2 itself answered, but a 500 says nothing about whose fault it is: a bug
+            # triggered by this payload, or DHIS2's database down / its pool exhausted (then
+            # every request gets it). SUSPECT: the engine decides by the destination's health.
             return Outcome(
-                OutcomeKind.RETRY, "server_error", message=f"HTTP {status}: {text}", **base
+                OutcomeKind.SUSPECT, "server_error", message=f"HTTP {status}: {text}", **base
             )
         # An HTML/empty 5xx page comes from Tomcat or a proxy: the destination is unwell.
         return Outcome(
@@ -200,7 +201,7 @@ def classify_http_status(
             message=f"HTTP {status}: {text}", **base,
         )
     if status == 408:
-        return Outcome(OutcomeKind.RETRY, "timeout", message=f"HTTP 408: {text}", **base)
+        return Outcome(OutcomeKind.SUSPECT, "timeout", message=f"HTTP 408: {text}", **base)
     if status == 404 and not (decoded.is_json and isinstance(decoded.json, dict)):
         # DHIS2 answers a missing object with a JSON WebMessage; an HTML or empty 404 comes from
         # Tomcat or a proxy: the path does not exist there (a wrong base URL), for every payload.

@@ -9,7 +9,11 @@ kind                        when                                             spe
 DELIVERED                   body status SUCCESS / OK                         --             --
 PARTIAL                     WARNING, or ERROR with some objects stored       --             --
 REJECTED                    ERROR with nothing stored, 400/404/413/415/422   --             --
-RETRY                       500 with a DHIS2 body, read timeout, lost reply  yes            no
+RETRY                       DHIS2 answered "try again" (a transient 409,     yes            no
+                            a finished job asking for a parent), a bug
+SUSPECT                     500 with a DHIS2 body, read timeout, answer      only while     yes
+                            lost after sending, unexpected transport error   DHIS2 is
+                            (ambiguous: this payload or the destination?)    healthy
 DESTINATION_FAILURE         refused/reset/DNS/TLS, 502/503/504, 401/403,     no             yes
                             302 to the login page, non-JSON 200, HTML 404
 RATE_LIMITED                429 (delay by ``retry_after``)                   no             yes
@@ -36,6 +40,7 @@ class OutcomeKind(enum.Enum):
     PARTIAL = "partial"
     REJECTED = "rejected"
     RETRY = "retry"
+    SUSPECT = "suspect"
     DESTINATION_FAILURE = "destination_failure"
     RATE_LIMITED = "rate_limited"
     ACCEPTED_ASYNC = "accepted_async"
@@ -47,6 +52,11 @@ FINAL_KINDS = frozenset({OutcomeKind.DELIVERED, OutcomeKind.PARTIAL, OutcomeKind
 
 #: Kinds that are the destination's fault: they never spend a retry, the breaker counts them.
 DESTINATION_KINDS = frozenset({OutcomeKind.DESTINATION_FAILURE, OutcomeKind.RATE_LIMITED})
+
+#: Kinds that may be this payload's fault or the destination's: the breaker counts them, and the
+#: delivery engine spends a retry only when DHIS2 is shown healthy for other work
+#: (``dhis2gw.delivery.outcome_rules``).
+AMBIGUOUS_KINDS = frozenset({OutcomeKind.SUSPECT})
 
 
 @dataclass(frozen=True)
@@ -107,13 +117,13 @@ class Outcome:
 
     @property
     def spends_retry(self) -> bool:
-        """True when this attempt uses up one of the submission's retries."""
+        """True when this attempt surely uses up one of the submission's retries (SUSPECT: it depends)."""
         return self.kind is OutcomeKind.RETRY
 
     @property
     def counts_for_breaker(self) -> bool:
         """True when the destination's circuit breaker must count this failure."""
-        return self.kind in DESTINATION_KINDS
+        return self.kind in DESTINATION_KINDS or self.kind in AMBIGUOUS_KINDS
 
     @property
     def is_auth_failure(self) -> bool:
@@ -161,3 +171,23 @@ class JobProgress:
     known: bool
     level: str | None = None
     message: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """What reading a submission back from DHIS2 showed, after an answer was lost or timed out.
+
+    ``state``: ``"confirmed"`` (every value/object is there as sent: delivered without a second
+    import), ``"missing"`` (DHIS2 answered; something is not there: post again), or ``"failed"``
+    (the read-back itself got no answer at the application level: nothing is known, and DHIS2 is
+    not healthy). ``outcome`` is the read's own Outcome; ``message`` one line for the trail.
+    """
+
+    state: str
+    outcome: Outcome | None = None
+    message: str = ""
+
+    @property
+    def answered(self) -> bool:
+        """True when DHIS2 answered the read at the application level (it is healthy)."""
+        return self.state in ("confirmed", "missing")

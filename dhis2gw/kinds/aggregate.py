@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from zope.interface import implementer
 
+from dhis2gw.kinds.read_back import read_back_data_values
 from dhis2gw.dhis2.periods import is_valid_period
 from dhis2gw.dhis2.uids import is_valid_uid
 from dhis2gw.interfaces import IngestRequest, ISubmissionKind, KindError, Prepared
@@ -263,6 +264,10 @@ class AggregateKind:
         params = dict(submission.get("import_params") or {})
         params.setdefault("importStrategy", "CREATE_AND_UPDATE")
         return await client.post_data_value_set(submission["dhis2_payload"], params)
+
+    async def read_back(self, client: Any, submission: dict[str, Any]) -> Any:
+        """After a lost answer: are the values in DHIS2 as sent? (dhis2gw.kinds.read_back)"""
+        return await read_back_data_values(client, submission)
 
 
 def default_kind_options(config: Any) -> dict[str, Optional[str]]:

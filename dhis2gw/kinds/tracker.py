@@ -31,6 +31,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from dhis2gw.kinds.read_back import read_back_tracker
 from dhis2gw.api.routing import Call, Response, route
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
 from dhis2gw.interfaces import IngestRequest, ISubmissionKind, KindError, Prepared
@@ -132,6 +133,10 @@ class TrackerKind:
                               message=f"DHIS2 forgot job {accepted.job.id} it had just accepted")
         return self._done(sid, outcome, counts)
 
+    async def read_back(self, client: Any, submission: dict[str, Any]) -> Any:
+        """After a lost answer: are the objects in DHIS2? Read by their UIDs (dhis2gw.kinds.read_back)."""
+        return await read_back_tracker(client, submission)
+
     def _done(self, sid: int, outcome: Outcome, counts: str) -> Outcome:
         self.log.info("tracker submission {sid} ({counts}): {kind} {message}", sid=sid, counts=counts,
                       kind=outcome.kind.value, message=outcome.message or outcome.reason or "")
@@ -166,7 +171,8 @@ class TrackerKind:
                         return None
             elif outcome.kind is OutcomeKind.PENDING:
                 unknown_since = None
-            if outcome.kind is OutcomeKind.RETRY and outcome.stats is None and failed_polls < self.poll_failures:
+            if (outcome.kind in (OutcomeKind.RETRY, OutcomeKind.SUSPECT) and outcome.stats is None
+                    and failed_polls < self.poll_failures):
                 # The poll itself failed (answer lost, timeout, a 500 reading the job), not the import:
                 # the job is still DHIS2's, so ask again rather than end the attempt and spend a retry.
                 failed_polls += 1

@@ -19,7 +19,7 @@ from twisted.web.iweb import IRequest
 from dhis2gw.sim.auth import Authenticator
 from dhis2gw.sim.context import RequestContext
 from dhis2gw.sim.endpoints import CoreApi
-from dhis2gw.sim.faults import Faults
+from dhis2gw.sim.faults import Faults, mode_response
 from dhis2gw.sim.jobs import JobRegistry
 from dhis2gw.sim.metadata import Metadata
 from dhis2gw.sim.metadata_api import LISTABLE, MetadataApi
@@ -135,6 +135,7 @@ class Simulator:
             ("POST", r"/tracker", c.post_tracker),
             ("GET", r"/tracker/jobs/(?P<id>\w+)", c.tracker_job),
             ("GET", r"/tracker/jobs/(?P<id>\w+)/report", c.tracker_report),
+            ("GET", r"/tracker/(?P<kind>trackedEntities|enrollments|events)/(?P<id>\w+)", c.tracker_object),
             ("POST", r"/organisationUnits", m.create_org_unit),
             ("PUT", r"/organisationUnits/(?P<id>\w+)", lambda ctx: m.update_org_unit(ctx, ctx.params["id"])),
             ("POST", r"/organisationUnitGroups/(?P<g>\w+)/organisationUnits/(?P<ou>\w+)",
@@ -193,6 +194,14 @@ class Simulator:
         try:
             await self.faults.delay(rest)
             response = self.faults.failure_for(rest)
+            mode = self._outage_mode(method, rest, body)
+            if mode in ("hang", "reset"):
+                if mode == "reset":
+                    # The whole request was read; reset the connection without a word (nothing committed).
+                    request.transport.abortConnection()
+                await Deferred()  # never answer (Klein cancels this when the client gives up)
+            elif mode is not None:
+                response = mode_response(mode)
             if response is None:
                 user, refusal = self.auth.authenticate(headers)
                 if refusal is not None:
@@ -217,6 +226,19 @@ class Simulator:
             self.in_flight_requests -= 1
             if is_import:
                 self.in_flight -= 1
+
+    def _outage_mode(self, method: str, path: str, body: bytes) -> str | None:
+        """``hang``, ``reset``, ``500``, ``404`` or None, from the outage shape and the poison rules."""
+        shape = self.faults.active_shape()
+        if shape == "db_down":
+            return None if path == "/system/ping" else "500"
+        if shape == "hang":
+            return "hang"
+        if shape == "reset_after_send":
+            return "reset"
+        if shape == "tomcat_starting":
+            return "404"
+        return self.faults.poison_for(body) if body else None
 
     async def _write(self, request: IRequest, response: SimResponse, slow: Any) -> bytes | None:
         request.setResponseCode(response.status)

@@ -197,6 +197,16 @@ class CoreApi:
         return SimResponse.json(200, web_message(200, "Tracker job added", "OK", response=response),
                                 {"Location": location})
 
+    def tracker_object(self, ctx: RequestContext) -> SimResponse:
+        """``GET /api/tracker/{trackedEntities|enrollments|events}/{uid}``: the object, or 404."""
+        kind, uid = ctx.params["kind"], ctx.params["id"]
+        ttype = {"trackedEntities": "TRACKED_ENTITY", "enrollments": "ENROLLMENT", "events": "EVENT"}[kind]
+        found = self.sim.store.tracker_collection(ttype).get(uid)
+        if found is None:
+            name = {"trackedEntities": "TrackedEntity", "enrollments": "Enrollment", "events": "Event"}[kind]
+            return error(404, f"{name} with id {uid} could not be found.")
+        return SimResponse.json(200, found)
+
     def tracker_job(self, ctx: RequestContext) -> SimResponse:
         """``GET /api/tracker/jobs/{id}``: notifications ([] if unknown)."""
         job = self.sim.jobs.get("TRACKER_IMPORT_JOB", ctx.params["id"])

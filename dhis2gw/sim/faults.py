@@ -69,6 +69,18 @@ class DropRule:
 
 
 @dataclass
+class PoisonRule:
+    """A payload that breaks DHIS2: requests whose body contains ``uid`` get ``mode`` (500/reset/hang)."""
+
+    uid: str
+    mode: str = "500"
+
+
+#: The outage shapes (``shape(name, seconds)``): how a whole DHIS2 is unusable.
+SHAPES = ("db_down", "hang", "reset_after_send", "tomcat_starting")
+
+
+@dataclass
 class Faults:
     """The active faults of one simulator (all off by default)."""
 
@@ -80,6 +92,9 @@ class Faults:
     drop_rule: DropRule | None = None
     maintenance_on: bool = False
     maintenance_retry_after: float | None = None
+    #: shape name -> until when (clock seconds; inf = until cleared)
+    shapes: dict[str, float] = field(default_factory=dict)
+    poison_rules: list[PoisonRule] = field(default_factory=list)
 
     # -- settings (Python API) ----------------------------------------------------
     def latency(self, seconds: float | None, max_seconds: float | None = None,
@@ -116,8 +131,47 @@ class Faults:
         """Store the next *n* imports, then drop the connection without answering."""
         self.drop_rule = DropRule(n, _paths(paths)) if n > 0 else None
 
+    def shape(self, name: str, seconds: float | None = None, off: bool = False) -> None:
+        """Make the whole DHIS2 unusable in one of `SHAPES` for ``seconds`` (None: until cleared).
+
+        ``db_down``: ping answers, every other request a 500 WebMessage (database down, pool exhausted);
+        ``hang``: the request is read and never answered; ``reset_after_send``: the whole request is
+        read, then the connection is reset (nothing committed); ``tomcat_starting``: Tomcat's HTML 404
+        while the DHIS2 web app is not deployed yet.
+        """
+        if name not in SHAPES:
+            raise ValueError(f"unknown outage shape {name!r} (one of {', '.join(SHAPES)})")
+        if off:
+            self.shapes.pop(name, None)
+        else:
+            self.shapes[name] = float("inf") if seconds is None else self.clock.seconds() + float(seconds)
+
+    def active_shape(self) -> str | None:
+        """The outage shape in force now, if any."""
+        now = self.clock.seconds()
+        for name, until in list(self.shapes.items()):
+            if now < until:
+                return name
+            del self.shapes[name]
+        return None
+
+    def poison(self, uid: str, mode: str = "500") -> None:
+        """Break DHIS2 for payloads that contain ``uid`` (a data element or tracked entity UID)."""
+        if mode not in ("500", "reset", "hang"):
+            raise ValueError(f"unknown poison mode {mode!r} (500, reset or hang)")
+        self.poison_rules.append(PoisonRule(uid, mode))
+
+    def poison_for(self, body: bytes) -> str | None:
+        """The poison mode for a request body, if any."""
+        for rule in self.poison_rules:
+            if rule.uid.encode() in body:
+                return rule.mode
+        return None
+
     def clear(self) -> None:
         """Switch every fault off."""
+        self.shapes = {}
+        self.poison_rules = []
         self.latency_rule, self.slow_rule, self.drop_rule = None, None, None
         self.error_rules = []
         self.maintenance_on, self.maintenance_retry_after = False, None
@@ -170,7 +224,8 @@ class Faults:
                 "errors": [asdict(r) for r in self.error_rules],
                 "slow_body": asdict(self.slow_rule) if self.slow_rule else None,
                 "commit_then_drop": asdict(self.drop_rule) if self.drop_rule else None,
-                "maintenance": self.maintenance_on}
+                "maintenance": self.maintenance_on, "shape": self.active_shape(),
+                "poison": [asdict(r) for r in self.poison_rules]}
 
     def configure(self, spec: dict[str, Any]) -> None:
         """Apply a control-endpoint document (see the package docstring)."""
@@ -209,6 +264,20 @@ class Faults:
                 self.slow_body(off=True)
             else:
                 self.slow_body(int(sb.get("chunk_size", 16)), float(sb.get("chunk_delay", 0.05)), sb.get("paths"))
+        for name in SHAPES:
+            if name in spec:
+                value = spec[name]
+                if value is False or value is None or value == 0:
+                    self.shape(name, off=True)
+                else:
+                    self.shape(name, None if value is True else float(value))
+        if "poison" in spec:
+            rules = spec["poison"]
+            if not rules:
+                self.poison_rules = []
+            else:
+                for rule in rules if isinstance(rules, list) else [rules]:
+                    self.poison(str(rule["uid"]), str(rule.get("mode", "500")))
         if "commit_then_drop" in spec:
             cd = spec["commit_then_drop"]
             if isinstance(cd, int):
@@ -231,3 +300,18 @@ def failure_response(status: int, retry_after: float | None = None) -> SimRespon
         return SimResponse.html(status, NGINX_PAGE.format(code=status, reason=NGINX_REASONS[status]), headers)
     return SimResponse(status, json.dumps(web_message(status, reason(status), "ERROR")).encode(),
                        {"Content-Type": "application/json;charset=UTF-8", **headers})
+
+
+TOMCAT_404 = ("<!doctype html><html lang=\"en\"><head><title>HTTP Status 404 \u2013 Not Found</title></head>"
+              "<body><h1>HTTP Status 404 \u2013 Not Found</h1></body></html>")
+
+#: What DHIS2 says on every request while its database is down (Hibernate cannot get a connection).
+DB_DOWN_MESSAGE = "Could not open JPA EntityManager for transaction; nested exception is " \
+                  "org.hibernate.exception.JDBCConnectionException: Unable to acquire JDBC Connection"
+
+
+def mode_response(mode: str) -> SimResponse:
+    """The answer of an outage shape or poison rule that does answer (``500`` or ``404``)."""
+    if mode == "404":
+        return SimResponse.html(404, TOMCAT_404)
+    return SimResponse.json(500, web_message(500, DB_DOWN_MESSAGE, "ERROR"))

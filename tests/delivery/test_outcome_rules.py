@@ -5,7 +5,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from dhis2gw.dhis2.client import DHIS2Client
-from tests.support.delivery import DE_OPD, DS_HMIS, FACILITIES, DeliveryRig
+from tests.support.delivery import DE_OPD, DE_WEIGHT, DS_HMIS, FACILITIES, DeliveryRig
 
 OK_VALUE = {"orgUnit": FACILITIES[0], "period": "202401", "dataValues": {"OPD": 3}}
 
@@ -160,23 +160,66 @@ class OutcomeRules240Tests(OutcomeRules, DeliveryRig):
     version = "2.40"
 
 
-class ReadTimeoutTests(DeliveryRig):
-    """A read timeout on this payload spends a retry (DHIS2 may still have committed it)."""
+class PoisonTests(DeliveryRig):
+    """One payload that always breaks DHIS2 (500, reset or hang for it alone) fails after max_retries,
+    the others are delivered, the breaker stays closed (delivery.outcome_rules)."""
 
-    read_timeout = 0.3
+    read_timeout = 0.5
+    timeout = 120
 
-    async def test_read_timeout_spends_retry(self) -> None:
-        self.sim.faults.latency(0.6, paths=["dataValueSets"])
-        self.make_dispatcher()
-        sid = await self.submit(OK_VALUE)
-        for _ in range(200):
-            row = await self.store.get(sid)
-            if row["job_failures"] >= 1:
+    async def _poison(self, mode: str, with_others: bool) -> None:
+        self.sim.faults.poison(DE_WEIGHT, mode)
+        dispatcher = self.make_dispatcher()
+        poison = await self.submit({"orgUnit": FACILITIES[1], "period": "202401", "dataValues": {"WEIGHT": 7}})
+        others = [await self.submit({"orgUnit": f, "period": "202401", "dataValues": {"OPD": 3}})
+                  for f in (FACILITIES[2:6] if with_others else [])]
+        started = reactor.seconds()
+        statuses = await self.wait_final([poison, *others], timeout=90)
+        self.assertEqual(statuses[poison], "failed")
+        self.assertEqual({statuses[o] for o in others}, {"delivered"} if others else set())
+        row = await self.store.get(poison)
+        self.assertEqual((row["attempts"], row["job_failures"]), (self.max_retries + 1, self.max_retries + 1))
+        self.assertLess(reactor.seconds() - started, 60)
+        self.assertEqual(dispatcher.breakers["main"].state, "closed")
+        stored = {k[2]: v.value for k, v in self.sim.store.data_values.items()}
+        self.assertEqual(stored, {f: "3" for f in FACILITIES[2:6]} if others else {})
+        self.assertNotIn("destination_suspect", await self.events(poison))
+
+    async def test_poison_500_with_others(self) -> None:
+        await self._poison("500", True)
+
+    async def test_poison_reset_with_others(self) -> None:
+        await self._poison("reset", True)
+
+    async def test_poison_hang_with_others(self) -> None:
+        await self._poison("hang", True)
+
+    async def test_poison_500_alone(self) -> None:
+        await self._poison("500", False)
+
+    async def test_poison_reset_alone(self) -> None:
+        await self._poison("reset", False)
+
+    async def test_poison_hang_alone(self) -> None:
+        await self._poison("hang", False)
+
+
+class DatabaseDownTests(DeliveryRig):
+    """DHIS2 up, its database down (ping answers, everything else 500): nothing spent, nothing failed."""
+
+    async def test_db_down_spends_nothing(self) -> None:
+        self.sim.faults.shape("db_down", 2.0)
+        dispatcher = self.make_dispatcher()
+        ids = [await self.submit({"orgUnit": f, "period": "202401", "dataValues": {"OPD": 5}}) for f in FACILITIES]
+        breaker = dispatcher.breakers["main"]
+        for _ in range(100):
+            if breaker.state == "open":
                 break
-            await deferLater(reactor, 0.05, lambda: None)
-        self.sim.faults.latency(None)
-        await self.wait_final([sid])
-        row = await self.store.get(sid)
-        self.assertGreaterEqual(row["job_failures"], 1)
-        self.assertIn(row["status"], ("delivered", "failed"))
-        self.assertIn("retrying", await self.events(sid))
+            await deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual((breaker.state, breaker.reason), ("open", "server_error"))
+        statuses = await self.wait_final(ids, timeout=60)
+        self.assertEqual(set(statuses.values()), {"delivered"})
+        rows = await self.db.fetch("t", "SELECT max(job_failures) AS f FROM submissions")
+        self.assertEqual(rows[0]["f"], 0)
+        self.assertEqual({k[2]: v.value for k, v in self.sim.store.data_values.items()}, {f: "5" for f in FACILITIES})
+        self.assertIn("destination_suspect", await self.events(ids[0]))

@@ -100,7 +100,7 @@ class TransportFaultTests(ClientTestBase):
     """Every transport fault becomes an Outcome (none raises)."""
 
     async def test_read_timeout_waiting_for_headers(self) -> None:
-        """No answer within read_timeout on the clock -> RETRY 'timeout', duration from the clock."""
+        """No answer within read_timeout on the clock -> SUSPECT 'timeout', duration from the clock."""
         self.server.route("POST", DVS, self.server.hang())
         client = self.client(read_timeout=30)
         arrived = self.server.next_request()
@@ -111,15 +111,15 @@ class TransportFaultTests(ClientTestBase):
         self.assertFalse(pending.called)
         self.clock.advance(1)
         outcome: Outcome = await pending
-        self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (K.RETRY, "timeout", None))
+        self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (K.SUSPECT, "timeout", None))
         self.assertEqual(outcome.duration, 30.0)
         self.assertIn("no headers from DHIS2 within 30 s", outcome.message)
 
     async def test_read_timeout_in_the_body(self) -> None:
-        """Headers arrive but the body stalls past the read timeout -> RETRY 'timeout' with the status kept."""
+        """Headers arrive but the body stalls past the read timeout -> SUSPECT 'timeout' with the status kept."""
         self.server.route("POST", DVS, self.server.slow_body(200, b'{"status":', 500))
         outcome = await self.client(use_clock=False, read_timeout=0.3).post_data_value_set(PAYLOAD)
-        self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (K.RETRY, "timeout", 200))
+        self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (K.SUSPECT, "timeout", 200))
         self.assertIn("no body from DHIS2", outcome.message)
         self.assertGreaterEqual(outcome.duration, 0.3)
 
@@ -159,10 +159,10 @@ class TransportFaultTests(ClientTestBase):
         self.assertTrue(outcome.counts_for_breaker and not outcome.spends_retry)
 
     async def test_commit_then_drop(self) -> None:
-        """The server reads the payload and drops the connection: RETRY 'connection_lost' (may be stored)."""
+        """The server reads the payload and drops the connection: SUSPECT 'connection_lost' (may be stored)."""
         self.server.route("POST", DVS, self.server.drop())
         outcome = await self.client().post_data_value_set(PAYLOAD)
-        self.assertEqual((outcome.kind, outcome.reason), (K.RETRY, "connection_lost"))
+        self.assertEqual((outcome.kind, outcome.reason), (K.SUSPECT, "connection_lost"))
         self.assertEqual(self.server.received[0].json(), PAYLOAD)
 
     async def test_unencodable_payload_is_rejected_without_a_request(self) -> None:

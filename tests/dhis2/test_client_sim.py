@@ -92,9 +92,9 @@ class _SimFaults:
         self.assertEqual(stored_value(self.sim, "202403"), "12")
 
     async def test_http_error_statuses(self) -> None:
-        """500 WebMessage -> RETRY; 502/503/504 proxy pages -> DESTINATION_FAILURE; 429 -> RATE_LIMITED."""
+        """500 WebMessage -> SUSPECT; 502/503/504 proxy pages -> DESTINATION_FAILURE; 429 -> RATE_LIMITED."""
         client = self.client()
-        expected = {500: (K.RETRY, "server_error"), 502: (K.DESTINATION_FAILURE, "http_502"),
+        expected = {500: (K.SUSPECT, "server_error"), 502: (K.DESTINATION_FAILURE, "http_502"),
                     503: (K.DESTINATION_FAILURE, "http_503"), 504: (K.DESTINATION_FAILURE, "http_504"),
                     429: (K.RATE_LIMITED, "rate_limited")}
         for status, (kind, reason) in expected.items():
@@ -106,22 +106,23 @@ class _SimFaults:
         self.assertIsNone(stored_value(self.sim, "202404"), "no injected failure stored anything")
 
     async def test_commit_then_drop(self) -> None:
-        """The import is committed, the connection dropped: RETRY (lost answer) and the value IS in DHIS2."""
+        """The import is committed, the connection dropped: SUSPECT (lost answer) and the value IS in DHIS2."""
         self.sim.faults.commit_then_drop(n=1, paths=["dataValueSets"])
         client = self.client()
         outcome = await client.post_data_value_set(data_value_set("202405", "42"))
-        self.assertEqual((outcome.kind, outcome.reason), (K.RETRY, "connection_lost"))
-        self.assertTrue(outcome.spends_retry)
+        self.assertEqual((outcome.kind, outcome.reason), (K.SUSPECT, "connection_lost"))
+        self.assertTrue(outcome.counts_for_breaker)
+        self.assertFalse(outcome.spends_retry)  # only when DHIS2 is shown healthy (delivery.outcome_rules)
         self.assertEqual(stored_value(self.sim, "202405"), "42")
         again = await client.post_data_value_set(data_value_set("202405", "42"))
         self.assertEqual(again.kind, K.DELIVERED, "the idempotent re-send is accepted")
         self.assertEqual(stored_value(self.sim, "202405"), "42")
 
     async def test_slow_body_past_the_timeout(self) -> None:
-        """A body trickling slower than the read timeout: RETRY timeout with the HTTP status kept."""
+        """A body trickling slower than the read timeout: SUSPECT timeout with the HTTP status kept."""
         self.sim.faults.slow_body(chunk_size=8, chunk_delay=0.4, paths=["dataValueSets"])
         outcome = await self.client(read_timeout=0.2).post_data_value_set(data_value_set("202406"))
-        self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (K.RETRY, "timeout", 200))
+        self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (K.SUSPECT, "timeout", 200))
         self.assertEqual(stored_value(self.sim, "202406"), "12", "DHIS2 stored it although we never saw why")
 
     async def test_bad_credentials_and_pat(self) -> None:

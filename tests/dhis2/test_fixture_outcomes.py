@@ -200,7 +200,7 @@ CASES: list[Case] = [
     Case("metadata/organisationUnits_page_fields_filtered__constructed.json", interpret_json_read, 200, K.DELIVERED,
          check=_check_pager(666, "Rp268JB6Ne4")),
     # ---------------------------------------------------------------- system
-    Case("system/500_unexpected_error__constructed.json", interpret_data_value_set_response, 500, K.RETRY,
+    Case("system/500_unexpected_error__constructed.json", interpret_data_value_set_response, 500, K.SUSPECT,
          "server_error"),
     Case("system/502_bad_gateway_nginx__constructed.html", interpret_tracker_response, 502, K.DESTINATION_FAILURE,
          "http_502", check=lambda t, o: t.assertIn("502 Bad Gateway", o.body)),

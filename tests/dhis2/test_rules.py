@@ -69,7 +69,7 @@ class HttpStatusRuleTests(SynchronousTestCase):
     def test_5xx_split_on_dhis2_body(self) -> None:
         """500 with a DHIS2 JSON body spends a retry; 500 with an HTML page is the destination's fault."""
         dhis2 = interpret_data_value_set_response(500, {}, b'{"status":"ERROR","message":"boom"}')
-        self.assertEqual((dhis2.kind, dhis2.reason), (K.RETRY, "server_error"))
+        self.assertEqual((dhis2.kind, dhis2.reason), (K.SUSPECT, "server_error"))
         tomcat = interpret_data_value_set_response(500, {}, b"<html>HTTP Status 500</html>")
         self.assertEqual((tomcat.kind, tomcat.reason), (K.DESTINATION_FAILURE, "http_500"))
 
@@ -203,18 +203,18 @@ class TransportFailureTests(SynchronousTestCase):
                    K.DESTINATION_FAILURE, "connection_reset")
 
     def test_lost_answer_spends_a_retry(self) -> None:
-        """Sent but unanswered (timeout, dropped connection): DHIS2 may have committed -> RETRY."""
-        self.check(ReadTimeout("headers", 5), K.RETRY, "timeout")
-        self.check(defer.TimeoutError(), K.RETRY, "timeout")
-        self.check(defer.CancelledError(), K.RETRY, "timeout")
-        self.check(ResponseNeverReceived([Failure(error.ConnectionDone())]), K.RETRY, "connection_lost")
-        self.check(ResponseFailed([Failure(error.ConnectionLost())]), K.RETRY, "connection_lost")
-        self.check(error.ConnectionLost(), K.RETRY, "connection_lost")
+        """Sent but unanswered (timeout, dropped connection): DHIS2 may have committed -> SUSPECT."""
+        self.check(ReadTimeout("headers", 5), K.SUSPECT, "timeout")
+        self.check(defer.TimeoutError(), K.SUSPECT, "timeout")
+        self.check(defer.CancelledError(), K.SUSPECT, "timeout")
+        self.check(ResponseNeverReceived([Failure(error.ConnectionDone())]), K.SUSPECT, "connection_lost")
+        self.check(ResponseFailed([Failure(error.ConnectionLost())]), K.SUSPECT, "connection_lost")
+        self.check(error.ConnectionLost(), K.SUSPECT, "connection_lost")
         self.check(ResponseTooLarge(10), K.RETRY, "response_too_large")
-        self.check(RuntimeError("bug"), K.RETRY, "unexpected_error")
+        self.check(RuntimeError("bug"), K.SUSPECT, "unexpected_error")
 
     def test_http_status_kept_when_body_failed(self) -> None:
         """A body that broke off after the headers keeps the status for the event trail."""
         outcome = interpret_failure(Failure(ReadTimeout("body", 5)), http_status=200)
-        self.assertEqual((outcome.kind, outcome.http_status), (K.RETRY, 200))
+        self.assertEqual((outcome.kind, outcome.http_status), (K.SUSPECT, 200))
         self.assertIn("no body from DHIS2 within 5 s", outcome.message)

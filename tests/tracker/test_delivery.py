@@ -96,8 +96,8 @@ class ConsistentUidTests(TrackerRig):
 class LostResponseTests(TrackerRig):
     """The import is committed but the answer never arrives."""
 
-    async def test_retry_does_not_duplicate(self) -> None:
-        """After commit-then-drop the retry updates the same objects: one of each, submission delivered."""
+    async def test_lost_answer_confirmed_by_read_back(self) -> None:
+        """After commit-then-drop the objects are read back by their UIDs: delivered, exactly one POST."""
         self.sim.faults.commit_then_drop(n=1, paths=["tracker"])
         self.make_dispatcher()
         sid, prepared = await self.submit_tracker(nested_payload("Neema", "P-2"))
@@ -108,12 +108,11 @@ class LostResponseTests(TrackerRig):
         self.assertEqual(len(store.events), 1)
         uids = prepared.response_extra["uids"]
         self.assertEqual(list(store.tracked_entities), [uids["trackedEntities"]["P-2"]])
-        self.assertEqual(len(self.tracker_posts()), 2)
+        self.assertEqual(len(self.tracker_posts()), 1)
         row = await self.store.get(sid)
-        self.assertEqual(row["attempts"], 2)
-        self.assertEqual(row["import_count"], {"created": 0, "updated": 3, "deleted": 0, "ignored": 0, "total": 3})
+        self.assertEqual((row["attempts"], row["job_failures"]), (1, 0))
         events = await self.events(sid)
-        self.assertEqual(events, ["queued", "processing", "retrying", "processing", "delivered"])
+        self.assertEqual(events, ["queued", "processing", "confirmed_by_read_back"])
 
 
 class ValidationErrorTests(TrackerRig):
