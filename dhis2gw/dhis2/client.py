@@ -277,7 +277,8 @@ class DHIS2Client:
     async def post_data_value_set(self, payload: Mapping[str, Any], params: Params = None) -> Outcome:
         """``POST /api/dataValueSets`` (``async=true`` in params gives ACCEPTED_ASYNC + job)."""
         return await self.request(
-            "POST", "dataValueSets", interpret_data_value_set_response, params=params, json_body=payload
+            "POST", "dataValueSets", interpret_data_value_set_response, params=params, json_body=payload,
+            version=self.version,  # the known-transient table is per version (dhis2gw.dhis2.transient)
         )
 
     async def get_data_value_task(self, job_id: str) -> Outcome:

@@ -4,10 +4,20 @@ Every function takes ``(status, headers, body_bytes)`` (plus ``now`` for HTTP-da
 ``Retry-After`` values) and returns an `Outcome`; none raises on odd input.
 
 Version tolerance: 2.36/2.37 answer ``POST /api/dataValueSets`` with a bare
-``ImportSummary`` and HTTP 200 even for WARNING/ERROR; 2.38+ wrap it in a
-WebMessage (``response``) and use 409 for WARNING/ERROR.  The parser looks for a
-``response`` object first and falls back to the top level, so both shapes (and
-the versioned ``/api/37/`` path) are read the same way.  The body's status wins.
+``ImportSummary`` and HTTP 200 even for WARNING/ERROR; 2.38-2.42 wrap it in a
+WebMessage (``response``) and use 409 for WARNING/ERROR; 2.43.1+ answer a mixed
+import ``200 WARNING`` and an import that stored nothing ``409 ERROR`` even for
+value-level errors.  The parser looks for a ``response`` object first and falls
+back to the top level, so every shape (and the versioned ``/api/37/`` path) is
+read the same way.  The body's status and counts win, never the HTTP code:
+
+* nothing imported, updated or deleted, and conflicts or ignored values -> REJECTED
+  (reason ``nothing_stored``) whatever the status string says (2.36-2.42 say
+  WARNING, 2.43+ ERROR);
+* ``updated`` counts as stored like ``imported`` (2.43+ count first writes as updated);
+* the counts are never reconciled with what was sent (2.43 E8030/E8032 count nothing);
+* a 409 that matches a row of `dhis2gw.dhis2.transient.KNOWN_TRANSIENT` (the
+  BatchHandler flush of 2.43+, SQL-state text) is RETRY, not a rejection.
 
 Tracker answers are interpreted in `dhis2gw.dhis2.tracker_reports`.
 """
@@ -17,6 +27,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Mapping
 
+from dhis2gw.dhis2.conflicts import normalise_conflict
 from dhis2gw.dhis2.http_rules import (
     DecodedBody,
     as_int,
@@ -25,8 +36,17 @@ from dhis2gw.dhis2.http_rules import (
     looks_transient,
     non_json_answer,
     web_message_error,
+    web_message_text,
 )
 from dhis2gw.dhis2.outcome import JobProgress, JobRef, Outcome, OutcomeKind
+from dhis2gw.dhis2.transient import known_transient
+from dhis2gw.dhis2.versions import Version
+
+__all__ = [
+    "interpret_data_value_set_response", "interpret_import_summary", "interpret_import_summaries",
+    "interpret_job_notifications", "interpret_metadata_response", "interpret_task_summary",
+    "normalise_conflict", "normalise_import_count", "normalise_stats", "transient_outcome",
+]
 
 _COUNT_KEYS = ("imported", "updated", "ignored", "deleted")
 _STATS_KEYS = ("created", "updated", "deleted", "ignored", "total")
@@ -46,32 +66,6 @@ def normalise_stats(raw: Any) -> dict[str, int]:
     """``{created, updated, deleted, ignored, total}`` with missing keys as 0."""
     raw = raw if isinstance(raw, dict) else {}
     return {key: as_int(raw.get(key)) for key in _STATS_KEYS}
-
-
-def normalise_conflict(raw: Any, reference: str | None = None) -> dict[str, Any]:
-    """One ImportConflict in a stable shape, whatever the version.
-
-    2.36 has only ``{object, value}``; 2.37+ add ``objects``, ``errorCode``,
-    ``property`` and ``indexes``.  ``value`` is DHIS2's (misnamed) message field and
-    is repeated as ``message``.  ``reference`` is set for deprecated-endpoint
-    ImportSummaries (the object's UID).
-    """
-    raw = raw if isinstance(raw, dict) else {"value": str(raw)}
-    objects = raw.get("objects") if isinstance(raw.get("objects"), dict) else {}
-    indexes = raw.get("indexes") if isinstance(raw.get("indexes"), list) else []
-    message = raw.get("value", raw.get("message"))
-    conflict = {
-        "object": raw.get("object"),
-        "objects": dict(objects),
-        "value": message,
-        "message": message,
-        "errorCode": raw.get("errorCode"),
-        "property": raw.get("property"),
-        "indexes": [as_int(i) for i in indexes],
-    }
-    if reference is not None:
-        conflict["reference"] = reference
-    return conflict
 
 
 def _rejected_indexes(summary: dict[str, Any], conflicts: list[dict[str, Any]]) -> tuple[int, ...]:
@@ -113,10 +107,24 @@ def _is_summary(inner: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- aggregate
 
 
+def transient_outcome(
+    status: int, text: str | None, version: Version | None, body_value: Any, **fields: Any
+) -> Outcome | None:
+    """RETRY for an answer listed in `KNOWN_TRANSIENT`, else None."""
+    row = known_transient(status, text, version)
+    if row is None:
+        return None
+    return Outcome(
+        OutcomeKind.RETRY, row.reason, http_status=status, body=body_value,
+        message=f"HTTP {status} known transient answer ({row.name}): {(text or '')[:300]}", **fields,
+    )
+
+
 def interpret_import_summary(
-    summary: dict[str, Any], status: int, body_value: Any, envelope_message: str | None = None
+    summary: dict[str, Any], status: int, body_value: Any, envelope_message: str | None = None,
+    version: Version | None = None,
 ) -> Outcome:
-    """Outcome of one (unwrapped) aggregate ``ImportSummary``."""
+    """Outcome of one (unwrapped) aggregate ``ImportSummary`` (rules in the module docstring)."""
     dhis2_status = str(summary.get("status") or "").upper() or None
     counts = normalise_import_count(summary.get("importCount"))
     conflicts = [normalise_conflict(c) for c in summary.get("conflicts") or []]
@@ -138,6 +146,18 @@ def interpret_import_summary(
     conflict_note = f", {len(conflicts)} conflict(s) {' '.join(codes)}".rstrip()
     if dhis2_status in ("SUCCESS", "OK"):
         return Outcome(OutcomeKind.DELIVERED, None, message=f"SUCCESS {tally}", **common)
+    nothing_stored = stored == 0 and bool(conflicts or counts["ignored"])
+    failed = description.lower().startswith(_IMPORT_FAILED)
+    if nothing_stored and (dhis2_status == "WARNING" or (
+            dhis2_status == "ERROR" and common["rejected_indexes"] and not failed)):
+        # Every value was refused: that is a rejection whatever the status string says
+        # (2.36-2.42 say WARNING, 2.43+ ERROR, both for the same value-level refusals).
+        detail = "; ".join(str(c["message"]) for c in conflicts[:3])
+        return Outcome(
+            OutcomeKind.REJECTED, "nothing_stored",
+            message=f"{dhis2_status} nothing stored {tally}{conflict_note}"
+                    + (f": {detail}" if detail else ""), **common,
+        )
     if dhis2_status == "WARNING":
         return Outcome(
             OutcomeKind.PARTIAL, "conflicts", message=f"WARNING {tally}{conflict_note}", **common
@@ -147,8 +167,13 @@ def interpret_import_summary(
             return Outcome(
                 OutcomeKind.PARTIAL, "conflicts", message=f"ERROR {tally}{conflict_note}", **common
             )
-        if description.lower().startswith(_IMPORT_FAILED):
+        if failed:
             # Parse errors are permanent; database trouble is worth a bounded retry.
+            known = transient_outcome(
+                status, description, version, body_value, dhis2_status=dhis2_status, import_count=counts,
+            )
+            if known is not None:
+                return known
             if looks_transient(description):
                 return Outcome(
                     OutcomeKind.RETRY, "import_failed_transient", message=description, **common
@@ -191,6 +216,7 @@ def interpret_data_value_set_response(
     body: bytes | str | None,
     *,
     now: float | None = None,
+    version: Version | None = None,
 ) -> Outcome:
     """Interpret the answer to ``POST /api/dataValueSets`` (sync or async), any version.
 
@@ -213,10 +239,11 @@ def interpret_data_value_set_response(
                 message=str(outer.get("message") or f"async job {job.id}"),
             )
     if _is_summary(inner):
-        return interpret_import_summary(inner, status, decoded.json, outer.get("message"))
+        return interpret_import_summary(inner, status, decoded.json, outer.get("message"), version)
     if inner.get("responseType") == "ImportSummaries":
         return interpret_import_summaries(inner, status, decoded.json)
-    return web_message_error(status, decoded)
+    known = transient_outcome(status, web_message_text(decoded), version, decoded.json)
+    return known if known is not None else web_message_error(status, decoded)
 
 
 # --------------------------------------------------------------------------- async jobs
@@ -346,7 +373,11 @@ def interpret_metadata_response(
         )
         if stored > 0:
             return Outcome(OutcomeKind.PARTIAL, "metadata_errors", message=detail, **common)
-        if not errors and looks_transient(detail):
-            return Outcome(OutcomeKind.RETRY, "server_error", message=detail, **common)
+        if not errors:
+            known = transient_outcome(status, web_message_text(decoded), None, decoded.json)
+            if known is not None:
+                return known
+            if looks_transient(detail):
+                return Outcome(OutcomeKind.RETRY, "server_error", message=detail, **common)
         return Outcome(OutcomeKind.REJECTED, "metadata_errors", message=detail, **common)
     return web_message_error(status, decoded)

@@ -1,4 +1,4 @@
-"""Interpretation of ``POST /api/tracker`` answers and tracker job reports (2.36-2.42).
+"""Interpretation of ``POST /api/tracker`` answers and tracker job reports (2.36-2.44).
 
 The sync answer is a bare ``ImportReport`` (never wrapped): HTTP 200 for OK and
 WARNING, 409 for ERROR.  The async answer is a WebMessage with
@@ -32,8 +32,14 @@ from dhis2gw.dhis2.http_rules import (
     decode_body,
     non_json_answer,
     web_message_error,
+    web_message_text,
 )
-from dhis2gw.dhis2.interpret import interpret_import_summaries, interpret_import_summary, normalise_stats
+from dhis2gw.dhis2.interpret import (
+    interpret_import_summaries,
+    interpret_import_summary,
+    normalise_stats,
+    transient_outcome,
+)
 from dhis2gw.dhis2.outcome import JobRef, Outcome, OutcomeKind
 
 #: "... already exists" codes: on a retry they mean the earlier attempt was stored.
@@ -178,7 +184,8 @@ def _interpret_json(status: int, decoded: DecodedBody) -> Outcome:
             return interpret_import_summary(response, status, data, data.get("message"))
         if is_import_report(response):
             return interpret_import_report(response, status, data)
-    return web_message_error(status, decoded)
+    known = transient_outcome(status, web_message_text(decoded), None, data)
+    return known if known is not None else web_message_error(status, decoded)
 
 
 def interpret_tracker_response(
@@ -223,3 +230,55 @@ def interpret_tracker_job_report(
             body=decoded.body_value, job=job, message=str(text or "job report not ready"),
         )
     return interpret_tracker_response(status, headers, body, now=now)
+
+
+#: ``lastExecutedStatus`` values of a JobConfiguration that end a job for good.
+_JOB_FAILED = frozenset({"FAILED", "ABORTED", "STOPPED"})
+_JOB_DONE = frozenset({"COMPLETED"})
+
+
+def interpret_job_configuration(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes | str | None,
+    *,
+    now: float | None = None,
+    job: JobRef | None = None,
+) -> Outcome:
+    """``GET /api/jobConfigurations/{id}?fields=jobStatus,lastExecutedStatus``: the 2.44 fallback.
+
+    2.44 wipes a failed job's notification feed about a second after its last row
+    (dhis2w ISS#143), so a poller that saw rows and then ``[]`` asks here.  The answer:
+
+    * ``lastExecutedStatus`` FAILED/ABORTED/STOPPED -> RETRY (reason ``job_failed``): the
+      import job died inside DHIS2 and its report is gone; posting again is idempotent;
+    * COMPLETED -> PENDING with ``job.completed`` (reason ``job_completed``): read the report;
+    * anything else (RUNNING, SCHEDULED, NOT_STARTED) -> PENDING (reason ``job_running``);
+    * 404 -> PENDING ``job_unknown`` (DHIS2 never persisted it: a restart or another node).
+    """
+    decoded = decode_body(body)
+    if status == 404:
+        return Outcome(
+            OutcomeKind.PENDING, "job_unknown", http_status=status, body=decoded.body_value, job=job,
+            message="job configuration unknown to DHIS2",
+        )
+    decided = classify_http_status(status, headers, decoded, now)
+    if decided is not None:
+        return decided
+    if not decoded.is_json or not isinstance(decoded.json, dict):
+        return non_json_answer(status, decoded)
+    data = decoded.json
+    last = str(data.get("lastExecutedStatus") or "").upper()
+    state = str(data.get("jobStatus") or "").upper()
+    note = f"jobStatus={state or '?'} lastExecutedStatus={last or '?'}"
+    if last in _JOB_FAILED:
+        return Outcome(
+            OutcomeKind.RETRY, "job_failed", http_status=status, body=data, job=job,
+            message=f"job {job.id if job else '?'} failed inside DHIS2 and its feed is gone ({note})",
+        )
+    done = last in _JOB_DONE and state not in ("RUNNING", "SCHEDULED")
+    ref = JobRef(job.id, job.job_type, job.location, done, note) if job else None
+    return Outcome(
+        OutcomeKind.PENDING, "job_completed" if done else "job_running", http_status=status, body=data,
+        job=ref, message=note,
+    )

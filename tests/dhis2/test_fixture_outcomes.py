@@ -25,13 +25,17 @@ from dhis2gw.dhis2.interpret import (
 )
 from dhis2gw.dhis2.metadata import parse_data_set
 from dhis2gw.dhis2.outcome import JobRef, Outcome, OutcomeKind
-from dhis2gw.dhis2.tracker_reports import interpret_tracker_job_report, interpret_tracker_response
+from dhis2gw.dhis2.tracker_reports import (
+    interpret_job_configuration,
+    interpret_tracker_job_report,
+    interpret_tracker_response,
+)
 from dhis2gw.dhis2.uids import is_valid_uid
 from dhis2gw.dhis2.versions import parse_version
 from tests.dhis2.fixture_files import all_fixture_files, fixture_bytes
 
 K = OutcomeKind
-REFERENCE_FOLDERS = ("auth", "dataValueSets", "metadata", "system", "tracker")
+REFERENCE_FOLDERS = ("auth", "dataValueSets", "jobs", "metadata", "system", "tracker")
 
 
 @dataclass
@@ -143,6 +147,91 @@ def _read_task_summary(status: int, headers: Any, body: bytes, now: Any = None) 
 
 def _read_job_report(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
     return interpret_tracker_job_report(status, headers, body, now=now, job_id="cHh2OCTJvRw")
+
+
+# ---------------------------------------------------------------- 2.43/2.44 (dhis2w) fixture readers
+def _wrapped(reader: Callable[..., Any], key: str = "body") -> Callable[..., Any]:
+    """Read a dhis2w fixture whose answer sits under ``body`` (``_provenance`` beside it)."""
+    def read(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+        return reader(status, headers, json.dumps(json.loads(body)[key]).encode(), now=now)
+    return read
+
+
+def _read_observed_conflicts(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    return [normalise_conflict(c) for c in json.loads(body)["conflicts"]]
+
+
+def _check_observed_conflicts(test: SynchronousTestCase, conflicts: Any) -> None:
+    by_code = {c["errorCode"]: c for c in conflicts}
+    test.assertEqual(len(by_code), 12)
+    for conflict in conflicts:
+        test.assertTrue(conflict["message"], conflict)
+    # The E8122 row is found from objects.args, E8120 from "Value #0", never from ``object``.
+    test.assertEqual(by_code["E8122"]["indexes"], [0])
+    test.assertIn("INTEGER", by_code["E8122"]["message"])
+    test.assertEqual(by_code["E8120"]["indexes"], [0])
+    test.assertEqual(by_code["E8030"]["indexes"], [])
+    test.assertTrue(all(c["object"] is None for c in conflicts))
+
+
+def _read_semantics(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    first = json.loads(body)["first_write_of_new_tuple"]
+    return {version: interpret_data_value_set_response(200, {}, json.dumps({
+        "httpStatus": "OK", "httpStatusCode": 200, "status": "OK", "response": {
+            "responseType": "ImportSummary", "status": "SUCCESS",
+            "importCount": dict(first[version], ignored=0, deleted=0), "conflicts": []}}).encode())
+        for version in first}
+
+
+def _check_semantics(test: SynchronousTestCase, outcomes: Any) -> None:
+    """A first write is delivered whether it is counted as imported (<=2.42) or updated (2.43+)."""
+    test.assertEqual(set(outcomes), {"2.41/2.42", "2.43/2.44"})
+    for outcome in outcomes.values():
+        test.assertEqual(outcome.kind, K.DELIVERED)
+    test.assertEqual(outcomes["2.43/2.44"].import_count["updated"], 1)
+
+
+def _read_sql_409(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    cases = {k: v["body"] for k, v in json.loads(body).items() if isinstance(v, dict) and "body" in v}
+    return {(name, reader.__name__): reader(409, {}, json.dumps(answer).encode())
+            for name, answer in cases.items()
+            for reader in (interpret_data_value_set_response, interpret_tracker_response, interpret_metadata_response)}
+
+
+def _check_sql_409(test: SynchronousTestCase, outcomes: Any) -> None:
+    test.assertEqual(len(outcomes), 6)
+    for key, outcome in outcomes.items():
+        test.assertEqual((outcome.kind, outcome.reason), (K.RETRY, "sql_error"), key)
+
+
+def _read_raw_500(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    return interpret_data_value_set_response(500, {}, json.dumps(json.loads(body)["webmessage_500_npe"]).encode())
+
+
+def _read_login_paths(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    paths = json.loads(body)["login_paths"]
+    return {version: interpret_json_read(302, {"Location": "https://dhis2.example.org" + text.split()[0]}, b"")
+            for version, text in paths.items()}
+
+
+def _check_login_paths(test: SynchronousTestCase, outcomes: Any) -> None:
+    test.assertEqual(set(outcomes), {"2.41-2.42", "2.43-2.44", "<=2.40"})
+    for version, outcome in outcomes.items():
+        test.assertEqual((outcome.kind, outcome.reason), (K.DESTINATION_FAILURE, "auth"), version)
+
+
+def _read_wiped_feed(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
+    data = json.loads(body)
+    emptied = data["timeline_ANALYTICS_TABLE_polled_every_0.5s"][-1]["body"]
+    fallback = data["fallback_GET_/api/jobConfigurations/{id}?fields=jobStatus,lastExecutedStatus"]
+    return (interpret_job_notifications(json.dumps(emptied).encode()),
+            interpret_job_configuration(200, {}, json.dumps(fallback).encode(), job=JobRef("j1", "DATAVALUE_IMPORT")))
+
+
+def _check_wiped_feed(test: SynchronousTestCase, result: Any) -> None:
+    progress, outcome = result
+    test.assertFalse(progress.known)
+    test.assertEqual((outcome.kind, outcome.reason), (K.RETRY, "job_failed"))
 
 
 CASES: list[Case] = [
@@ -258,6 +347,40 @@ CASES: list[Case] = [
         check=lambda t, o: t.assertEqual(o.error_reports[0]["args"], ["Q9GufDoplCL"])),
     trk("sync_422_idscheme_missing_v2.42__docs.json", 422, K.REJECTED, reason="http_422",
         check=lambda t, o: t.assertIn("ProgramStage[ATTRIBUTE:Y1LUDU8sWBR]", o.message)),
+    # ---------------------------------------------------------------- 2.43 / 2.44 (dhis2w)
+    Case("auth/401_oauth2_token_server_off_and_generic_v2.42-2.44__dhis2w-issues-verbatim.json",
+         _wrapped(interpret_json_read), 401, K.DESTINATION_FAILURE, "auth"),
+    Case("dataValueSets/completeDataSetRegistrations_409_flush_BatchHandler_v2.43-2.44__dhis2w-issues-reconstructed"
+         ".json", _wrapped(interpret_data_value_set_response), 409, K.RETRY, "batch_handler_flush",
+         import_count=counts(0, 0, 0, 0)),
+    Case("dataValueSets/conflicts_E80xx_E81xx_messages_observed_v2.43-2.44__dhis2w-issues.json",
+         _read_observed_conflicts, 409, check=_check_observed_conflicts),
+    Case("dataValueSets/error_409_E8002_multiple_datasets_v2.43-2.44__dhis2w-issues-reconstructed.json",
+         _wrapped(interpret_data_value_set_response), 409, K.REJECTED, "import_aborted",
+         import_count=counts(0, 0, 0, 0), conflicts=[("E8002", [])], rejected=[]),
+    Case("dataValueSets/error_409_E8030_untimely_non_superuser_v2.43-2.44__dhis2w-issues-reconstructed.json",
+         _wrapped(interpret_data_value_set_response), 409, K.REJECTED, "nothing_stored",
+         import_count=counts(0, 0, 0, 0), conflicts=[("E8030", [])], rejected=[0]),
+    Case("dataValueSets/error_409_E8122_only_row_invalid_v2.43-2.44__dhis2w-issues-reconstructed.json",
+         _wrapped(interpret_data_value_set_response), 409, K.REJECTED, "nothing_stored",
+         import_count=counts(0, 0, 1, 0), conflicts=[("E8122", [0])], rejected=[0]),
+    Case("dataValueSets/error_500_dryRun_NPE_DataEntryGroup_v2.43.2-2.44__dhis2w-issues-verbatim.json",
+         _wrapped(interpret_data_value_set_response), 500, K.RETRY, "server_error",
+         check=lambda t, o: t.assertIn("DataEntryGroup", o.message)),
+    Case("dataValueSets/semantics_changes_importCount_v2.41-2.44__dhis2w-issues.json", _read_semantics, 200,
+         check=_check_semantics),
+    Case("dataValueSets/warning_200_mixed_batch_v2.43-2.44__dhis2w-issues-reconstructed.json",
+         _wrapped(interpret_data_value_set_response), 200, K.PARTIAL, "conflicts",
+         import_count=counts(0, 1, 1, 0), conflicts=[("E8122", [1])], rejected=[1]),
+    Case("jobs/failed_job_feed_cleared_v2.44__dhis2w-issues.json", _read_wiped_feed, 200, check=_check_wiped_feed),
+    Case("system/409_sql_error_as_webmessage_v2.41-2.42__dhis2w-issues-verbatim.json", _read_sql_409, 409,
+         check=_check_sql_409),
+    Case("system/500_raw_exception_messages_v2.41-2.44__dhis2w-issues.json", _read_raw_500, 500, K.RETRY,
+         "server_error"),
+    Case("system/readiness_and_container_v2.41-2.44__dhis2w.json", _read_login_paths, 302, check=_check_login_paths),
+    Case("tracker/sync_409_E1055_enrollmentCategoryCombo_v2.43-2.44__dhis2w-issues-partial.json",
+         _wrapped(interpret_tracker_response, "body_partial"), 409, K.REJECTED, "validation_errors",
+         errors=[("E1055", "ENROLLMENT", None)]),
 ]
 
 
@@ -316,7 +439,7 @@ class FixtureTableCoverageTests(SynchronousTestCase):
         listed = [case.path for case in CASES]
         self.assertEqual(len(listed), len(set(listed)), "a fixture is listed twice")
         self.assertEqual(set(listed) ^ on_disk, set(), "fixtures without expectation / rows without file")
-        self.assertEqual(len(on_disk), 53)
+        self.assertEqual(len(on_disk), 67)
 
     def test_status_in_file_name_matches_table(self) -> None:
         """Where a file name states its HTTP status, the row feeds exactly that status."""
