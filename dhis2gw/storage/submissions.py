@@ -25,7 +25,7 @@ PENDING_STATES = ("queued", "processing", "retrying")
 SUMMARY_COLUMNS = (
     "id, uid, kind, destination, submitter_id, endpoint, idempotency_key, status, attempts, job_failures,"
     " next_attempt_at, created_at, updated_at, last_attempt_at, finished_at, http_status, import_count,"
-    " value_count, error, dhis2_job_id"
+    " value_count, error, dhis2_job_id, org_unit, period, data_set"
 )
 
 
