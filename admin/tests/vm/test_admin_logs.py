@@ -130,3 +130,33 @@ class LogsViewModelTests(AdminGatewayCase):
         self.assertEqual(vm.items[0]["status"], "queued")
         self.assertFalse(await vm.delete_one(10_000_000))
         self.assertEqual(vm.error, "Submission not found.")
+
+
+class LogsOperatorColumnsTests(AdminGatewayCase):
+    """The list answers "did facility X report for January?": org unit, period, submitter, zone."""
+
+    async def test_rows_name_org_unit_period_and_submitter_and_filter_by_them(self) -> None:
+        """Rows carry the org unit (name and code from the org-unit cache), period and submitter;
+        the org unit and period filters select their rows; times show the gateway's offset."""
+        from tests.support.processes import facility_uids
+
+        model = await self.logged_in()
+        units = facility_uids()
+        await self.gateway.db.execute("test.ou", "INSERT INTO organisation_units (uid, code, name, level, path)"
+                                      " VALUES (%s, 'KAL-HC3', 'Kaliro Town HC III', 4, %s)", (units[0], "/" + units[0]))
+        january = await self.submit(1, facility=0, period="202401")
+        february = await self.submit(2, facility=0, period="202402")
+        other = await self.submit(3, facility=1, period="202401")
+        for sid in (january, february, other):
+            await self.wait_status(sid, ("delivered",))
+        vm = model.logs
+        self.assertTrue(await vm.apply(org_unit="KAL-HC3"))
+        self.assertEqual(sorted(i["id"] for i in vm.items), [january, february])
+        row = next(i for i in vm.items if i["id"] == january)
+        self.assertEqual((row["org_unit_text"], row["period_text"], row["submitter_text"]),
+                         ("Kaliro Town HC III (KAL-HC3)", "202401", "boss"))
+        self.assertRegex(row["created"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d$")
+        self.assertTrue(await vm.apply(org_unit="", period="202401"))
+        self.assertEqual(sorted(i["id"] for i in vm.items), [january, other])
+        self.assertTrue(await vm.apply(period="", text="Kaliro"))
+        self.assertEqual(sorted(i["id"] for i in vm.items), [january, february])
