@@ -65,6 +65,7 @@ def test_login_then_dashboard(ui: Driver, gateway: Gateway) -> None:
     assert "3" in texts and "last 24 h" in texts
     assert app.who.text == "boss (admin)"
     ui.screenshot("02-dashboard")
+    _publish("02-dashboard.png", "admin-dashboard.png")
 
 
 def test_filter_logs(ui: Driver, gateway: Gateway) -> None:
@@ -164,6 +165,7 @@ def test_mappings_import(ui: Driver, gateway: Gateway) -> None:
     ui.until(lambda: "Row 3, dataelement" in screen.import_errors.text, what="row errors")
     ui.until(lambda: "nothing was imported" in screen.error.text, what="all-or-nothing refusal")
     ui.screenshot("07-mappings")
+    _publish("07-mappings.png", "admin-mappings.png")
 
 
 def test_users(ui: Driver, gateway: Gateway) -> None:
@@ -180,6 +182,7 @@ def test_users(ui: Driver, gateway: Gateway) -> None:
     ui.until(lambda: "User clerk created" in screen.message.text, what="user created")
     ui.until(lambda: len(screen.rows.children) == 2, what="two users")
     ui.screenshot("08-users")
+    _publish("08-users.png", "admin-users.png")
 
 
 def test_logout(ui: Driver, gateway: Gateway) -> None:
