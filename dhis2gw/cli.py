@@ -98,7 +98,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from dhis2gw.storage.migrations import MigrationError, migrate
     from dhis2gw.tap import start_embedded
 
-    config, embedded = start_embedded(_config(args))
+    config, embedded = start_embedded(_config(args), exclusive=False)
 
     async def main(reactor: Any) -> None:
         try:
@@ -136,7 +136,7 @@ def cmd_createuser(args: argparse.Namespace) -> int:
     from dhis2gw.tap import start_embedded
 
     password = _read_password(args)
-    config, embedded = start_embedded(_config(args))
+    config, embedded = start_embedded(_config(args), exclusive=False)
 
     async def main(reactor: Any) -> None:
         await migrate(config.database.dsn(), config.server.migrations_path, reactor)
@@ -167,9 +167,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from dhis2gw.tap import build_gateway, start_embedded
 
+    from dhis2gw.embedded import StateDirBusy
+
     config = _config(args)
+    try:
+        config, embedded = start_embedded(config)
+    except StateDirBusy as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
     _start_logging(config)
-    config, embedded = start_embedded(config)
     role = getattr(args, "sub_role", None) or args.role
     listen_fd, helpers = args.listen_fd, None
     if listen_fd is None and config.server.workers > 1 and role in ("all", "api"):
@@ -189,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from dhis2gw import devmode
 
         sim_server = devmode.start_simulator(reactor, config)
-        reactor.addSystemEventTrigger("before", "shutdown", sim_server.stop)
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(sim_server.stop()))
         reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(devmode.bootstrap(gateway)).addErrback(
             lambda f: print(f"dhis2gw: demo bootstrap failed: {f.getErrorMessage()}", file=sys.stderr)))
     gateway.service.startService()

@@ -41,9 +41,15 @@ def start_simulator(reactor: Any, config: Any) -> Any:
     server = SimulatorServer(sim, reactor)
     from twisted.internet import defer
 
+    def cannot_listen(failure: Any) -> None:
+        from dhis2gw.lifecycle import stop_reactor
+
+        stop_reactor(reactor, f"the demo DHIS2 simulator cannot listen on port {url.port}:"
+                              f" {failure.getErrorMessage()}")
+
     def listen() -> None:
         d = defer.Deferred.fromCoroutine(server.start(url.port or 80))
-        d.addErrback(lambda f: log.failure("the demo DHIS2 simulator could not start", f))
+        d.addErrback(cannot_listen)
 
     reactor.callWhenRunning(listen)
     return server
@@ -84,6 +90,9 @@ async def bootstrap(gateway: Any) -> None:
         changed = getattr(gateway.parts.get("mappings"), "changed", None)
         if changed is not None:
             await changed()
+    listener = getattr(gateway, "listener", None)
+    if listener is not None:
+        await listener.listening  # the banner says "up" only once the API answers
     base = f"http://{config.server.host}:{config.server.port}"
     print(f"""
 dhis2gw demo is up on {base}  (DHIS2 simulator: {config.api.dhis2_base_url})

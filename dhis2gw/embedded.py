@@ -11,6 +11,7 @@ from reactor code.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -25,6 +26,62 @@ PG_SYSTEM_USER = "embedded_postgres"
 
 class EmbeddedServerError(RuntimeError):
     """An embedded server could not be installed, started or stopped."""
+
+
+class StateDirBusy(EmbeddedServerError):
+    """Another dhis2gw process holds the state directory (its embedded servers are its own)."""
+
+    def __init__(self, state_dir: Path, pid: Optional[int]) -> None:
+        holder = f"pid {pid}" if pid else "another process"
+        super().__init__(f"dhis2gw: {state_dir} is in use by another dhis2gw ({holder}); stop it first"
+                         " or give this one its own server.state_dir (DHIS2GW_STATE_DIR)")
+        self.pid = pid
+
+
+class StateDirLock:
+    """An exclusive ``flock`` on ``<state_dir>/dhis2gw.lock`` holding the owner's pid.
+
+    The embedded servers under a state directory belong to the process that holds this lock:
+    a second gateway on the same directory refuses to start instead of adopting (and later
+    stopping) the first one's servers. The kernel drops the lock when the holder dies, so a
+    crash never leaves a stale lock behind. ``stop`` releases it (it sits in the list of
+    embedded servers, first, so it is released last).
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.path = self.state_dir / "dhis2gw.lock"
+        self._file: Optional[object] = None
+
+    def holder(self) -> Optional[int]:
+        """The pid written by the current holder (None when unreadable)."""
+        return _read_port_file(self.path)
+
+    def acquire(self) -> None:
+        """Take the lock or raise ``StateDirBusy`` naming the holder's pid (never waits)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise StateDirBusy(self.state_dir, self.holder()) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+
+    @property
+    def held(self) -> bool:
+        """True while this object holds the lock."""
+        return self._file is not None
+
+    def stop(self) -> None:
+        """Release the lock (called with the embedded servers at shutdown)."""
+        handle, self._file = self._file, None
+        if handle is not None:
+            handle.close()  # type: ignore[attr-defined]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,6 +124,7 @@ class EmbeddedPostgres:
         self._port_file = self.state_dir / "postgres.port"
         self.host = "127.0.0.1"
         self.port = port or _read_port_file(self._port_file) or free_port()
+        self.started_here = False  # only a cluster this object started is stopped by it
 
     @property
     def uri(self) -> str:
@@ -114,7 +172,7 @@ class EmbeddedPostgres:
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs,
             )
         if self.is_running():
-            return
+            return  # someone else's (a gateway holding the state directory, or an orphan): not ours to stop
         log_file = self.data_dir / "server.log"
         result = subprocess.run(
             [self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", str(int(timeout)),
@@ -124,11 +182,13 @@ class EmbeddedPostgres:
         if result.returncode != 0 or not wait_for_port(self.host, self.port, timeout):
             tail = log_file.read_text()[-2000:] if log_file.exists() else ""
             raise EmbeddedServerError(f"embedded PostgreSQL did not start on port {self.port}: {tail}")
+        self.started_here = True
 
     def stop(self, mode: str = "fast") -> None:
-        """Stop the cluster (``mode`` is pg_ctl's: smart, fast or immediate)."""
-        if not (self.data_dir / "postmaster.pid").exists():
+        """Stop the cluster if this object started it (``mode`` is pg_ctl's: smart, fast or immediate)."""
+        if not self.started_here or not (self.data_dir / "postmaster.pid").exists():
             return
+        self.started_here = False
         subprocess.run(
             [self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-m", mode, "stop"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **self._run_kwargs(),

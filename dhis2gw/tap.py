@@ -72,18 +72,29 @@ class Gateway:
         return self.role in ("all", "worker")
 
 
-def start_embedded(config: Any) -> tuple[Any, list[Any]]:
+def start_embedded(config: Any, exclusive: bool = True) -> tuple[Any, list[Any]]:
     """Start embedded PostgreSQL/Redis where the config says ``embedded`` (blocking).
 
-    Returns the config with real addresses filled in, and the started servers.
+    Returns the config with real addresses filled in, and the started servers (the state
+    directory's lock first). A gateway (``exclusive``) takes the lock on ``state_dir`` or raises
+    ``StateDirBusy`` naming the holder's pid; a one-off command (migrate, createuser) uses the
+    running gateway's servers when the lock is held, and never stops what it did not start.
     """
     from dataclasses import replace
 
-    from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database
+    from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis, StateDirBusy, StateDirLock, ensure_database
 
     servers: list[Any] = []
     state_dir = config.server.state_dir
     os.makedirs(state_dir, exist_ok=True)
+    if "embedded" in (config.database.uri, config.server.redis_address):
+        lock = StateDirLock(state_dir)
+        try:
+            lock.acquire()
+            servers.append(lock)
+        except StateDirBusy:
+            if exclusive:
+                raise
     if config.database.uri == "embedded":
         pg = EmbeddedPostgres(state_dir)
         pg.start()
@@ -256,6 +267,12 @@ def makeService(options: Options | dict[str, Any]) -> service.IService:  # noqa:
     """Build the gateway's service tree (twistd entry point)."""
     from twisted.internet import reactor
 
+    from dhis2gw.embedded import StateDirBusy
+
     config = load(options)
-    config, embedded = start_embedded(config)
+    try:
+        config, embedded = start_embedded(config)
+    except StateDirBusy as e:
+        sys.stderr.write(f"{e}\n")
+        raise SystemExit(1) from None
     return build_gateway(config, reactor, options.get("role") or "all", embedded).service

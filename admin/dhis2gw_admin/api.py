@@ -25,6 +25,10 @@ class GatewayApi:
     async def list_logs(self, params: dict[str, Any]) -> dict[str, Any]:
         return await self.client.get_json("/logs", params)
 
+    async def arrivals(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The facility × period report of a data set."""
+        return await self.client.get_json("/reports/arrivals", params)
+
     async def log_stats(self) -> dict[str, Any]:
         return await self.client.get_json("/logs/stats")
 

@@ -20,6 +20,7 @@ from dhis2gw_admin.screens.detail import DetailScreen
 from dhis2gw_admin.screens.login import LoginScreen
 from dhis2gw_admin.screens.logs import LogsScreen
 from dhis2gw_admin.screens.mappings import MappingsScreen
+from dhis2gw_admin.screens.report import ReportScreen
 from dhis2gw_admin.screens.users import UsersScreen
 from dhis2gw_admin.screens.widgets import button, hbox, label
 from dhis2gw_admin.settings import SettingsStore
@@ -54,6 +55,7 @@ class AdminApp(MDApp):
             "dashboard": DashboardScreen(model.dashboard),
             "logs": LogsScreen(model.logs, self.open_detail),
             "detail": DetailScreen(model.detail, lambda: self.show("logs")),
+            "report": ReportScreen(model.report),
             "mappings": MappingsScreen(model.mappings),
             "users": UsersScreen(model.users),
         }
@@ -62,7 +64,8 @@ class AdminApp(MDApp):
         self.who = label("", size_hint_x=None, width=dp(220), halign="right")
         self.nav_buttons = {name: button(caption, lambda n=name: self.show(n), style="text", size_hint_x=None)
                             for name, caption in (("dashboard", "Dashboard"), ("logs", "Logs"),
-                                                  ("mappings", "Mappings"), ("users", "Users"))}
+                                                  ("report", "Report"), ("mappings", "Mappings"),
+                                                  ("users", "Users"))}
         self.logout_button = button("Log out", model.login.logout, style="outlined", size_hint_x=None)
         self.nav = hbox(label("dhis2gw admin", bold=True, role="large", size_hint_x=None, width=dp(180)),
                         *self.nav_buttons.values(), label(""), self.who, self.logout_button, height=56,

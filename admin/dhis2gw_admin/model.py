@@ -10,6 +10,7 @@ from dhis2gw_admin.api import GatewayApi
 from dhis2gw_admin.client import GatewayClient
 from dhis2gw_admin.settings import SettingsStore
 from dhis2gw_admin.viewmodels import DashboardVM, DetailVM, LoginVM, LogsVM, MappingsVM, UsersVM
+from dhis2gw_admin.viewmodels.report import ReportVM
 
 
 class AdminModel:
@@ -34,6 +35,7 @@ class AdminModel:
         self.logs = LogsVM(self.api, reactor)
         self.detail = DetailVM(self.api, clipboard)
         self.mappings = MappingsVM(self.api, reactor)
+        self.report = ReportVM(self.api)
         self.users = UsersVM(self.api)
         self.login.bind(is_admin=lambda _vm, value: setattr(self.users, "allowed", bool(value)),
                         logged_in=self._logged_in_changed)

@@ -9,7 +9,9 @@ are added to each item so its log viewer keeps working.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, tzinfo
+from typing import Optional
 from typing import Any
 
 from dhis2gw.api.errors import ApiError, not_found
@@ -27,13 +29,33 @@ _FORCE = ({"name": "force", "in": "query", "description": "Also requeue a delive
            "schema": {"type": "boolean", "default": False}},)
 
 
-def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+def _plain(value: Any, tz: Optional[tzinfo] = None) -> Any:
+    """JSON-ready: datetimes as ISO 8601 in the gateway's time zone, offset included."""
+    if isinstance(value, datetime):
+        return (value.astimezone(tz) if tz is not None and value.tzinfo is not None else value).isoformat()
+    return value
 
 
-def log_item(row: dict[str, Any]) -> dict[str, Any]:
+# "ERROR created=0 updated=0 ignored=1 deleted=0: <reason>" → the reason, then the counters.
+_COUNTERS_FIRST = re.compile(r"^(?P<status>SUCCESS|WARNING|ERROR|OK)?\s*(?P<counts>(?:\w+=\d+[,;]?\s*)+)"
+                             r"[:;,.\u2014-]*\s*(?P<rest>.+)$", re.S)
+
+
+def human_reason(error: Optional[str]) -> Optional[str]:
+    """The error text with the human reason first: DHIS2's status and counters move to the end."""
+    if not error:
+        return error
+    m = _COUNTERS_FIRST.match(error.strip())
+    if not m or not m.group("rest").strip():
+        return error
+    tail = " ".join(p for p in (m.group("status"), m.group("counts").strip().rstrip(",;")) if p)
+    return f"{m.group('rest').strip()} ({tail})"
+
+
+def log_item(row: dict[str, Any], tz: Optional[tzinfo] = None) -> dict[str, Any]:
     """A submission row as a list item: plain JSON plus the original's field names."""
-    out = {k: _plain(v) for k, v in row.items() if k not in ("lease_owner", "request_hash")}
+    out = {k: _plain(v, tz) for k, v in row.items() if k not in ("lease_owner", "request_hash")}
+    out["reason"] = human_reason(row.get("error"))
     if isinstance(out.get("uid"), str):
         out["uid"] = out["uid"].strip()
     out["submitted_at"] = out.get("created_at")
@@ -86,7 +108,8 @@ class LogsApi:
         result = await self.logs.list(f, page, with_payloads=call.bool_arg("include_payload"))
         next_cursor = (encode_cursor(page.sort, page.descending, result.last_key)
                        if result.has_more and result.last_key is not None else None)
-        return {"items": [log_item(r) for r in result.items], "total": result.total, "page": page.page,
+        return {"items": [log_item(r, self.tz) for r in result.items], "total": result.total, "page": page.page,
+                "timezone": str(self.tz),
                 "page_size": page.page_size,
                 "total_pages": (math.ceil(result.total / page.page_size) if result.total is not None else None),
                 "total_exact": result.total_exact, "next_cursor": next_cursor, "filter": f.to_json()}
@@ -103,8 +126,10 @@ class LogsApi:
         row = await self.store.get(submission_id)
         if row is None:
             raise not_found("submission")
-        events = [{k: _plain(v) for k, v in e.items()} for e in await self.store.events(submission_id)]
-        out = log_item(row)
+        events = [{k: _plain(v, self.tz) for k, v in e.items()} for e in await self.store.events(submission_id)]
+        await self.logs.describe([row])
+        out = log_item(row, self.tz)
+        out["timezone"] = str(self.tz)
         out["attempts_detail"] = attempts_from_events(events)
         out["errors"] = [e for e in events if e["event"] in _ERROR_EVENTS and (e["detail"] or e["http_status"])]
         out["events"] = events

@@ -38,12 +38,18 @@ FILTER_PARAMETERS: tuple[dict[str, Any], ...] = (
     {"name": "user", "in": "query", "description": "Submitter: user id, uid or username (one or more).",
      "schema": {"type": "string"}},
     {"name": "destination", "in": "query", "description": "DHIS2 destination name(s).", "schema": {"type": "string"}},
+    {"name": "org_unit", "in": "query", "description": "Org unit(s): UID or code.", "schema": {"type": "string"},
+     "example": "ty5AJ6ZU5f7"},
+    {"name": "period", "in": "query", "description": "DHIS2 period(s), e.g. 202401.", "schema": {"type": "string"}},
+    {"name": "data_set", "in": "query", "description": "Data set (or tracker program) UID(s).",
+     "schema": {"type": "string"}},
     {"name": "id", "in": "query", "description": "Submission id(s) or uid(s).", "schema": {"type": "string"}},
     {"name": "from", "in": "query", "description": "Created at or after: YYYY-MM-DD or an ISO datetime"
      " (server time zone unless it has an offset).", "schema": {"type": "string"}, "example": "2024-03-01"},
     {"name": "to", "in": "query", "description": "Created up to: a date includes that whole day; a datetime is"
      " inclusive.", "schema": {"type": "string"}, "example": "2024-03-31"},
-    {"name": "q", "in": "query", "description": "Free text: id, uid, idempotency key, or words of the error.",
+    {"name": "q", "in": "query", "description": "Free text: id, uid, idempotency key, period, org unit UID, code or"
+     " words of its name, or words of the error.",
      "schema": {"type": "string"}},
     {"name": "task_id", "in": "query", "description": "Original's name for the submission id.",
      "schema": {"type": "string"}},
@@ -175,6 +181,8 @@ def parse_filter(raw_get: Callable[[str], list[str]], tz: tzinfo) -> LogFilter:
     return LogFilter(ids=tuple(ids), uids=tuple(uids), statuses=tuple(dict.fromkeys(statuses)),
                      kinds=tuple(get("kind")), endpoints=tuple(get("endpoint")),
                      destinations=tuple(get("destination")), user_ids=tuple(user_ids),
+                     org_units=tuple(get("org_unit")), periods=tuple(get("period")),
+                     data_sets=tuple(get("data_set")),
                      user_names=tuple(user_names), created_from=bounds["from"],
                      created_before=bounds["before"], created_until=bounds["until"], q=text or None)
 

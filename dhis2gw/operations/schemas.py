@@ -23,6 +23,11 @@ LOG_ITEM: dict[str, Any] = {
         "submitted_at": {"type": "string", "format": "date-time", "description": "Original's name of created_at."},
         "task_id": {"type": "string", "description": "Original's name: the submission id as text."},
         "retry_count": {"type": "integer", "description": "Original's name: retries spent (job_failures)."},
+        "org_unit": _STR_OR_NULL, "org_unit_code": _STR_OR_NULL, "org_unit_name": _STR_OR_NULL,
+        "period": _STR_OR_NULL, "data_set": _STR_OR_NULL,
+        "submitter": {"type": ["string", "null"], "description": "The submitter's username."},
+        "reason": {"type": ["string", "null"], "description": "The error with the human reason first"
+                                                              " (DHIS2's counters last)."},
         "payload": {}, "dhis2_payload": {},
     },
 }
@@ -34,6 +39,7 @@ LOG_PAGE: dict[str, Any] = {
         "items": {"type": "array", "items": LOG_ITEM},
         "total": _INT_OR_NULL, "page": {"type": "integer"}, "page_size": {"type": "integer"},
         "total_pages": _INT_OR_NULL, "next_cursor": _STR_OR_NULL, "filter": {"type": "object"},
+        "timezone": {"type": "string", "description": "The gateway's time zone; every time is in it."},
         "total_exact": {"type": "boolean", "description": "False when more than 100,000 rows match (1,000"
                                                           " with q): total is then PostgreSQL's estimate."},
     },

@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 from dhis2gw.api.docs import DocsPages, OpenApiArea, SwaggerArea
 from dhis2gw.api.logs import LogsApi
+from dhis2gw.api.reports import ReportsApi
+from dhis2gw.storage.reports import ReportStore
 from dhis2gw.api.queue import QueueApi
 from dhis2gw.metrics import GatewayMetrics, MetricsApi, observe_dispatcher
 from dhis2gw.operations.requeue import RequeueService
@@ -52,6 +54,7 @@ def install(gateway: Any) -> None:
     observe_dispatcher(gateway.dispatcher, metrics)
 
     gateway.mount(LogsApi(logs, gateway.store, requeue, config.server.tzinfo))
+    gateway.mount(ReportsApi(ReportStore(gateway.db)))
     gateway.mount(QueueApi(gateway.reactor, gateway.queue, logs, destination_names, gateway.dispatcher))
     gateway.mount(OpenApiArea(lambda: gateway.router.routes if gateway.router is not None else []), prefix="")
     gateway.mount(SwaggerArea(gateway.reactor), prefix="")

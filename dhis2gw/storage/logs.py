@@ -14,7 +14,7 @@ never touched.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Optional, Sequence
 
@@ -43,16 +43,23 @@ class LogFilter:
     destinations: tuple[str, ...] = ()
     user_ids: tuple[int, ...] = ()
     user_names: tuple[str, ...] = ()  # uids or usernames, resolved through the users table
+    org_units: tuple[str, ...] = ()  # UIDs or codes, codes resolved through organisation_units
+    periods: tuple[str, ...] = ()
+    data_sets: tuple[str, ...] = ()  # data set (or tracker program) UIDs
     created_from: Optional[datetime] = None  # inclusive
     created_before: Optional[datetime] = None  # exclusive
     created_until: Optional[datetime] = None  # inclusive (a datetime `to`)
     q: Optional[str] = None
+    # Filled by ``LogStore.resolve`` (never by clients): org-unit codes and name words resolved to
+    # UIDs, so the planner sees a literal list it can estimate and serve with the index.
+    org_unit_uids: Optional[tuple[str, ...]] = None
+    q_org_units: Optional[tuple[str, ...]] = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON form (stored with requeue jobs, echoed to the client)."""
         out: dict[str, Any] = {}
         for name, value in self.__dict__.items():
-            if value in ((), None):
+            if value in ((), None) or name in ("org_unit_uids", "q_org_units"):
                 continue
             out[name] = value.isoformat() if isinstance(value, datetime) else (
                 list(value) if isinstance(value, tuple) else value)
@@ -102,6 +109,14 @@ def where_clause(f: LogFilter) -> tuple[str, list[Any]]:
     any_of("kind", f.kinds)
     any_of("endpoint", f.endpoints)
     any_of("destination", f.destinations)
+    any_of("period", f.periods)
+    any_of("data_set", f.data_sets)
+    if f.org_unit_uids is not None:
+        any_of("org_unit", f.org_unit_uids or ("",))
+    elif f.org_units:
+        parts.append("org_unit = ANY(%s::text[] || ARRAY(SELECT uid::text FROM organisation_units"
+                     " WHERE code = ANY(%s)))")
+        params.extend([list(f.org_units), list(f.org_units)])
     if f.user_ids or f.user_names:
         # Resolved to ids first so the submitter index serves the query.
         parts.append("submitter_id IN (SELECT id FROM users WHERE id = ANY(%s) OR uid = ANY(%s)"
@@ -120,8 +135,18 @@ def where_clause(f: LogFilter) -> tuple[str, list[Any]]:
         text = f.q.strip()
         # Each alternative has an index (uid unique, idempotency_key, error trigram, id primary key),
         # so PostgreSQL can OR bitmap scans instead of reading the table.
-        alternatives = ["uid = %s", "idempotency_key = %s", "error ILIKE %s"]
-        params_q: list[Any] = [text, text, "%" + _like_escape(text) + "%"]
+        # The org unit alternative matches its UID, code or words of its name (the few hundred
+        # facility UIDs found become one indexed ANY).
+        pattern = "%" + _like_escape(text) + "%"
+        alternatives = ["uid = %s", "idempotency_key = %s", "error ILIKE %s", "period = %s"]
+        params_q: list[Any] = [text, text, pattern, text]
+        if f.q_org_units is not None:
+            alternatives.append("org_unit = ANY(%s)")
+            params_q.append([text, *f.q_org_units])
+        else:
+            alternatives.append("org_unit = ANY(%s::text[] || ARRAY(SELECT uid::text FROM organisation_units"
+                                " WHERE code = %s OR name ILIKE %s LIMIT 500))")
+            params_q.extend([[text], text, pattern])
         if text.isdigit() and len(text) < 19:
             alternatives.insert(0, "id = %s")
             params_q.insert(0, int(text))
@@ -152,8 +177,23 @@ class LogStore:
         self.text_count_cap = text_count_cap
 
     # --- list ----------------------------------------------------------------------------
+    async def resolve(self, f: LogFilter) -> LogFilter:
+        """``f`` with org-unit codes (and, for ``q``, codes and name words) resolved to UIDs."""
+        if not f.org_units and not f.q:
+            return f
+        text = (f.q or "").strip()
+        rows = await self.db.fetch(
+            "logs.resolve_org_units",
+            "SELECT 'f' AS t, uid::text AS uid FROM organisation_units WHERE code = ANY(%s)"
+            " UNION ALL (SELECT 'q', uid::text FROM organisation_units WHERE %s AND (code = %s OR name ILIKE %s)"
+            " LIMIT 500)", (list(f.org_units), bool(text), text, "%" + _like_escape(text) + "%"))
+        found = [r["uid"].strip() for r in rows if r["t"] == "f"]
+        return replace(f, org_unit_uids=(tuple(dict.fromkeys([*f.org_units, *found])) if f.org_units else None),
+                       q_org_units=(tuple(r["uid"].strip() for r in rows if r["t"] == "q") if text else None))
+
     async def list(self, f: LogFilter, page: Page, with_payloads: bool = False) -> LogPage:
         """One page of submissions matching ``f``, newest first by default, and the total."""
+        f = await self.resolve(f)
 
         where, params = where_clause(f)
         column = SORT_COLUMNS[page.sort]
@@ -188,7 +228,28 @@ class LogStore:
         last_key = (rows[-1]["sort_key"], rows[-1]["id"]) if rows else None
         for row in rows:
             row.pop("sort_key", None)
+        await self.describe(rows)
         return LogPage(rows, total, last_key, has_more, exact)
+
+    async def describe(self, rows: list[dict[str, Any]]) -> None:
+        """Add ``org_unit_code``, ``org_unit_name`` (from the org-unit cache) and ``submitter`` (the
+        username) to each row, in one round trip for the whole page."""
+        units = sorted({r["org_unit"] for r in rows if r.get("org_unit")})
+        users = sorted({r["submitter_id"] for r in rows if r.get("submitter_id") is not None})
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        if units or users:
+            for hit in await self.db.fetch(
+                    "logs.describe",
+                    "SELECT 'ou' AS t, uid::text AS k, code, name FROM organisation_units WHERE uid = ANY(%s::bpchar[])"
+                    " UNION ALL SELECT 'u', id::text, NULL, username FROM users WHERE id = ANY(%s::bigint[])",
+                    (units, users)):
+                found[(hit["t"], hit["k"].strip())] = hit
+        for row in rows:
+            unit = found.get(("ou", row.get("org_unit") or ""), {})
+            row["org_unit_code"] = unit.get("code")
+            row["org_unit_name"] = unit.get("name")
+            user = found.get(("u", str(row.get("submitter_id"))), {})
+            row["submitter"] = user.get("name")
 
     async def _bounded_count(self, where: str, params: list[Any], cap: int) -> tuple[int, bool]:
         """The exact number of matching rows up to ``count_cap``; above it, the planner's estimate.
@@ -209,7 +270,7 @@ class LogStore:
 
     async def count(self, f: LogFilter) -> int:
         """How many submissions match ``f``."""
-        where, params = where_clause(f)
+        where, params = where_clause(await self.resolve(f))
         row = await self.db.fetch_one("logs.count", f"SELECT count(*) AS n FROM submissions WHERE {where}", params)
         return int(row["n"]) if row else 0
 
@@ -230,7 +291,7 @@ class LogStore:
 
     async def ids_after(self, f: LogFilter, after_id: int, limit: int) -> list[int]:
         """Ids matching ``f`` above ``after_id`` in id order (the requeue job's keyset walk)."""
-        where, params = where_clause(f)
+        where, params = where_clause(await self.resolve(f))
         rows = await self.db.fetch(
             "logs.ids_after", f"SELECT id FROM submissions WHERE ({where}) AND id > %s ORDER BY id LIMIT %s",
             (*params, after_id, limit))

@@ -25,7 +25,7 @@ PENDING_STATES = ("queued", "processing", "retrying")
 SUMMARY_COLUMNS = (
     "id, uid, kind, destination, submitter_id, endpoint, idempotency_key, status, attempts, job_failures,"
     " next_attempt_at, created_at, updated_at, last_attempt_at, finished_at, http_status, import_count,"
-    " value_count, error, dhis2_job_id"
+    " value_count, error, dhis2_job_id, org_unit, period, data_set"
 )
 
 
@@ -253,20 +253,27 @@ class SubmissionStore:
 
     # --- requeue -----------------------------------------------------------------------
     async def requeue(self, ids: Sequence[int], actor: str, force: bool = False) -> list[dict[str, Any]]:
-        """Move requeueable rows among ``ids`` back to 'queued'; return (id, destination) of those moved."""
+        """Move requeueable rows among ``ids`` back to 'queued'; return (id, destination) of those moved.
+
+        ``attempts`` is NOT reset: attempt numbers count every attempt of the submission's whole
+        life, so the trail after a requeue goes on at the next number and keeps every earlier
+        attempt. Only ``job_failures`` (the retry budget) starts again. The ``requeued`` event
+        records how many attempts had been made.
+        """
         states = list(REQUEUEABLE) + (["delivered"] if force else [])
 
         async def move(cursor: Any) -> list[dict[str, Any]]:
             rows = await cursor_fetch(
                 cursor,
-                "UPDATE submissions SET status = 'queued', attempts = 0, job_failures = 0, next_attempt_at = NULL,"
+                "UPDATE submissions SET status = 'queued', job_failures = 0, next_attempt_at = NULL,"
                 " finished_at = NULL, lease_owner = NULL, error = NULL, dhis2_job_id = NULL, updated_at = now()"
                 " WHERE id = ANY(%s) AND status = ANY(%s) RETURNING id, destination",
                 (list(ids), states))
             if rows:
                 await cursor.execute(
-                    "INSERT INTO submission_events (submission_id, event, status, destination, actor)"
-                    " SELECT id, 'requeued', 'queued', destination, %s FROM submissions WHERE id = ANY(%s)",
+                    "INSERT INTO submission_events (submission_id, event, status, destination, actor, detail)"
+                    " SELECT id, 'requeued', 'queued', destination, %s,"
+                    " 'requeued after ' || attempts || ' attempt(s)' FROM submissions WHERE id = ANY(%s)",
                     (actor, [r["id"] for r in rows]))
             return rows
 

@@ -1,10 +1,12 @@
 """Latency of filtered ``GET /api/v2/logs`` first pages on a table of 1,000,000 submissions.
 
 Run:  .venv/bin/python -m tests.bench.bench_logs [--rows 1000000] [--repeat 7]
+      (the issue's figure: --rows 100000; "no filter, page 1" is the baseline of the same run)
 
 Makes a fresh migrated database on the test PostgreSQL (tests/support/services.py), fills
 ``submissions`` with one INSERT … SELECT over generate_series (statuses, kinds, destinations,
-50 submitters, a year of timestamps, idempotency keys, error texts), ANALYZEs it, starts a whole
+50 submitters, a year of timestamps, idempotency keys, error texts, 2,000 facilities of the org-unit
+cache × 12 periods × 2 data sets in the prepared payload), ANALYZEs it, starts a whole
 gateway in this process (role ``api``) and times each query over HTTP (median and max of
 ``--repeat`` runs after one warm-up). Then prints PostgreSQL's EXPLAIN (ANALYZE, BUFFERS) of the list
 and count statements of a few filters, to show which indexes serve them. Not a test: the
@@ -29,10 +31,20 @@ QUERIES = (
     ("status=delivered page 5", "status=delivered&page=5"),
     ("status=delivered, no total", "status=delivered&with_total=false"),
     ("user + status + date", "user=bench_user_3&status=delivered&from=2024-02-01&to=2024-02-29"),
+    ("org_unit=<UID>", "org_unit=F000000077A"),
+    ("org_unit=<code>", "org_unit=FAC-0077"),
+    ("period=202403", "period=202403"),
+    ("data_set=<UID>", "data_set=uFaVMlw4qxK"),
+    ("org_unit + period", "org_unit=FAC-0077&period=202403"),
+    ("data_set + period + status", "data_set=uFaVMlw4qxK&period=202403&status=rejected"),
+    ("q=<org unit code>", "q=FAC-0077"),
+    ("q=<words of an org unit name>", "q=Kaliro%2077%20HC"),
+    ("q=<period>", "q=202403"),
 )
 
 FILL = """
-INSERT INTO submissions (uid, kind, destination, submitter_id, endpoint, idempotency_key, payload, status,
+INSERT INTO submissions (uid, kind, destination, submitter_id, endpoint, idempotency_key, payload, dhis2_payload,
+                         status,
                          attempts, created_at, updated_at, finished_at, error, value_count)
 SELECT 'X' || lpad(g::text, 10, '0'),
        CASE WHEN g %% 5 = 0 THEN 'tracker' ELSE 'aggregate' END,
@@ -41,6 +53,11 @@ SELECT 'X' || lpad(g::text, 10, '0'),
        CASE WHEN g %% 5 = 0 THEN '/api/v2/tracker' ELSE '/api/v2/aggregate' END,
        CASE WHEN g %% 2 = 0 THEN 'key-' || g END,
        '{"orgUnit": "g8xY5g6WgXl", "period": "202401", "dataValues": {"ANC1": 1}}'::jsonb,
+       jsonb_build_object('orgUnit', 'F' || lpad((g %% 2000)::text, 9, '0') || 'A',
+                          'period', '2024' || lpad((1 + (g / 2000) %% 12)::text, 2, '0'),
+                          'dataSet', CASE WHEN g %% 7 = 0 THEN 'pBOMPrpg1QX' ELSE 'uFaVMlw4qxK' END,
+                          'dataValues', jsonb_build_array(jsonb_build_object('dataElement', 'Re46C6Apebu',
+                                                                             'value', '1'))),
        (ARRAY['delivered','delivered','delivered','delivered','delivered','delivered','delivered',
               'delivered','delivered','delivered','delivered','delivered','delivered','delivered',
               'partial','rejected','failed','queued','retrying','delivered'])[1 + g %% 20],
@@ -65,6 +82,9 @@ def fill(dsn: str, rows: int) -> float:
     with conn.cursor() as cur:
         cur.execute("INSERT INTO users (uid, username, role, password_hash) SELECT 'U' || lpad(g::text, 10, '0'),"
                     " 'bench_user_' || g, 'submitter', 'x' FROM generate_series(0, 49) g")
+        cur.execute("INSERT INTO organisation_units (uid, code, name, level, path)"
+                    " SELECT 'F' || lpad(g::text, 9, '0') || 'A', 'FAC-' || lpad(g::text, 4, '0'),"
+                    " 'Kaliro ' || g || ' HC III', 4, '/F' || g FROM generate_series(0, 1999) g")
         cur.execute(FILL, (rows,))
         cur.execute("VACUUM ANALYZE submissions")
     conn.close()

@@ -84,3 +84,41 @@ def test_check_config_cli() -> None:
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "server.port" in lines[0] and "DHIS2GW_SERVER_PORT" in lines[0], bad.stderr
+
+
+def test_second_run_on_the_same_state_dir_is_refused() -> None:
+    """A second `dhis2gw --demo` on the first one's state_dir exits non-zero with one line naming
+    the first one's pid; it stops nothing, and the first stays ready with its servers running."""
+    state = tempfile.mkdtemp(prefix="dhis2gw-embedded-")
+    port, sim_port = free_port(), free_port()
+    env = dict(os.environ, DHIS2GW_STATE_DIR=state, DHIS2GW_LOGDIR=state, DHIS2GW_SERVER_PORT=str(port),
+               dhis2_base_url=f"http://127.0.0.1:{sim_port}")
+    command = [str(VENV_BIN / "dhis2gw"), "--config", "conf/dev.yml", "--demo"]
+    log = open(Path(state) / "out.log", "wb")
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for_port("127.0.0.1", port, 120), (Path(state) / "out.log").read_text()[-3000:]
+        servers = {p.pid for p in _embedded_children(state)}
+        assert len(servers) >= 2
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        lines = (second.stdout + second.stderr).strip().splitlines()
+        assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and state in lines[0], lines
+        assert "Traceback" not in second.stderr and "is up" not in second.stdout
+        assert first.poll() is None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=10) as r:
+            checks = json.loads(r.read())["checks"]
+        assert checks["postgresql"]["ok"] and checks["redis"]["ok"], checks
+        assert {p.pid for p in _embedded_children(state)} == servers
+        first.send_signal(signal.SIGTERM)
+        first.wait(60)
+        assert _embedded_children(state) == []
+        # The banner came once, after the API listened ("listening" is logged before "is up").
+        out = (Path(state) / "out.log").read_text()
+        assert out.count("demo is up") == 1 and out.index("API listening") < out.index("demo is up"), out[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+        for child in _embedded_children(state):
+            child.kill()
+        shutil.rmtree(state, ignore_errors=True)

@@ -219,7 +219,7 @@ class LogsFilterTests(OperationsTestCase):
         code, body = await self.call("GET", f"/api/v2/logs?id={self.ids['retrying']}&include_payload=true")
         item = body["items"][0]
         self.assertEqual(item["error"], "HTTP 500 from DHIS2: NullPointerException")
-        self.assertEqual(item["created_at"], "2024-03-16T06:00:00+00:00")
+        self.assertEqual(item["created_at"], "2024-03-16T09:00:00+03:00")  # the gateway's zone, offset shown
         self.assertEqual(item["submitted_at"], item["created_at"])
         self.assertEqual(item["task_id"], str(self.ids["retrying"]))
         self.assertEqual(item["payload"], {"row": "retrying"})

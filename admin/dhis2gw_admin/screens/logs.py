@@ -16,9 +16,18 @@ from dhis2gw_admin.screens.widgets import (ERROR_COLOR, STATUS_COLORS, Clickable
                                            label, vbox)
 from dhis2gw_admin.viewmodels.logs import STATUSES, LogsVM
 
-COLUMNS = (("id", "ID", 0.08), ("created_at", "Created", 0.17), ("kind", "Kind", 0.1),
-           ("destination", "Destination", 0.1), ("status", "Status", 0.1), ("attempts", "Tries", 0.06),
-           (None, "Error", 0.27))
+# (sort key or None, title, width weight, the row's text): header and rows share these weights and
+# the same spacing, so the cells line up; the action column is the same width on every row.
+COLUMNS = (("id", "ID", 0.06, lambda i: str(i["id"])), ("created_at", "Created", 0.15, lambda i: i["created"]),
+           (None, "Org unit", 0.17, lambda i: i.get("org_unit_text", "")),
+           (None, "Period", 0.07, lambda i: i.get("period_text", "")),
+           (None, "Submitter", 0.08, lambda i: i.get("submitter_text", "")),
+           ("kind", "Kind", 0.07, lambda i: i.get("kind", "")),
+           ("status", "Status", 0.08, lambda i: i["status"]),
+           ("attempts", "Tries", 0.04, lambda i: str(i.get("attempts", 0))),
+           (None, "Reason", 0.18, lambda i: i["error_snippet"]))
+ACTION_WEIGHT = 0.1
+ROW_SPACING = 8
 
 
 class LogsScreen(MDScreen):
@@ -34,7 +43,9 @@ class LogsScreen(MDScreen):
         self.user = field("User", width=110)
         self.kind = field("Kind / endpoint", width=140)
         self.destination = field("Destination", width=120)
-        self.text = field("Search id, uid, error…")
+        self.org_unit = field("Org unit (UID or code)", width=170)
+        self.period = field("Period", width=90)
+        self.text = field("Search id, org unit, period, error…")
         self.text.bind(on_text_validate=lambda *_: self.apply())
         self.pick_from = button("Pick", lambda: self._pick(self.date_from), style="text", size_hint_x=None)
         self.pick_to = button("Pick", lambda: self._pick(self.date_to), style="text", size_hint_x=None)
@@ -47,9 +58,9 @@ class LogsScreen(MDScreen):
         self.progress_text = label("")
         self.message = label("")
         self.error = label("", color=ERROR_COLOR)
-        self.header = hbox(height=40)
+        self.header = hbox(height=40, spacing=ROW_SPACING)
         self.header_labels: dict[str, Any] = {}
-        for key, title, weight in COLUMNS:
+        for key, title, weight, _text in COLUMNS:
             cell = ClickableRow(size_hint_x=weight)
             caption = label(title, bold=True, shorten=True)
             cell.add_widget(caption)
@@ -57,7 +68,7 @@ class LogsScreen(MDScreen):
                 cell.bind(on_release=lambda _w, k=key: self._sort(k))
                 self.header_labels[key] = (caption, title)
             self.header.add_widget(cell)
-        self.header.add_widget(label("", size_hint_x=0.12))
+        self.header.add_widget(label("", size_hint_x=ACTION_WEIGHT))
         self._sort_marks()
         self.rows = vbox(spacing=2)
         self.page_label = label("", size_hint_x=None, width=dp(320))
@@ -69,7 +80,7 @@ class LogsScreen(MDScreen):
         top = vbox(
             hbox(self.status_button, self.date_from, self.pick_from, self.date_to, self.pick_to, self.user,
                  self.kind, self.destination),
-            hbox(self.text, self.apply_button, self.clear_button, self.requeue_all_button, self.purge_button),
+            hbox(self.org_unit, self.period, self.text, self.apply_button, self.clear_button, self.requeue_all_button, self.purge_button),
             self.progress, self.progress_text, self.error, self.message, self.header, spacing=6)
         root = MDBoxLayout(orientation="vertical", padding=dp(12), spacing=dp(6))
         for w in (top, self.table, self.footer):
@@ -111,13 +122,15 @@ class LogsScreen(MDScreen):
         kind = self.kind.text.strip()
         return {"date_from": self.date_from.text, "date_to": self.date_to.text, "user": self.user.text,
                 "kind": "" if kind.startswith("/") else kind, "endpoint": kind if kind.startswith("/") else "",
-                "destination": self.destination.text, "text": self.text.text}
+                "destination": self.destination.text, "org_unit": self.org_unit.text, "period": self.period.text,
+                "text": self.text.text}
 
     def apply(self) -> None:
         self.vm.spawn(self.vm.apply(**self._filters()))
 
     def clear(self) -> None:
-        for tf in (self.date_from, self.date_to, self.user, self.kind, self.destination, self.text):
+        for tf in (self.date_from, self.date_to, self.user, self.kind, self.destination, self.org_unit, self.period,
+                   self.text):
             tf.text = ""
         self.vm.clear_filters()
         self.vm.spawn(self.vm.load())
@@ -135,22 +148,21 @@ class LogsScreen(MDScreen):
         self.rows.clear_widgets()
         self.row_widgets: dict[int, ClickableRow] = {}
         for item in items:
-            row = ClickableRow(orientation="horizontal", size_hint_y=None, height=dp(36), spacing=dp(8))
+            row = ClickableRow(orientation="horizontal", size_hint_y=None, height=dp(36), spacing=dp(ROW_SPACING))
             row.bind(on_release=lambda _w, sid=item["id"]: self.open_detail(sid))
-            row.add_widget(label(str(item["id"]), size_hint_x=0.08, shorten=True))
-            row.add_widget(label(item["created"], size_hint_x=0.17, shorten=True))
-            row.add_widget(label(item.get("kind", ""), size_hint_x=0.1, shorten=True))
-            row.add_widget(label(item.get("destination", ""), size_hint_x=0.1, shorten=True))
-            row.add_widget(label(item["status"], size_hint_x=0.1, shorten=True, bold=True,
-                                 color=STATUS_COLORS.get(item["status"])))
-            row.add_widget(label(str(item.get("attempts", 0)), size_hint_x=0.06, shorten=True))
-            row.add_widget(label(item["error_snippet"], size_hint_x=0.27, shorten=True))
+            for key, _title, weight, text in COLUMNS:
+                if key == "status":
+                    row.add_widget(label(text(item), size_hint_x=weight, shorten=True, bold=True,
+                                         color=STATUS_COLORS.get(item["status"])))
+                else:
+                    row.add_widget(label(text(item), size_hint_x=weight, shorten=True))
+            # The action cell has the header's width whether or not it holds a button.
+            action = MDBoxLayout(size_hint_x=ACTION_WEIGHT)
             if item["requeueable"]:
                 row.requeue_button = button("Requeue", lambda sid=item["id"]: self.vm.spawn(self.vm.requeue_one(sid)),
-                                            style="text", size_hint_x=0.12)
-                row.add_widget(row.requeue_button)
-            else:
-                row.add_widget(label("", size_hint_x=0.12))
+                                            style="text", size_hint_x=1)
+                action.add_widget(row.requeue_button)
+            row.add_widget(action)
             self.rows.add_widget(row)
             self.row_widgets[item["id"]] = row
         self.page_label.text = self.vm.page_text

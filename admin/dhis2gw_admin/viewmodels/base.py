@@ -72,13 +72,17 @@ def pretty_json(value: Any) -> str:
 
 
 def short_time(value: Optional[str]) -> str:
-    """An ISO timestamp as ``YYYY-MM-DD HH:MM:SS`` in local time ("" for none)."""
+    """An ISO timestamp as ``YYYY-MM-DD HH:MM:SS +03:00``: in the zone the gateway sent it in (its
+    own time zone), with that zone's offset shown ("" for none)."""
     if not value:
         return ""
     try:
-        return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return str(value)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    offset = moment.strftime("%z")
+    return f"{text} {offset[:3]}:{offset[3:]}" if offset else text
 
 
 def age_text(seconds: Optional[float]) -> str:

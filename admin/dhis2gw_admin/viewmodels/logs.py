@@ -22,11 +22,19 @@ PAGE_SIZES = (10, 20, 50, 100)
 
 
 def row_view(item: dict[str, Any]) -> dict[str, Any]:
-    """A list item with display texts added (``created``, ``error_snippet``, ``requeueable``)."""
+    """A list item with display texts added (``created``, ``error_snippet``, ``org_unit_text``,
+    ``period_text``, ``submitter_text``, ``requeueable``)."""
     row = dict(item)
     row["created"] = short_time(item.get("created_at"))
-    error = (item.get("error") or "").replace("\n", " ")
+    # The human reason first (the gateway moves DHIS2's counters to the end).
+    error = (item.get("reason") or item.get("error") or "").replace("\n", " ")
     row["error_snippet"] = error[:80] + ("…" if len(error) > 80 else "")
+    unit = item.get("org_unit") or ""
+    code = item.get("org_unit_code")
+    row["org_unit_text"] = f"{item.get('org_unit_name') or unit}{f' ({code})' if code else ''}"
+    row["period_text"] = item.get("period") or ""
+    row["submitter_text"] = item.get("submitter") or ("" if item.get("submitter_id") is None
+                                                      else f"#{item['submitter_id']}")
     row["requeueable"] = item.get("status") in REQUEUEABLE
     return row
 
@@ -42,6 +50,9 @@ class LogsVM(ViewModel):
     kind = Field("")
     endpoint = Field("")
     destination = Field("")
+    org_unit = Field("")
+    period = Field("")
+    data_set = Field("")
     text = Field("")
     sort = Field("created_at")
     descending = Field(True)
@@ -68,7 +79,8 @@ class LogsVM(ViewModel):
         values: dict[str, Any] = {"status": list(self.statuses), "from": self.date_from.strip(),
                                   "to": self.date_to.strip(), "user": self.user.strip(), "kind": self.kind.strip(),
                                   "endpoint": self.endpoint.strip(), "destination": self.destination.strip(),
-                                  "q": self.text.strip()}
+                                  "org_unit": self.org_unit.strip(), "period": self.period.strip(),
+                                  "data_set": self.data_set.strip(), "q": self.text.strip()}
         return {k: v for k, v in values.items() if v not in ("", [], None)}
 
     def query(self) -> dict[str, Any]:
@@ -83,14 +95,15 @@ class LogsVM(ViewModel):
             if name in ("status", "statuses"):
                 value = [value] if isinstance(value, str) and value else list(value or [])
                 name = "statuses"
-            if name not in ("statuses", "date_from", "date_to", "user", "kind", "endpoint", "destination", "text"):
+            if name not in ("statuses", "date_from", "date_to", "user", "kind", "endpoint", "destination", "text",
+                            "org_unit", "period", "data_set"):
                 raise AttributeError(name)
             setattr(self, name, value)
         self.page = 1
 
     def clear_filters(self) -> None:
         self.set_filters(statuses=[], date_from="", date_to="", user="", kind="", endpoint="", destination="",
-                         text="")
+                         org_unit="", period="", data_set="", text="")
 
     # --- loading -----------------------------------------------------------------------------------
     async def _load(self) -> bool:

@@ -6,6 +6,8 @@ mappings import with progress, users, log out.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import os
 import shutil
 import tempfile
@@ -63,6 +65,7 @@ def test_login_then_dashboard(ui: Driver, gateway: Gateway) -> None:
     assert "3" in texts and "last 24 h" in texts
     assert app.who.text == "boss (admin)"
     ui.screenshot("02-dashboard")
+    _publish("02-dashboard.png", "admin-dashboard.png")
 
 
 def test_filter_logs(ui: Driver, gateway: Gateway) -> None:
@@ -86,6 +89,15 @@ def test_filter_logs(ui: Driver, gateway: Gateway) -> None:
     ui.click(logs.apply_button)
     ui.until(lambda: sorted(logs.row_widgets) == sorted(STATE["failed"]), what="only failed rows")
     assert logs.page_label.text == "Page 1 of 1 — 3 submission(s)"
+    # Every row's cells start where their header does (rows with a Requeue button included).
+    ui.pump(0.3)
+    # (offsets from the first cell: the rows sit in a scroll view, which has its own coordinates)
+    def offsets(box: Any) -> list[int]:
+        cells = list(reversed(box.children))
+        return [round(c.x - cells[0].x) for c in cells] + [round(cells[-1].right - cells[0].x)]
+
+    for row in logs.row_widgets.values():
+        assert offsets(row) == offsets(logs.header), (offsets(logs.header), offsets(row))
     ui.screenshot("03-logs")
     _publish("03-logs.png", "admin-logs.png")
 
@@ -153,6 +165,7 @@ def test_mappings_import(ui: Driver, gateway: Gateway) -> None:
     ui.until(lambda: "Row 3, dataelement" in screen.import_errors.text, what="row errors")
     ui.until(lambda: "nothing was imported" in screen.error.text, what="all-or-nothing refusal")
     ui.screenshot("07-mappings")
+    _publish("07-mappings.png", "admin-mappings.png")
 
 
 def test_users(ui: Driver, gateway: Gateway) -> None:
@@ -169,6 +182,7 @@ def test_users(ui: Driver, gateway: Gateway) -> None:
     ui.until(lambda: "User clerk created" in screen.message.text, what="user created")
     ui.until(lambda: len(screen.rows.children) == 2, what="two users")
     ui.screenshot("08-users")
+    _publish("08-users.png", "admin-users.png")
 
 
 def test_logout(ui: Driver, gateway: Gateway) -> None:

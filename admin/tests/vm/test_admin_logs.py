@@ -130,3 +130,70 @@ class LogsViewModelTests(AdminGatewayCase):
         self.assertEqual(vm.items[0]["status"], "queued")
         self.assertFalse(await vm.delete_one(10_000_000))
         self.assertEqual(vm.error, "Submission not found.")
+
+
+class LogsOperatorColumnsTests(AdminGatewayCase):
+    """The list answers "did facility X report for January?": org unit, period, submitter, zone."""
+
+    async def test_rows_name_org_unit_period_and_submitter_and_filter_by_them(self) -> None:
+        """Rows carry the org unit (name and code from the org-unit cache), period and submitter;
+        the org unit and period filters select their rows; times show the gateway's offset."""
+        from tests.support.processes import facility_uids
+
+        model = await self.logged_in()
+        units = facility_uids()
+        await self.gateway.db.execute("test.ou", "INSERT INTO organisation_units (uid, code, name, level, path)"
+                                      " VALUES (%s, 'KAL-HC3', 'Kaliro Town HC III', 4, %s)", (units[0], "/" + units[0]))
+        january = await self.submit(1, facility=0, period="202401")
+        february = await self.submit(2, facility=0, period="202402")
+        other = await self.submit(3, facility=1, period="202401")
+        for sid in (january, february, other):
+            await self.wait_status(sid, ("delivered",))
+        vm = model.logs
+        self.assertTrue(await vm.apply(org_unit="KAL-HC3"))
+        self.assertEqual(sorted(i["id"] for i in vm.items), [january, february])
+        row = next(i for i in vm.items if i["id"] == january)
+        self.assertEqual((row["org_unit_text"], row["period_text"], row["submitter_text"]),
+                         ("Kaliro Town HC III (KAL-HC3)", "202401", "boss"))
+        self.assertRegex(row["created"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d$")
+        self.assertTrue(await vm.apply(org_unit="", period="202401"))
+        self.assertEqual(sorted(i["id"] for i in vm.items), [january, other])
+        self.assertTrue(await vm.apply(period="", text="Kaliro"))
+        self.assertEqual(sorted(i["id"] for i in vm.items), [january, february])
+
+
+class ReportViewModelTests(AdminGatewayCase):
+    """The report screen's state: facilities × periods from the gateway, problems only, pages."""
+
+    async def test_report_of_two_periods(self) -> None:
+        """Delivered and missing cells per facility; totals; 'problems only' keeps the gaps; pages."""
+        from tests.support.processes import DS_HMIS, facility_uids
+
+        model = await self.logged_in()
+        units = facility_uids()
+        for n, uid in enumerate(units[:3]):
+            await self.gateway.db.execute("test.ou", "INSERT INTO organisation_units (uid, code, name, level, path)"
+                                          " VALUES (%s, %s, %s, 4, %s)", (uid, f"HC-{n}", f"Health Centre {n}", "/" + uid))
+        sids = [await self.submit(1, facility=0, period="202401"), await self.submit(2, facility=1, period="202401"),
+                await self.submit(3, facility=0, period="202402")]
+        for sid in sids:
+            await self.wait_status(sid, ("delivered",))
+        vm = model.report
+        self.assertFalse(await vm.load(data_set=DS_HMIS, periods_text=""))
+        self.assertIn("period", vm.error)
+        self.assertTrue(await vm.load(data_set=DS_HMIS, periods_text="202401, 202402"))
+        self.assertEqual(vm.periods, ["202401", "202402"])
+        got = {r["label"]: r["statuses"] for r in vm.rows}
+        self.assertEqual(got, {"Health Centre 0 (HC-0)": ["delivered", "delivered"],
+                               "Health Centre 1 (HC-1)": ["delivered", "missing"],
+                               "Health Centre 2 (HC-2)": ["missing", "missing"]})
+        self.assertIn("202401: 2 delivered", vm.totals_text)
+        vm.set_problems_only(True)
+        self.assertEqual([r["label"] for r in vm.rows], ["Health Centre 1 (HC-1)", "Health Centre 2 (HC-2)"])
+        vm.page_size = 1
+        vm.set_problems_only(True)
+        self.assertEqual(vm.page_text, "Page 1 of 2 — 2 of 3 facilities")
+        vm.next_page()
+        self.assertEqual([r["label"] for r in vm.rows], ["Health Centre 2 (HC-2)"])
+        self.assertFalse(await vm.load(data_set="bad"))
+        self.assertIn("data_set", vm.error)
