@@ -28,11 +28,12 @@ STATE: dict[str, list[int]] = {}
 
 
 def _failed_submissions(gateway: Gateway) -> None:
-    """Two delivered submissions, then three that DHIS2 refuses with a 500 (no retries → failed)."""
+    """Two delivered submissions, then three that DHIS2 refuses with a 500 while it answers other work
+    (its health check passes, so each 500 spends a retry; no retries → failed)."""
     ok = [gateway.submit(10 + i, facility=i) for i in range(2)]
     for sid in ok:
         gateway.wait_status(sid, "delivered")
-    gateway.sim.control("faults", {"error_rate": {"rate": 1.0, "status": 500}})
+    gateway.sim.control("faults", {"error_rate": {"rate": 1.0, "status": 500, "paths": ["dataValueSets"]}})
     failed = [gateway.submit(20 + i, facility=5 + i) for i in range(3)]
     for sid in failed:
         gateway.wait_status(sid, "failed")
