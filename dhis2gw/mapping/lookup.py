@@ -7,7 +7,7 @@ database is always right), so a missed invalidation cannot serve stale mappings 
 
 :class:`CachedMappings` has the interface of :class:`dhis2gw.storage.mappings.MappingStore`
 (what ``AggregateKind`` calls) and the same semantics: for each key the most specific row wins
-(source_name and instance_name set beat empty ones).
+(source_name and instance_name set beat empty or ``default`` ones, which mean "any").
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 
 from twisted.logger import Logger
 
-from dhis2gw.storage.mappings import MappingAdminStore, MappingStore
+from dhis2gw.storage.mappings import MappingAdminStore, MappingStore, scope_rank
 
 _SCHEME_COLUMN = {"CODE": "code", "NAME": "name", "UID": "dataelement"}
 
@@ -67,7 +67,7 @@ class _Scope:
         self.de: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = {"code": {}, "name": {}, "dataelement": {}}
         self.ou: dict[str, tuple[int, str]] = {}
         for row in rows:
-            rank = (row["source_name"] != "") * 2 + (row["instance_name"] != "")
+            rank = scope_rank(row)
             if row["what"] == "de":
                 for column, index in self.de.items():
                     index.setdefault(row[column], []).append((rank, row))

@@ -34,8 +34,10 @@ COLUMN_DOCS: dict[str, str] = {
     "category_option_combo": "DHIS2 category option combo UID (optional; empty = default).",
     "category_option": "DHIS2 category option UID (required when what=co).",
     "category_combo": "DHIS2 category combo UID (optional).",
-    "instance_name": "The destination's instance_name this row applies to; empty = every destination.",
-    "source_name": "The submitter's source_name this row applies to; empty = every submitter.",
+    "instance_name": "The destination's instance_name this row applies to; empty or default = every destination"
+                     " (the original's sheets say default).",
+    "source_name": "The submitter's source_name this row applies to; empty or default = every submitter"
+                   " (the original's sheets say default); a named row wins over these.",
     "source_orgunit": "The submitter's org-unit code (what=ou; the code is used when empty).",
     "destination_orgunit": "DHIS2 org unit UID (required when what=ou).",
 }

@@ -3,8 +3,9 @@
 Lookups on the ingest hot path; import/export and CRUD build on the same table.
 ``what`` is ``de`` for data-value mappings (code → dataelement + category_option_combo),
 ``ou`` for org-unit mappings (source_orgunit → destination_orgunit) and ``co`` for category
-options. A mapping row with an empty ``source_name``/``instance_name`` applies to every
-submitter/destination; a specific row wins over a generic one.
+options. A mapping row whose ``source_name``/``instance_name`` is empty or ``default`` applies to
+every submitter/destination (``default`` is how the original dhis2gw wrote "any": its sheets carry
+``default``/``default`` on every row); a specific row wins over a generic one.
 """
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ from typing import Any, Iterable, Optional
 from dhis2gw.storage.database import Database
 
 _SCHEME_COLUMN = {"CODE": "code", "NAME": "name", "UID": "dataelement"}
+# source_name / instance_name values meaning "every submitter / every destination".
+ANY_SCOPE: tuple[str, ...] = ("", "default")
+_IN_SCOPE = "source_name IN (%s, '', 'default') AND instance_name IN (%s, '', 'default')"
+
+
+def scope_rank(row: dict[str, Any]) -> int:
+    """How specific a row is: a named source (2) beats a named instance (1) beats "any" (0)."""
+    return (row["source_name"] not in ANY_SCOPE) * 2 + (row["instance_name"] not in ANY_SCOPE)
 
 
 class MappingStore:
@@ -36,11 +45,10 @@ class MappingStore:
             "mappings.data_values",
             f"SELECT code, name, dataset, dataelement, category_option_combo, source_name, instance_name"
             f" FROM dhis2_mappings WHERE what = 'de' AND {column} = ANY(%s)"
-            " AND source_name IN (%s, '') AND instance_name IN (%s, '')",
-            (lookup, source_name, instance_name))
+            " AND " + _IN_SCOPE, (lookup, source_name, instance_name))
         best: dict[str, tuple[int, dict[str, Any]]] = {}
         for row in rows:
-            rank = (row["source_name"] != "") * 2 + (row["instance_name"] != "")
+            rank = scope_rank(row)
             keyed = row[column] if column != "dataelement" else row["dataelement"]
             candidates = [k for k in wanted if (k.split(".", 1)[0] if column == "dataelement" else k) == keyed]
             for key in candidates:
@@ -59,11 +67,10 @@ class MappingStore:
             "mappings.org_unit",
             "SELECT destination_orgunit, source_name, instance_name FROM dhis2_mappings"
             " WHERE what = 'ou' AND (source_orgunit = %s OR code = %s)"
-            " AND source_name IN (%s, '') AND instance_name IN (%s, '')",
-            (source_orgunit, source_orgunit, source_name, instance_name))
+            " AND " + _IN_SCOPE, (source_orgunit, source_orgunit, source_name, instance_name))
         if not rows:
             return None
-        rows.sort(key=lambda r: (r["source_name"] != "") * 2 + (r["instance_name"] != ""), reverse=True)
+        rows.sort(key=scope_rank, reverse=True)
         return rows[0]["destination_orgunit"] or None
 
 
@@ -189,4 +196,4 @@ class MappingAdminStore:
             "mappings.scope",
             "SELECT code, name, what, dataset, dataelement, category_option_combo, source_name, instance_name,"
             " source_orgunit, destination_orgunit FROM dhis2_mappings WHERE what IN ('de', 'ou')"
-            " AND source_name IN (%s, '') AND instance_name IN (%s, '') ORDER BY id", (source_name, instance_name))
+            " AND " + _IN_SCOPE + " ORDER BY id", (source_name, instance_name))
