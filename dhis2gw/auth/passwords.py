@@ -4,6 +4,11 @@ argon2 is deliberately slow (tens of milliseconds and tens of MiB per hash): run
 reactor thread it would stall every other request. ``PasswordHasher`` therefore runs each
 hash and verification in the reactor's thread pool (``deferToThreadPool``), so the reactor
 it is given must provide ``IReactorThreads``.
+
+Users imported from the original Go dhis2gw (``dhis2gw import-legacy``) keep their bcrypt hash
+(``$2a$``/``$2b$``/``$2y$``, as pgcrypto's ``crypt(…, gen_salt('bf'))`` and Go's bcrypt wrote
+them): ``verify`` checks those with the ``bcrypt`` library, and ``needs_rehash`` says yes, so the
+first successful login replaces the hash with an argon2id one.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import argon2
+import bcrypt
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.threads import deferToThreadPool
@@ -18,6 +24,12 @@ from twisted.internet.threads import deferToThreadPool
 # A hash of a random string: verified against when the username does not exist, so a
 # failed login costs the same time whether or not the user exists (no user enumeration).
 _DUMMY_PASSWORD = "dhis2gw-no-such-user-8c1e5f0a"
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+
+
+def is_bcrypt(encoded: str) -> bool:
+    """True for a bcrypt hash (the original dhis2gw's), False for anything else (argon2id)."""
+    return encoded.startswith(BCRYPT_PREFIXES)
 
 
 class WeakPassword(ValueError):
@@ -88,6 +100,13 @@ class PasswordHasher:
         return result
 
     def _verify_blocking(self, encoded: str, password: str) -> bool:
+        if is_bcrypt(encoded):
+            try:
+                # bcrypt reads at most 72 bytes; bcrypt 5 refuses longer passwords with ValueError
+                # where Go's bcrypt and pgcrypto compared the first 72, so cut them the same way.
+                return bool(bcrypt.checkpw(password.encode("utf-8")[:72], encoded.encode("ascii")))
+            except ValueError:
+                return False
         try:
             return bool(self._hasher.verify(encoded, password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -108,7 +127,9 @@ class PasswordHasher:
         return ok
 
     def needs_rehash(self, encoded: str) -> bool:
-        """True when ``encoded`` was made with other parameters than the current ones."""
+        """True when ``encoded`` was made with other parameters than the current ones (or is bcrypt)."""
+        if is_bcrypt(encoded):
+            return True
         try:
             return bool(self._hasher.check_needs_rehash(encoded))
         except (InvalidHashError, ValueError):
