@@ -6,7 +6,9 @@ stdout (journald under systemd), exactly like ``twistd -n dhis2gw --config …``
 * ``dhis2gw migrate --config F`` applies pending migrations and exits;
 * ``dhis2gw check-config --config F`` validates the configuration and prints a summary;
 * ``dhis2gw createuser USERNAME --role admin [--email E] [--password-stdin]`` creates a user
-  (the password is prompted for, or read from standard input).
+  (the password is prompted for, or read from standard input);
+* ``dhis2gw import-legacy --from URI [--dry-run] [--requeue]`` imports the database of an
+  original Go dhis2gw (``dhis2gw.legacy``; docs/upgrade-from-go.md).
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     cu.add_argument("--email", default=None)
     cu.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     cu.add_argument("--config", "-c", dest="sub_config", default=None)
+    from dhis2gw.legacy.command import add_arguments as add_import_legacy
+
+    add_import_legacy(sub)
     return parser
 
 
@@ -161,6 +166,19 @@ def cmd_createuser(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_legacy(args: argparse.Namespace) -> int:
+    """``dhis2gw import-legacy`` (dhis2gw.legacy.command)."""
+    from dhis2gw.legacy.command import run
+    from dhis2gw.tap import start_embedded
+
+    config, embedded = start_embedded(_config(args), exclusive=False)
+    try:
+        return run(args, config, _react)
+    finally:
+        for server in reversed(embedded):
+            server.stop()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the gateway in the foreground until SIGTERM/SIGINT."""
     from twisted.internet import reactor
@@ -209,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = _parser().parse_args(argv)
     command = args.command or "run"
     handlers = {"run": cmd_run, "migrate": cmd_migrate, "check-config": cmd_check_config,
-                "createuser": cmd_createuser}
+                "createuser": cmd_createuser, "import-legacy": cmd_import_legacy}
     raise SystemExit(handlers[command](args))
 
 
