@@ -23,6 +23,8 @@ def add_arguments(sub: Any) -> None:
                    help="deliver the submissions that were queued or failed in the Go dhis2gw")
     p.add_argument("--legacy-timezone", default=None,
                    help="zone of the Go dhis2gw's timestamps (default: server.timezone)")
+    p.add_argument("--legacy-config", default=None, metavar="FILE",
+                   help="the Go dhis2gw's configuration file, for its api.cc_dhis2_* server lists")
     p.add_argument("--servers-out", default="dhis2gw-servers-from-go.yml",
                    help="YAML fragment with the servers: entries (default: %(default)s)")
     p.add_argument("--env-out", default="dhis2gw-servers-from-go.env",
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace, config: Any, react: Any) -> int:
             raise SystemExit(1) from None
         try:
             summary = import_legacy(args.legacy_uri, config.database.dsn(),
-                                    timezone=args.legacy_timezone or config.server.timezone, config=config,
+                                    timezone=args.legacy_timezone or config.server.timezone,
+                                    cc_lists=_cc_lists(args.legacy_config, config),
                                     servers_out=args.servers_out, env_out=args.env_out, dry_run=args.dry_run)
         except Exception as e:  # noqa: BLE001 - psycopg2 errors reaching the Go database: one clear line
             sys.stderr.write(f"dhis2gw: import-legacy failed: {str(e).strip()}\n")
@@ -56,6 +59,18 @@ def run(args: argparse.Namespace, config: Any, react: Any) -> int:
 
     react(main)  # exits the process with main's outcome
     return 0
+
+
+def _cc_lists(path: Any, config: Any) -> dict[str, tuple[str, ...]]:
+    """CC lists from the original's configuration file (raw: its names need not be servers here yet)."""
+    from dhis2gw.legacy.importer import CC_KEYS, cc_lists_from
+
+    if path:
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            return cc_lists_from(yaml.safe_load(f))
+    return {key: tuple(getattr(config.api, key, ())) for key in CC_KEYS if getattr(config.api, key, ())}
 
 
 async def _requeue(reactor: Any, config: Any, summary: ImportSummary) -> None:

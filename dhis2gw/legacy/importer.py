@@ -11,7 +11,7 @@ tables through :class:`~dhis2gw.storage.legacy_source.LegacySource`, converts th
 * mappings keep their 13 columns and ``dimension_type``; ``dhis2_mapping_dimension`` rows
   (never used by the original) are counted and skipped;
 * servers become a ``servers:`` YAML fragment for the operator to review, with the CC role
-  lists of the configuration; their passwords/tokens go to an environment file (mode 0600);
+  lists of the original configuration file (its ``api.cc_dhis2_*`` keys, server names renamed); their passwords/tokens go to an environment file (mode 0600);
 * every ``submission_log`` row becomes a submission in a final state with an ``imported``
   event; the rows still ``queued`` or ``failed`` there are listed, and :func:`requeue_imported`
   (``--requeue``) sends them through this gateway's requeue path.
@@ -107,7 +107,23 @@ class ImportSummary:
         return out
 
 
-def import_legacy(source_dsn: str, target_dsn: str, *, timezone: str, config: Any = None,
+def cc_lists_from(document: Any) -> dict[str, tuple[str, ...]]:
+    """The CC role lists of an original configuration file's ``api:`` section (raw YAML, names as written)."""
+    api = (document or {}).get("api") or {} if isinstance(document, dict) else {}
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in CC_KEYS:
+        raw = api.get(key)
+        if raw is None and key == "cc_dhis2_ou_group_add_servers":
+            raw = api.get("cc_dhis2_ougroup_add_servers")  # the original sample's spelling
+        items = raw if isinstance(raw, list) else str(raw or "").split(",")
+        names = tuple(str(item).strip() for item in items if str(item).strip())
+        if names:
+            lists[key] = names
+    return lists
+
+
+def import_legacy(source_dsn: str, target_dsn: str, *, timezone: str,
+                  cc_lists: Optional[dict[str, tuple[str, ...]]] = None,
                   servers_out: Optional[str] = None, env_out: Optional[str] = None,
                   dry_run: bool = False) -> ImportSummary:
     """Run the import (see module docstring); the target must be migrated already."""
@@ -124,7 +140,7 @@ def import_legacy(source_dsn: str, target_dsn: str, *, timezone: str, config: An
             target.rollback()
         else:
             target.commit()
-        _servers(servers, config, summary, servers_out, env_out, write=not dry_run)
+        _servers(servers, cc_lists or {}, summary, servers_out, env_out, write=not dry_run)
     finally:
         source.close()
         target.close()
@@ -221,7 +237,7 @@ def _submissions(source: LegacySource, target: LegacyTarget, summary: ImportSumm
 
 
 # --- servers --------------------------------------------------------------------------------------
-def _servers(rows: list[dict[str, Any]], config: Any, summary: ImportSummary, servers_out: Optional[str],
+def _servers(rows: list[dict[str, Any]], cc_source: dict[str, tuple[str, ...]], summary: ImportSummary, servers_out: Optional[str],
              env_out: Optional[str], write: bool) -> None:
     counts = summary.tables["servers"]
     taken: set[str] = set()
@@ -246,9 +262,8 @@ def _servers(rows: list[dict[str, Any]], config: Any, summary: ImportSummary, se
         entries.append((name, entry, notes))
         secrets.update(entry_secrets)
     cc_lists: dict[str, str] = {}
-    api = getattr(config, "api", None)
     for key in CC_KEYS:
-        listed = tuple(getattr(api, key, ()) or ())
+        listed = cc_source.get(key, ())
         if not listed:
             continue
         mapped = []
