@@ -33,7 +33,7 @@ from dhis2gw.operations.openapi import build_document
 
 _PAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 PAGE_ORDER = ("overview", "quick-start", "aggregate", "tracker", "mappings", "operations", "scale-out",
-              "writing-a-plugin")
+              "writing-a-plugin", "upgrade-from-go")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".html": "text/html; charset=utf-8", ".map": "application/json", ".png": "image/png",
           ".svg": "image/svg+xml", ".ico": "image/x-icon", ".json": "application/json", ".txt": "text/plain"}
