@@ -87,7 +87,8 @@ async def _requeue(reactor: Any, config: Any, summary: ImportSummary) -> None:
     try:
         await db.started
         queue = SubmissionQueue(redis, reactor, config.queue.prefix, config.queue.lease_seconds)
-        summary.requeue = await requeue_imported(db, queue, config, [new_id for _, new_id, _ in summary.undelivered])
+        ids = [new_id for _, new_id, _ in summary.undelivered]
+        summary.requeue = await requeue_imported(reactor, db, queue, config, ids)
     finally:
         await redis.stopService()
         await db.stopService()

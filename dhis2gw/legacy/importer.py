@@ -100,8 +100,9 @@ class ImportSummary:
             if len(self.undelivered) > 50:
                 out.append(f"  … and {len(self.undelivered) - 50} more (GET /api/v2/logs?q=legacy-<id>)")
         if self.requeue is not None:
-            out.append("requeue: " + ", ".join(f"{k} {v}" for k, v in self.requeue.items() if k != "not_prepared"))
-            for line in self.requeue.get("not_prepared", [])[:50]:
+            out.append("requeue: " + ", ".join(f"{k} {v}" for k, v in self.requeue.items()
+                                               if k != "not_prepared_rows"))
+            for line in self.requeue.get("not_prepared_rows", [])[:50]:
                 out.append(f"  not requeued: {line}")
         out.append(f"changes: {self.changes}")
         return out
