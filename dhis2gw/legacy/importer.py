@@ -11,7 +11,8 @@ tables through :class:`~dhis2gw.storage.legacy_source.LegacySource`, converts th
 * mappings keep their 13 columns and ``dimension_type``; ``dhis2_mapping_dimension`` rows
   (never used by the original) are counted and skipped;
 * servers become a ``servers:`` YAML fragment for the operator to review, with the CC role
-  lists of the original configuration file (its ``api.cc_dhis2_*`` keys, server names renamed); their passwords/tokens go to an environment file (mode 0600);
+  lists of the original configuration file (its ``api.cc_dhis2_*`` keys, server names renamed);
+  their passwords/tokens go to an environment file (mode 0600);
 * every ``submission_log`` row becomes a submission in a final state with an ``imported``
   event; the rows still ``queued`` or ``failed`` there are listed, and :func:`requeue_imported`
   (``--requeue``) sends them through this gateway's requeue path.
@@ -238,8 +239,8 @@ def _submissions(source: LegacySource, target: LegacyTarget, summary: ImportSumm
 
 
 # --- servers --------------------------------------------------------------------------------------
-def _servers(rows: list[dict[str, Any]], cc_source: dict[str, tuple[str, ...]], summary: ImportSummary, servers_out: Optional[str],
-             env_out: Optional[str], write: bool) -> None:
+def _servers(rows: list[dict[str, Any]], cc_source: dict[str, tuple[str, ...]], summary: ImportSummary,
+             servers_out: Optional[str], env_out: Optional[str], write: bool) -> None:
     counts = summary.tables["servers"]
     taken: set[str] = set()
     names: dict[str, str] = {}

@@ -113,7 +113,8 @@ class ImportLegacyTests(SynchronousTestCase):
         self.assertIn("changes: 0", second)
         self.assertRegex(second, r"submission_log\s+read\s+7000\s+inserted\s+0\s+updated\s+0\s+unchanged\s+7000")
         self.assertRegex(second, r"users\s+read\s+4\s+inserted\s+0\s+updated\s+0\s+unchanged\s+4")
-        self.assertRegex(second, r"dhis2_mappings\s+read\s+5\s+inserted\s+0\s+updated\s+0\s+unchanged\s+4\s+skipped\s+1")
+        self.assertRegex(second,
+                         r"dhis2_mappings\s+read\s+5\s+inserted\s+0\s+updated\s+0\s+unchanged\s+4\s+skipped\s+1")
         self.assertEqual(self.snapshot(), before)
 
     def snapshot(self) -> Any:
@@ -146,11 +147,12 @@ class ImportLegacyTests(SynchronousTestCase):
                                                 "instance_name", "source_orgunit", "destination_orgunit",
                                                 "dimension_type")},
                          {"uid": "mOPDdefault", "what": "de", "name": "OPD", "description": "OPD visits",
-                          "dataset": "uFaVMlw4qxK", "dataelement": "Re46C6Apebu", "category_option_combo": "HllvX50cXC0",
-                          "category_option": "", "category_combo": "bjDvmb4bfuf", "instance_name": "default",
+                          "dataset": "uFaVMlw4qxK", "dataelement": "Re46C6Apebu",
+                          "category_option_combo": "HllvX50cXC0", "category_option": "",
+                          "category_combo": "bjDvmb4bfuf", "instance_name": "default",
                           "source_orgunit": "", "destination_orgunit": "", "dimension_type": "none"})
-        self.assertEqual((rows[("ANC1", "default")]["category_option_combo"], rows[("ANC1", "default")]["dimension_type"]),
-                         ("", "attribution"))
+        anc = rows[("ANC1", "default")]
+        self.assertEqual((anc["category_option_combo"], anc["dimension_type"]), ("", "attribution"))
         self.assertEqual((rows[("OPD", "emr")]["instance_name"], rows[("OPD", "emr")]["dataelement"]),
                          ("main", "fBMbkOwHQxP"))
         kal = rows[("KAL-01", "default")]

@@ -44,7 +44,7 @@ class RequeueTests(DeliveryRig):
         return sum(1 for r in self.sim.store.requests if r.path.endswith("/dataValueSets"))
 
     async def test_requeue_delivers_the_undelivered_rows_once(self) -> None:
-        """Queued and failed rows are delivered once each; delivered/rejected ones are not sent; a rerun sends nothing."""
+        """Queued and failed rows are delivered once each; delivered/rejected ones are not; a rerun sends nothing."""
         legacy, rows = self.legacy()
         plain = await self.import_(legacy)
         self.assertIn("8 submission(s) were queued or failed", plain)
