@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+import orjson
 import psycopg2
 import psycopg2.extras
 
@@ -33,14 +34,22 @@ _MAPPING_UPSERT = (
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _MAPPING_VALUES) + ", updated_at = now()"
     " WHERE (" + ", ".join(f"dhis2_mappings.{c}" for c in _MAPPING_VALUES) + ") IS DISTINCT FROM ("
     + ", ".join(f"EXCLUDED.{c}" for c in _MAPPING_VALUES) + ") RETURNING (xmax = 0) AS inserted")
-_SUBMISSION_COLUMNS = ("uid", "kind", "destination", "endpoint", "idempotency_key", "payload", "dhis2_payload",
-                       "status", "attempts", "created_at", "updated_at", "last_attempt_at", "finished_at", "response",
-                       "import_count", "conflicts", "error", "value_count")
-_JSON_COLUMNS = frozenset({"payload", "dhis2_payload", "response", "import_count", "conflicts"})
-
-
-def _j(value: Any) -> Any:
-    return None if value is None else psycopg2.extras.Json(value)
+# Imported rows: aggregate submissions to `main`, no submitter (the original recorded none).
+_SUBMISSION_TYPES = {
+    "uid": "text", "idempotency_key": "text", "payload": "jsonb", "dhis2_payload": "jsonb", "status": "text",
+    "attempts": "integer", "created_at": "timestamptz", "updated_at": "timestamptz", "last_attempt_at": "timestamptz",
+    "finished_at": "timestamptz", "response": "jsonb", "import_count": "jsonb", "conflicts": "jsonb", "error": "text",
+    "value_count": "integer"}
+_SUBMISSION_COLUMNS = tuple(_SUBMISSION_TYPES)
+_SUBMISSION_INSERT = (
+    "WITH r AS (SELECT * FROM json_to_recordset(%s::json) AS r("
+    + ", ".join(f"{c} {t}" for c, t in _SUBMISSION_TYPES.items()) + ", detail text)),"
+    " s AS (INSERT INTO submissions (kind, destination, endpoint, " + ", ".join(_SUBMISSION_COLUMNS) + ")"
+    " SELECT 'aggregate', 'main', '/api/v2/aggregate', " + ", ".join(f"r.{c}" for c in _SUBMISSION_COLUMNS)
+    + " FROM r RETURNING id, idempotency_key, status),"
+    " e AS (INSERT INTO submission_events (submission_id, event, status, destination, detail, actor)"
+    " SELECT s.id, 'imported', s.status, 'main', r.detail, %s FROM s JOIN r USING (idempotency_key))"
+    " SELECT id, idempotency_key FROM s")
 
 
 class LegacyTarget:
@@ -111,23 +120,17 @@ class LegacyTarget:
         return {r["key"]: dict(r) for r in self.cur.fetchall()}
 
     def insert_submissions(self, rows: Sequence[dict[str, Any]], actor: str) -> dict[str, int]:
-        """Insert submissions with an ``imported`` event each; return ``idempotency_key → id``."""
+        """Insert submissions with an ``imported`` event each; return ``idempotency_key → id``.
+
+        One statement per chunk: the rows travel as one JSON document (``json_to_recordset``),
+        the submissions and their events are inserted by data-modifying CTEs.
+        """
         if not rows:
             return {}
-        values = []
-        for row in rows:
-            row = {**row, "uid": generate_uid(), "kind": "aggregate", "destination": "main",
-                   "endpoint": "/api/v2/aggregate"}
-            values.append([_j(row[c]) if c in _JSON_COLUMNS else row[c] for c in _SUBMISSION_COLUMNS])
-        inserted = psycopg2.extras.execute_values(
-            self.cur, "INSERT INTO submissions (" + ", ".join(_SUBMISSION_COLUMNS) + ") VALUES %s"
-            " RETURNING id, idempotency_key, status, destination", values, page_size=1000, fetch=True)
-        ids = {r["idempotency_key"]: r["id"] for r in inserted}
-        psycopg2.extras.execute_values(
-            self.cur, "INSERT INTO submission_events (submission_id, event, status, destination, detail, actor)"
-            " VALUES %s", [(ids[row["idempotency_key"]], "imported", row["status"], "main", row["detail"][:1000],
-                            actor) for row in rows], page_size=1000)
-        return ids
+        document = orjson.dumps([{**{c: row[c] for c in _SUBMISSION_COLUMNS if c in row}, "uid": generate_uid(),
+                                  "detail": row["detail"][:1000]} for row in rows])
+        self.cur.execute(_SUBMISSION_INSERT, (document.decode(), actor))
+        return {r["idempotency_key"]: r["id"] for r in self.cur.fetchall()}
 
 
 class ImportedSubmissions:
