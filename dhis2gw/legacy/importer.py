@@ -37,6 +37,10 @@ CC_KEYS = ("cc_dhis2_servers", "cc_dhis2_hierarchy_servers", "cc_dhis2_create_se
 _BATCH = 1000
 
 
+class LegacyImportError(Exception):
+    """The source is not a Go dhis2gw database (or cannot be imported); the message says why."""
+
+
 @dataclass
 class TableCounts:
     """What happened to one table's rows."""
@@ -97,7 +101,8 @@ class ImportSummary:
                        "delivered" + (" (requeued below)" if self.requeue is not None else
                                       "; run again with --requeue to deliver them:"))
             for legacy_id, new_id, status in self.undelivered[:50]:
-                out.append(f"  submission_log #{legacy_id} ({status}) → submission {new_id}")
+                out.append(f"  submission_log #{legacy_id} ({status})"
+                           + ("" if self.dry_run else f" → submission {new_id}"))
             if len(self.undelivered) > 50:
                 out.append(f"  … and {len(self.undelivered) - 50} more (GET /api/v2/logs?q=legacy-<id>)")
         if self.requeue is not None:
@@ -131,6 +136,10 @@ def import_legacy(source_dsn: str, target_dsn: str, *, timezone: str,
     """Run the import (see module docstring); the target must be migrated already."""
     summary = ImportSummary(dry_run=dry_run)
     source = LegacySource(source_dsn, timezone)
+    if not any(source.has(t) for t in ("users", "dhis2_mappings", "submission_log", "servers")):
+        source.close()
+        raise LegacyImportError("the database has none of the Go dhis2gw's tables (users, dhis2_mappings, "
+                                "submission_log, servers): is --from the right database?")
     target = LegacyTarget(target_dsn)
     try:
         _users(source, target, summary)
@@ -152,6 +161,7 @@ def import_legacy(source_dsn: str, target_dsn: str, *, timezone: str,
 def _users(source: LegacySource, target: LegacyTarget, summary: ImportSummary) -> None:
     counts = summary.tables["users"]
     present = target.existing_usernames()
+    this_run: set[str] = set()
     for legacy in source.users():
         counts.read += 1
         row, reason, warning = convert.user_row(legacy)
@@ -161,11 +171,16 @@ def _users(source: LegacySource, target: LegacyTarget, summary: ImportSummary) -
             continue
         if warning:
             summary.warnings.append(warning)
+        if row["username"].lower() in this_run:
+            counts.skipped += 1  # the original compared usernames case-sensitively; this gateway does not
+            summary.skipped.append(f"users #{legacy.get('id')}: {row['username']!r} differs only in case from "
+                                   "another user of the Go dhis2gw")
+            continue
+        this_run.add(row["username"].lower())
         if row["username"].lower() in present:
             counts.unchanged += 1  # imported by an earlier run, or made here: either way left as it is
             continue
         target.insert_user(row)
-        present.add(row["username"].lower())
         counts.inserted += 1
 
 

@@ -19,7 +19,7 @@ from tests.legacy.support import (
     LEGACY_TZ, ORIGINAL_STATUSES, connect, legacy_database, legacy_log_row, run_import, seed_log, seed_mapping,
     seed_user,
 )
-from tests.support.services import MIGRATIONS, migrated_database, test_environ
+from tests.support.services import MIGRATIONS, create_database, migrated_database, test_environ
 
 PER_STATUS = 1000
 EXPECTED_STATUS = {"queued": "failed", "failed": "failed", "SUCCESS": "delivered", "OK": "delivered",
@@ -246,3 +246,21 @@ class OlderSchemaTests(SynchronousTestCase):
                                     "dimension_type": "none"}])
         sub = _rows(target, "SELECT status, dhis2_payload, error FROM submissions")
         self.assertEqual(sub, [{"status": "delivered", "dhis2_payload": None, "error": None}])
+
+    def test_usernames_differing_in_case_and_a_wrong_database(self) -> None:
+        """'Bob' and 'bob' were two users there: the second is skipped and said; a non-dhis2gw database is refused."""
+        legacy = legacy_database(7)
+        target = migrated_database()
+        conn = connect(legacy)
+        seed_user(conn, "Bob", "Bob-Password-1")
+        seed_user(conn, "bob", "Bob-Password-2")
+        conn.close()
+        workdir = Path(tempfile.mkdtemp(prefix="legacy-import-"))
+        result = run_import(target, legacy, workdir)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("'bob' differs only in case from another user of the Go dhis2gw", result.stdout)
+        users = _rows(target, "SELECT username FROM users WHERE username ILIKE 'bob'")
+        self.assertEqual([r["username"] for r in users], ["Bob"])
+        wrong = run_import(target, create_database(), workdir)  # an empty database
+        self.assertEqual(wrong.returncode, 1)
+        self.assertIn("none of the Go dhis2gw's tables", wrong.stderr)
