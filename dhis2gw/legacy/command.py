@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dhis2gw.legacy.importer import ImportSummary, import_legacy
+if TYPE_CHECKING:
+    from dhis2gw.legacy.importer import ImportSummary
 
 
 def add_arguments(sub: Any) -> None:
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace, config: Any, react: Any) -> int:
 
     ``react`` (``dhis2gw.cli._react``) runs ``main`` in a fresh reactor and exits the process.
     """
+    from dhis2gw.legacy.importer import import_legacy
     from dhis2gw.storage.migrations import MigrationError, migrate
 
     async def main(reactor: Any) -> None:
@@ -73,7 +75,7 @@ def _cc_lists(path: Any, config: Any) -> dict[str, tuple[str, ...]]:
     return {key: tuple(getattr(config.api, key, ())) for key in CC_KEYS if getattr(config.api, key, ())}
 
 
-async def _requeue(reactor: Any, config: Any, summary: ImportSummary) -> None:
+async def _requeue(reactor: Any, config: Any, summary: "ImportSummary") -> None:
     from dhis2gw.legacy.requeue import requeue_imported
     from dhis2gw.queue.connection import RedisConnections
     from dhis2gw.queue.feed import SubmissionQueue
