@@ -202,8 +202,12 @@ _QUEUE_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def queue_prefix(raw: Any) -> str:
-    """A Redis key prefix: letters, digits, ``_ . -`` only, so keys stay unambiguous."""
-    value = _scalar_text(raw)
+    """A Redis key prefix: letters, digits, ``_ . -`` only, so keys stay unambiguous.
+
+    Empty means the default ``dhis2gw``: the original's ``server.queue_prefix`` was empty unless
+    set, and its configuration files must load as they are.
+    """
+    value = _scalar_text(raw) or "dhis2gw"
     if not _QUEUE_PREFIX.match(value):
         raise InvalidValue("may contain only letters, digits, '_', '.' and '-'")
     return value
