@@ -169,8 +169,6 @@ def _users(source: LegacySource, target: LegacyTarget, summary: ImportSummary) -
             counts.skipped += 1
             summary.skipped.append(f"users #{legacy.get('id')}: {reason}")
             continue
-        if warning:
-            summary.warnings.append(warning)
         if row["username"].lower() in this_run:
             counts.skipped += 1  # the original compared usernames case-sensitively; this gateway does not
             summary.skipped.append(f"users #{legacy.get('id')}: {row['username']!r} differs only in case from "
@@ -180,6 +178,8 @@ def _users(source: LegacySource, target: LegacyTarget, summary: ImportSummary) -
         if row["username"].lower() in present:
             counts.unchanged += 1  # imported by an earlier run, or made here: either way left as it is
             continue
+        if warning:
+            summary.warnings.append(warning)
         target.insert_user(row)
         counts.inserted += 1
 
