@@ -7,7 +7,8 @@ tables through :class:`~dhis2gw.storage.legacy_source.LegacySource`, converts th
 ``dry_run``. It is idempotent: a second run finds everything present and changes nothing.
 
 * users keep their bcrypt hash (verified at the next login, then replaced by argon2id); the
-  seeded ``admin`` is imported deactivated;
+  seeded ``admin`` is imported deactivated; their active, unexpired API tokens keep working
+  (stored by SHA-256, as this gateway stores its own);
 * mappings keep their 13 columns and ``dimension_type``; ``dhis2_mapping_dimension`` rows
   (never used by the original) are counted and skipped;
 * servers become a ``servers:`` YAML fragment for the operator to review, with the CC role
@@ -21,11 +22,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import yaml
 
+from dhis2gw.auth.tokens import hash_api_token
 from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.legacy import convert
 from dhis2gw.mapping.rows import UID_RE
@@ -63,8 +66,8 @@ class ImportSummary:
 
     dry_run: bool = False
     tables: dict[str, TableCounts] = field(default_factory=lambda: {
-        name: TableCounts() for name in ("users", "dhis2_mappings", "dhis2_mapping_dimension", "servers",
-                                         "submission_log")})
+        name: TableCounts() for name in ("users", "user_apitoken", "dhis2_mappings", "dhis2_mapping_dimension",
+                                         "servers", "submission_log")})
     skipped: list[str] = field(default_factory=list)  # one line per skipped row (or group of rows), with why
     warnings: list[str] = field(default_factory=list)
     statuses: dict[str, dict[str, int]] = field(default_factory=dict)  # original status → {new status: n}
@@ -143,6 +146,7 @@ def import_legacy(source_dsn: str, target_dsn: str, *, timezone: str,
     target = LegacyTarget(target_dsn)
     try:
         _users(source, target, summary)
+        _api_tokens(source, target, summary)
         _mappings(source, target, summary)
         _submissions(source, target, summary)
         servers = source.servers()
@@ -182,6 +186,35 @@ def _users(source: LegacySource, target: LegacyTarget, summary: ImportSummary) -
             summary.warnings.append(warning)
         target.insert_user(row)
         counts.inserted += 1
+
+
+def _api_tokens(source: LegacySource, target: LegacyTarget, summary: ImportSummary) -> None:
+    """Active tokens keep working (``Authorization: Token <hex>``), stored by hash; expired ones are said."""
+    counts = summary.tables["user_apitoken"]
+    now = datetime.now(timezone.utc)
+    for legacy in source.api_tokens():
+        counts.read += 1
+        token = (legacy.get("token") or "").strip()
+        expires = legacy.get("expires_at")
+        reason = None
+        if not token:
+            reason = "empty token"
+        elif expires is not None and expires <= now:
+            reason = (f"expired on {expires:%Y-%m-%d} (the Go dhis2gw never checked; "
+                      "its user gets a new one with getToken or from an admin)")
+        if reason is None:
+            added = target.insert_api_token(legacy["username"], hash_api_token(token), token[:8], expires,
+                                            legacy.get("created"))
+            if added is None:
+                reason = "its user was not imported"
+            elif added:
+                counts.inserted += 1
+                continue
+            else:
+                counts.unchanged += 1
+                continue
+        counts.skipped += 1
+        summary.skipped.append(f"user_apitoken #{legacy['id']} of {legacy['username']!r}: {reason}")
 
 
 def _mappings(source: LegacySource, target: LegacyTarget, summary: ImportSummary) -> None:

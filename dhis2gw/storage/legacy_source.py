@@ -87,6 +87,15 @@ class LegacySource:
         """Every ``users`` row (with its bcrypt ``password``)."""
         return list(self._select("users", USER_COLUMNS))
 
+    def api_tokens(self) -> list[dict[str, Any]]:
+        """The active ``user_apitoken`` rows (plain-text tokens, as the original kept them) with usernames."""
+        if not (self.has("user_apitoken") and self.has("users")):
+            return []
+        with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute("SELECT t.id, u.username, t.token, t.expires_at, t.created FROM user_apitoken t"
+                        " JOIN users u ON u.id = t.user_id WHERE t.is_active ORDER BY t.id")
+            return [dict(r) for r in cur.fetchall()]
+
     def mappings(self) -> list[dict[str, Any]]:
         """Every ``dhis2_mappings`` row."""
         return list(self._select("dhis2_mappings", MAPPING_COLUMNS))

@@ -4,7 +4,8 @@
 back for ``--dry-run``); it runs in the CLI command, outside the reactor, like ``migrate``.
 Every write is idempotent:
 
-* users are matched by username (case-insensitive): an existing one is left as it is;
+* users are matched by username (case-insensitive): an existing one is left as it is; their
+  active API tokens are stored by hash (``api_tokens.token_hash`` is unique);
 * mappings are upserted on (code, source_name, instance_name, what) and only changed rows are
   written (``IS DISTINCT FROM``);
 * a ``submission_log`` row becomes the submission whose ``idempotency_key`` is
@@ -15,7 +16,7 @@ DHIS2 payload again with this gateway's mappings before it is requeued.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import orjson
 import psycopg2
@@ -92,6 +93,20 @@ class LegacyTarget:
             (uid, row["username"], row["email"], row["full_name"], row["telephone"], row["role"],
              row["password_hash"], row["is_active"], row["created_at"], row["last_login_at"]))
         return uid
+
+    def insert_api_token(self, username: str, token_hash: str, prefix: str, expires_at: Any,
+                         created_at: Any) -> Optional[bool]:
+        """Give ``username`` an API token by its hash: True when added, False when present, None without the user."""
+        self.cur.execute("SELECT id FROM users WHERE lower(username) = lower(%s)", (username,))
+        user = self.cur.fetchone()
+        if user is None:
+            return None
+        self.cur.execute(
+            "INSERT INTO api_tokens (user_id, token_hash, prefix, description, expires_at, created_at)"
+            " VALUES (%s, %s, %s, 'imported from the Go dhis2gw', %s, coalesce(%s, now()))"
+            " ON CONFLICT (token_hash) DO NOTHING RETURNING id",
+            (user["id"], token_hash, prefix, expires_at, created_at))
+        return self.cur.fetchone() is not None
 
     # --- mappings -----------------------------------------------------------------------------
     def mapping_uids(self) -> dict[tuple[str, str, str, str], str]:

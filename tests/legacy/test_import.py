@@ -1,6 +1,7 @@
 """``dhis2gw import-legacy`` end to end: a database in the Go dhis2gw's schema into a new gateway's."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -22,6 +23,7 @@ from tests.legacy.support import (
 from tests.support.services import MIGRATIONS, create_database, migrated_database, test_environ
 
 PER_STATUS = 1000
+EMR_TOKEN = "a3f1" * 10
 EXPECTED_STATUS = {"queued": "failed", "failed": "failed", "SUCCESS": "delivered", "OK": "delivered",
                    "WARNING": "partial", "ERROR": "rejected", "": "failed"}
 
@@ -48,6 +50,12 @@ class ImportLegacyTests(SynchronousTestCase):
                   first="Electronic", last="Records")
         seed_user(conn, "manager", "Manager-Password-1", uid="uManager001", admin=True)
         seed_user(conn, "retired", "Retired-Password-1", active=False, first="", last="")  # uid '' → a new one
+        with conn.cursor() as cur:  # as getToken wrote them: 40 hex characters, expiry never checked
+            cur.execute("INSERT INTO user_apitoken (user_id, token, is_active, expires_at)"
+                        " SELECT id, %s, true, now() + interval '200 days' FROM users WHERE username = 'emr'"
+                        " UNION ALL SELECT id, %s, false, now() + interval '200 days' FROM users WHERE username = 'emr'"
+                        " UNION ALL SELECT id, %s, true, now() - interval '3 days' FROM users"
+                        " WHERE username = 'manager'", (EMR_TOKEN, "0" * 40, "e" * 40))
         # mappings: the original's scope (default/default), a specific one, an org unit, a NULL COC, a dimension
         self.mapping_ids = [
             seed_mapping(conn, "OPD", "Re46C6Apebu", "HllvX50cXC0", dataset="uFaVMlw4qxK", description="OPD visits",
@@ -89,6 +97,8 @@ class ImportLegacyTests(SynchronousTestCase):
 
         first = self.run_import()
         self.assertRegex(first, r"users\s+read\s+4\s+inserted\s+4\s+updated\s+0\s+unchanged\s+0\s+skipped\s+0")
+        self.assertRegex(first, r"user_apitoken\s+read\s+2\s+inserted\s+1\s+updated\s+0\s+unchanged\s+0\s+skipped\s+1")
+        self.assertIn("of 'manager': expired on", first)
         self.assertRegex(first, r"dhis2_mappings\s+read\s+5\s+inserted\s+4\s+updated\s+0\s+unchanged\s+0\s+skipped\s+1")
         self.assertRegex(first, r"dhis2_mapping_dimension\s+read\s+2\s+inserted\s+0 .*skipped\s+2")
         self.assertRegex(first, r"servers\s+read\s+5\s+inserted\s+4\s+updated\s+0\s+unchanged\s+0\s+skipped\s+1")
@@ -101,7 +111,7 @@ class ImportLegacyTests(SynchronousTestCase):
         self.assertIn("skipped: servers 'base_OU'", first)
         self.assertIn("WARNING: api.cc_dhis2_servers names 'nowhere'", first)
         self.assertIn("2000 submission(s) were queued or failed in the Go dhis2gw and are not delivered", first)
-        self.assertIn(f"changes: {4 + 4 + 4 + 7000 + 2}", first)
+        self.assertIn(f"changes: {4 + 1 + 4 + 4 + 7000 + 2}", first)
 
         self.check_users()
         self.check_mappings()
@@ -120,6 +130,7 @@ class ImportLegacyTests(SynchronousTestCase):
 
     def snapshot(self) -> Any:
         return (_rows(self.target, "SELECT * FROM users ORDER BY id"),
+                _rows(self.target, "SELECT * FROM api_tokens ORDER BY id"),
                 _rows(self.target, "SELECT * FROM dhis2_mappings ORDER BY id"),
                 _rows(self.target, "SELECT * FROM submissions ORDER BY id"),
                 _rows(self.target, "SELECT * FROM submission_events ORDER BY id"),
@@ -138,6 +149,10 @@ class ImportLegacyTests(SynchronousTestCase):
         self.assertEqual((users["retired"]["is_active"], users["retired"]["full_name"]), (False, None))
         self.assertRegex(users["retired"]["uid"], r"^[a-zA-Z][a-zA-Z0-9]{10}$")
         self.assertEqual((users["admin"]["role"], users["admin"]["is_active"]), ("admin", False))
+        tokens = _rows(self.target, "SELECT user_id, token_hash, prefix, is_active, expires_at FROM api_tokens")
+        self.assertEqual([(t["user_id"], t["token_hash"], t["prefix"], t["is_active"]) for t in tokens],
+                         [(emr["id"], hashlib.sha256(EMR_TOKEN.encode()).hexdigest(), EMR_TOKEN[:8], True)])
+        self.assertIsNotNone(tokens[0]["expires_at"])
 
     def check_mappings(self) -> None:
         rows = {(m["code"], m["source_name"]): m for m in _rows(self.target, "SELECT * FROM dhis2_mappings")}

@@ -11,6 +11,9 @@ from tests.auth.harness import AuthApiTestCase
 from tests.legacy.support import LEGACY_TZ, connect, legacy_database, seed_user
 
 
+LIMS_TOKEN = "5e7d" * 10  # what the original's getToken handed out: 40 hex characters
+
+
 class ImportedLoginTests(AuthApiTestCase):
     """The users API of an in-process gateway on a real port, over a database filled by import_legacy."""
 
@@ -19,7 +22,11 @@ class ImportedLoginTests(AuthApiTestCase):
         conn = connect(legacy)
         seed_user(conn, "emr", "Emr-Old-Password-1", uid="uEmrSystem1")
         seed_user(conn, "lims", "Lims-Old-Password-1", uid="uLimsSyst01")
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO user_apitoken (user_id, token, expires_at)"
+                        " SELECT id, %s, now() + interval '9 days' FROM users WHERE username = 'lims'", (LIMS_TOKEN,))
         conn.close()
+        self.scanner.add_secret(LIMS_TOKEN, "an imported API token")
         for password in ("Emr-Old-Password-1", "Lims-Old-Password-1", "@dm1n"):
             self.scanner.add_secret(password, "an imported user's password")
         workdir = Path(tempfile.mkdtemp(prefix="legacy-login-"))
@@ -52,6 +59,14 @@ class ImportedLoginTests(AuthApiTestCase):
         self.clock.advance(3600)  # past the Basic cache
         status, _, _ = await self.call("GET", "/dummy/any", headers=self.basic("lims", "Lims-Old-Password-1"))
         self.assertEqual(status, 200)
+
+    async def test_imported_api_token_works(self) -> None:
+        """A client configured with the original's `Token <hex>` keeps working; another token does not."""
+        await self.import_users()
+        status, body, _ = await self.call("GET", "/dummy/any", headers={"Authorization": f"Token {LIMS_TOKEN}"})
+        self.assertEqual((status, body), (200, {"role": "submitter"}))
+        status, _, _ = await self.call("GET", "/dummy/any", headers={"Authorization": "Token " + "0" * 40})
+        self.assertEqual(status, 401)
 
     async def test_wrong_password_and_seeded_admin_are_refused(self) -> None:
         """A wrong password is a 401 and leaves the bcrypt hash; the seeded admin/@dm1n cannot log in."""
