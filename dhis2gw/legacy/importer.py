@@ -340,19 +340,22 @@ def _servers(rows: list[dict[str, Any]], cc_source: dict[str, tuple[str, ...]], 
         if path.exists() and path.read_text() == text:
             os.chmod(path, mode)
             continue
-        if path.exists() and path is servers_path:
-            counts.updated, counts.unchanged = len(entries), 0
+        if path.exists():
+            os.chmod(path, mode)  # before the secrets go in: O_CREAT's mode does not change an existing file's
+            if path is servers_path:
+                counts.updated, counts.unchanged = len(entries), 0
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "w") as out:
             out.write(text)
-        os.chmod(path, mode)  # O_CREAT's mode does not change an existing file's
+        os.chmod(path, mode)  # a umask may have narrowed the new file's mode: set it exactly
         summary.files_changed += 1
 
 
 def _env_quote(value: str) -> str:
+    """A value for a systemd EnvironmentFile (/etc/default/dhis2gw): bare when safe, else double-quoted."""
     if value and all(c.isalnum() or c in "-_./:@+=" for c in value):
         return value
-    return "'" + value.replace("'", "'\\''") + "'"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _fragment(entries: Iterable[tuple[str, dict[str, Any], list[str]]], cc_lists: dict[str, str],

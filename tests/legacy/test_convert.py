@@ -95,3 +95,16 @@ class ConvertTests(SynchronousTestCase):
         self.assertEqual(cc_lists_from(document), {"cc_dhis2_servers": ("a", "b"), "cc_dhis2_update_servers": ("c",),
                                                    "cc_dhis2_ou_group_add_servers": ("d",)})
         self.assertEqual(cc_lists_from(None), {})
+
+    def test_environment_file_quoting(self) -> None:
+        """Plain values stay bare; others are double-quoted with \\ and " escaped, as a shell reads them back."""
+        import subprocess
+
+        from dhis2gw.legacy.importer import _env_quote
+
+        self.assertEqual(_env_quote("d2pat_abc-1"), "d2pat_abc-1")
+        value = 'pa ss"wo\\rd'
+        quoted = _env_quote(value)
+        self.assertEqual(quoted, '"pa ss\\"wo\\\\rd"')
+        shell = subprocess.run(["sh", "-c", "V=" + quoted + '; printf %s "$V"'], capture_output=True, text=True)
+        self.assertEqual(shell.stdout, value)

@@ -228,7 +228,7 @@ class ImportLegacyTests(SynchronousTestCase):
         self.assertEqual(fragment["servers"]["localhost"]["enabled"], False)
         self.assertNotIn("base_ou", fragment["servers"])
         env = dict(line.split("=", 1) for line in env_path.read_text().splitlines())
-        self.assertEqual(env["DHIS2GW_SERVERS_EIDSR_PASSWORD"], "'eidsr secret'")
+        self.assertEqual(env["DHIS2GW_SERVERS_EIDSR_PASSWORD"], '"eidsr secret"')
         self.assertEqual(env["DHIS2GW_SERVERS_MFL_PAT"], "d2pat_mfl_token_123")
         # The fragment plus the environment file is a configuration this gateway loads.
         config_path = self.workdir / "merged.yml"
