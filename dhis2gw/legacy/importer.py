@@ -38,6 +38,8 @@ from dhis2gw.storage.legacy_target import LegacyTarget
 CC_KEYS = ("cc_dhis2_servers", "cc_dhis2_hierarchy_servers", "cc_dhis2_create_servers", "cc_dhis2_update_servers",
            "cc_dhis2_ou_group_add_servers")
 _BATCH = 1000
+DEFAULT_SERVERS_OUT = "dhis2gw-servers-from-go.yml"
+DEFAULT_ENV_OUT = "dhis2gw-servers-from-go.env"
 
 
 class LegacyImportError(Exception):
@@ -138,6 +140,12 @@ def import_legacy(source_dsn: str, target_dsn: str, *, timezone: str,
                   dry_run: bool = False) -> ImportSummary:
     """Run the import (see module docstring); the target must be migrated already."""
     summary = ImportSummary(dry_run=dry_run)
+    if not dry_run:
+        outputs = (("--servers-out", servers_out or DEFAULT_SERVERS_OUT), ("--env-out", env_out or DEFAULT_ENV_OUT))
+        for option, path in outputs:
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.access(directory, os.W_OK | os.X_OK):
+                raise LegacyImportError(f"{option}: cannot write in {directory} (checked before importing anything)")
     source = LegacySource(source_dsn, timezone)
     if not any(source.has(t) for t in ("users", "dhis2_mappings", "submission_log", "servers")):
         source.close()
@@ -326,8 +334,8 @@ def _servers(rows: list[dict[str, Any]], cc_source: dict[str, tuple[str, ...]], 
             cc_lists[key] = ",".join(mapped)
     if not entries and not cc_lists:
         return
-    servers_path = Path(servers_out or "dhis2gw-servers-from-go.yml")
-    env_path = Path(env_out or "dhis2gw-servers-from-go.env")
+    servers_path = Path(servers_out or DEFAULT_SERVERS_OUT)
+    env_path = Path(env_out or DEFAULT_ENV_OUT)
     summary.servers_file, summary.env_file = str(servers_path), str(env_path)
     fragment = _fragment(entries, cc_lists, env_path)
     env_text = "".join(f"{k}={_env_quote(v)}\n" for k, v in sorted(secrets.items()))

@@ -280,3 +280,13 @@ class OlderSchemaTests(SynchronousTestCase):
         wrong = run_import(target, create_database(), workdir)  # an empty database
         self.assertEqual(wrong.returncode, 1)
         self.assertIn("none of the Go dhis2gw's tables", wrong.stderr)
+
+    def test_unwritable_output_stops_before_anything_is_imported(self) -> None:
+        """A --servers-out in a directory the command cannot write is refused first; the database stays empty."""
+        legacy = legacy_database(7)
+        target = migrated_database()
+        workdir = Path(tempfile.mkdtemp(prefix="legacy-import-"))
+        result = run_import(target, legacy, workdir, "--servers-out", "/no-such-directory/servers.yml")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("--servers-out: cannot write in /no-such-directory", result.stderr)
+        self.assertEqual(_rows(target, "SELECT count(*) AS n FROM users")[0]["n"], 0)
