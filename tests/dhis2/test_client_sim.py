@@ -209,3 +209,17 @@ class SimFaults244Tests(_SimFaults, TestCase):
     """Fault modes against a simulated DHIS2 2.44 (Gist list pager, /login/)."""
 
     version = "2.44"
+
+    async def test_gist_pages_are_rebuilt_not_followed(self) -> None:
+        """2.44 answers org-unit pages through Gist (gist:true, nextPage over http://): the client asks for
+        page=N on its own base URL each time and never requests a nextPage link."""
+        from dhis2gw.dhis2.metadata import ORG_UNIT_FIELDS
+        client = self.client()
+        first = await client.get_json("organisationUnits", [("fields", ORG_UNIT_FIELDS), ("pageSize", 10)])
+        self.assertTrue(first["gist"])
+        self.assertTrue(first["pager"]["nextPage"].startswith("http://"))
+        self.sim.store.requests.clear()
+        units = [u for page in [p async for p in client.organisation_units(page_size=10)] for u in page]
+        self.assertEqual(len(units), 47)
+        asked = [r for r in self.sim.store.requests if r.path == "/api/organisationUnits"]
+        self.assertEqual([r.query["page"] for r in asked], [["1"], ["2"], ["3"], ["4"], ["5"]])
