@@ -49,6 +49,7 @@ CODES = {
     "period_invalid": "E7611",
     "not_in_hierarchy": "E7617",
     "not_in_data_set": "E8020",         # chosen
+    "period_type": "E8021",             # chosen
     "org_unit_not_assigned": "E8022",   # observed code, message not quoted
     "aoc_not_usable": "E8023",
     "coc_not_usable": "E8024",
@@ -187,6 +188,10 @@ class DataEntryImporter(AggregateImporter):
                 continue
             if ds is not None and coc["id"] not in _cocs_in(md, ds, de):
                 refuse(index, "coc_not_usable", None, (ds["id"], de["id"]), coc["id"])
+                continue
+            if ds is not None and period.period_type != ds.get("periodType"):
+                refuse(index, "period_type", f"Period `{period.iso}` is not a {ds.get('periodType')} period of data "
+                                             f"set `{ds['id']}`")
                 continue
             if ds is not None and self._untimely(ds, period, today, superuser):
                 refuse(index, "untimely", None, (ds["id"], ""), period.iso)
