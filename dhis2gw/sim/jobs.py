@@ -17,6 +17,10 @@ from dhis2gw.sim.uids import new_uid
 from dhis2gw.sim.versions import Version
 
 
+class SimulatedJobFailure(Exception):
+    """A job failing on purpose (``JobRegistry.fail_next``)."""
+
+
 #: Seconds after a failed job's terminal row when 2.44 wipes its feed.
 WIPE_AFTER = 1.0
 
@@ -46,6 +50,11 @@ class JobRegistry:
         self.clock, self.rng, self.version, self.now = clock, rng, version, now
         self.jobs: dict[str, Job] = {}
         self._pending: list[Any] = []
+        self._failures = 0
+
+    def fail_next(self, n: int = 1) -> None:
+        """Make the next *n* jobs fail inside DHIS2 (an exception in the job: no report, ERROR notification)."""
+        self._failures = n
 
     def submit(self, job_type: str, username: str, work: Callable[[], dict[str, Any]], delay: float,
                parameters: dict[str, Any] | None = None) -> Job:
@@ -68,7 +77,16 @@ class JobRegistry:
         if job.job_type == "DATAVALUE_IMPORT" and v.persisted_jobs:
             self._notify(job, "Importing data...", False)
         try:
+            if self._failures > 0:
+                self._failures -= 1
+                raise SimulatedJobFailure(job.id)
             job.result = work()
+        except SimulatedJobFailure:
+            self.log.info("simulated job {job_id} failed on purpose (fail_next)", job_id=job.id)
+            self._notify(job, "Job failed", True, level="ERROR")
+            job.done = job.failed = True
+            self._wipe_if_failed(job)
+            return
         except Exception:
             self.log.failure("simulated job {job_id} failed", job_id=job.id)
             self._notify(job, "Job failed", True, level="ERROR")
