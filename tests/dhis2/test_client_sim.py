@@ -17,7 +17,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from dhis2gw.dhis2.auth import ApiTokenAuth, BasicAuth
 from dhis2gw.dhis2.client import DHIS2Client
 from dhis2gw.dhis2.outcome import OutcomeKind as K
-from dhis2gw.dhis2.versions import data_entry_pipeline, parse_version, partial_success_is_200
+from dhis2gw.dhis2.versions import data_entry_pipeline, login_path, parse_version, partial_success_is_200
 
 try:
     from dhis2gw.sim import Simulator, SimulatorServer
@@ -39,6 +39,13 @@ def data_value_set(period: str, value: str = "12") -> dict[str, Any]:
 def stored_value(sim: Any, period: str, org_unit: str = FAC_NR) -> str | None:
     record = sim.store.data_values.get((DE_OPD, period, org_unit, COC_DEFAULT, COC_DEFAULT))
     return None if record is None or record.deleted else record.value
+
+
+class _NoCredentials:
+    """An Authorization header that carries no credentials (what a misconfigured gateway sends)."""
+
+    def header_value(self) -> bytes:
+        return b""
 
 
 class _SimFaults:
@@ -137,6 +144,14 @@ class _SimFaults:
         accepted = await self.client(ApiTokenAuth(token)).post_data_value_set(data_value_set("202407"))
         self.assertEqual(accepted.kind, K.DELIVERED)
         self.assertEqual(stored_value(self.sim, "202407"), "12")
+
+    async def test_login_redirect_is_auth(self) -> None:
+        """No usable credentials: DHIS2 redirects to its login page (``/login/`` on 2.43+), which is an auth
+        failure of the destination, never a verdict on the payload."""
+        outcome = await self.client(_NoCredentials()).post_data_value_set(data_value_set("202408"))
+        self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (K.DESTINATION_FAILURE, "auth", 302))
+        self.assertIn(login_path(parse_version(self.version)), outcome.message)
+        self.assertIsNone(stored_value(self.sim, "202408"))
 
     async def test_tracker_sync_and_validation(self) -> None:
         """A tracked entity with its mandatory attributes is created; without them it is REJECTED (E1090)."""
