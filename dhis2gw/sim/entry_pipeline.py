@@ -36,6 +36,7 @@ from dhis2gw.sim.metadata import DEFAULT_COC, Metadata
 from dhis2gw.sim.periods import Period, parse_period
 from dhis2gw.sim.store import DataValueRecord, Store
 from dhis2gw.sim.versions import Version
+from dhis2gw.sim.webmessage import import_options
 
 #: Which code for which refusal. Observed (dhis2w DHIS2_ISSUES.md): E8002, E8003, E8023, E8024,
 #: E8030, E8120, E8122, E8128; E7611/E7617 survive in the 2.43.2 enum. The rest are *chosen*.
@@ -97,7 +98,6 @@ class DataEntryImporter(AggregateImporter):
     def _summary(self, status: str, opts: dict[str, Any], async_: bool, description: str,
                  counts: dict[str, int], conflicts: list[dict[str, Any]], rejected: list[int] | None,
                  complete: str | None) -> dict[str, Any]:
-        from dhis2gw.sim.webmessage import import_options
         out: dict[str, Any] = {"responseType": "ImportSummary", "status": status,
                                "importOptions": import_options(self.version, opts, async_),
                                "description": description, "importCount": counts}
@@ -146,8 +146,7 @@ class DataEntryImporter(AggregateImporter):
             elif group is not None:
                 entry = grouped.get((code, *group))
                 if entry is None:
-                    entry = grouped[(code, *group)] = {"errorCode": code, "value": "", "_items": [],
-                                                       "_template": message}
+                    entry = grouped[(code, *group)] = {"errorCode": code, "value": "", "_items": []}
                     conflicts.append(entry)
                 if item not in entry["_items"]:
                     entry["_items"].append(item)
@@ -207,7 +206,6 @@ class DataEntryImporter(AggregateImporter):
             counts[bucket] += 1
         for (code, ds_id, de_id), entry in grouped.items():
             entry["value"] = _message(code, ds_id, de_id, self._list(entry.pop("_items")))
-            entry.pop("_template", None)
 
         landed = counts["updated"] + counts["deleted"]
         complete = "false"
