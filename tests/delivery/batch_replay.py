@@ -66,6 +66,9 @@ class Replay:
                     out[row["id"]] = STATUS.get(mine.kind, "?")
         return out
 
-    def state(self) -> dict[tuple[str, ...], tuple[Any, bool]]:
-        """What DHIS2 holds: natural key -> (value, deleted)."""
-        return {k: (r.value, r.deleted) for k, r in self.client.sim.store.data_values.items()}
+    def state(self) -> dict[tuple[str, ...], Any]:
+        """What DHIS2 holds: data values by natural key -> (value, deleted), and completeness registrations."""
+        store = self.client.sim.store
+        out: dict[tuple[str, ...], Any] = {k: (r.value, r.deleted) for k, r in store.data_values.items()}
+        out.update({("complete", *k): r["completeDate"] for k, r in store.completions.items()})
+        return out

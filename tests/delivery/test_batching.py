@@ -189,24 +189,28 @@ class SameKeyPlanTests(SynchronousTestCase):
         self.assertEqual([c["errorCode"] for c in second.conflicts], ["E8030"])
 
 
-def _queue_rows(draws: list[tuple[int, str, bool, dict[str, str]]]) -> list[dict[str, Any]]:
+def _queue_rows(draws: list[tuple[int, str, bool, dict[str, str], bool]]) -> list[dict[str, Any]]:
     rows = []
-    for i, (unit, period, named, values) in enumerate(draws):
+    for i, (unit, period, named, values, complete) in enumerate(draws):
         payload: dict[str, Any] = {"period": period, "orgUnit": FACILITIES[unit],
                                    "dataValues": [{"dataElement": de, "value": v} for de, v in values.items()]}
         if named:
             payload["dataSet"] = DS_HMIS
+        if complete:  # registers completeness: never batched, still ordered with the others
+            payload["completeDate"] = "2025-03-01"
         rows.append({"id": i + 1, "kind": "aggregate", "destination": "main", "dhis2_payload": payload,
                      "import_params": {"importStrategy": "CREATE_AND_UPDATE"}})
     return rows
 
 
 #: Overlapping submissions: 2 facilities x 2 periods (one beyond the open periods), 4 data elements
-#: (one in two data sets), small values (repeats are "unchanged"), some invalid ("x" for a number).
+#: (one in two data sets), small values (repeats are "unchanged"), some invalid ("x" for a number),
+#: some registering completeness (sent alone).
 SUBMISSION = st.tuples(
     st.integers(0, 1), st.sampled_from(["202501", "202502", "209912"]), st.booleans(),
     st.dictionaries(st.sampled_from([DE_OPD, DE_ANC1, DE_WEIGHT, DE_MAL_DEATHS]),
-                    st.sampled_from(["1", "2", "3", "x"]), min_size=1, max_size=3))
+                    st.sampled_from(["1", "2", "3", "x"]), min_size=1, max_size=3),
+    st.booleans())
 
 
 class BatchedEqualsOneByOneTests(SynchronousTestCase):
