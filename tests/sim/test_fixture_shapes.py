@@ -362,6 +362,8 @@ V243_CASES = [
      "2.44", AMBIGUOUS, None, 409),
     ("E8030 non-superuser 2.43.2", "dataValueSets/error_409_E8030_untimely_non_superuser_v2.43-2.44__dhis2w-issues-reconstructed.json",
      "2.43.2", FUTURE, CLERK, 409),
+    ("E8030 non-superuser 2.44", "dataValueSets/error_409_E8030_untimely_non_superuser_v2.43-2.44__dhis2w-issues-reconstructed.json",
+     "2.44", FUTURE, CLERK, 409),
 ]
 
 
@@ -472,19 +474,21 @@ class DataEntryPipelineFixtureTests(SynchronousTestCase):
         """The switchable fault: the first registration of a new period is the 409 of the fixture; the retry lands."""
         want = fixture("dataValueSets/completeDataSetRegistrations_409_flush_BatchHandler_v2.43-2.44__"
                        "dhis2w-issues-reconstructed.json")
-        client = StubClient("2.43.2")
-        client.sim.faults.batch_handler_flush(True)
         payload = {"dataSet": DS_HMIS, "period": "202505", "orgUnit": FAC_NR, "completeDate": "2025-06-01",
                    "dataValues": [{"dataElement": DE_OPD, "value": "12"}]}
-        code, body, _ = client.post("/api/dataValueSets", payload)
-        self.assertEqual(code, want["_http_status"])
-        assert_same_shape(self, observed_part(body, want["body"]), want["body"])
-        self.assertEqual(body["response"]["description"], want["body"]["response"]["description"])
-        self.assertEqual(body["response"]["importCount"], want["body"]["response"]["importCount"])
-        self.assertEqual((client.sim.store.data_values, client.sim.store.completions), ({}, {}))
-        code, body, _ = client.post("/api/dataValueSets", payload)
-        self.assertEqual((code, body["response"]["dataSetComplete"]), (200, "2025-06-01"))
-        self.assertEqual(len(client.sim.store.completions), 1)
+        for version in ("2.43.1", "2.43.2", "2.44"):
+            with self.subTest(version):
+                client = StubClient(version)
+                client.sim.faults.batch_handler_flush(True)
+                code, body, _ = client.post("/api/dataValueSets", payload)
+                self.assertEqual(code, want["_http_status"])
+                assert_same_shape(self, observed_part(body, want["body"]), want["body"])
+                self.assertEqual(body["response"]["description"], want["body"]["response"]["description"])
+                self.assertEqual(body["response"]["importCount"], want["body"]["response"]["importCount"])
+                self.assertEqual((client.sim.store.data_values, client.sim.store.completions), ({}, {}))
+                code, body, _ = client.post("/api/dataValueSets", payload)
+                self.assertEqual((code, body["response"]["dataSetComplete"]), (200, "2025-06-01"))
+                self.assertEqual(len(client.sim.store.completions), 1)
         self.assertEqual(StubClient("2.43.2").post("/api/dataValueSets", payload)[0], 200)  # fault off by default
 
     def test_dry_run_npe(self) -> None:
