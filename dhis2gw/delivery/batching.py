@@ -20,6 +20,24 @@ Attribution (each submission must get the result it would have got alone):
   (an unknown org unit or attribute combo on its header) would have aborted the whole import as
   ERROR (rejected) rather than WARNING, so only a lone import can tell.
 
+DHIS2 2.43+ (the data entry pipeline) adds three rules, kept for every version:
+
+* **no two values with the same key in one import.** 2.43 refuses an import in which two values
+  share (data element, period, org unit, category option combo, attribute option combo) as a
+  whole (E8128), and 2.42 let the last one win anyway. `plan` puts a submission that writes a
+  key an earlier one of the same claim writes into a later *wave*; waves are sent in order, so
+  the last write still wins in submission order;
+* **a top-level ``dataSet``** whenever the submissions named one (it is part of the batch key);
+  without it a data element in several data sets aborts the whole import (E8002);
+* **attribution when 2.43 refuses the whole import.** A refusal that names no row
+  (E8002/E8003/E8128: one submission can cause it for all) or that names rows
+  (``rejectedIndexes`` of a 409 ERROR) leaves every submission to be delivered alone; only a
+  refusal of what all submissions share (an unknown top-level data set) applies to all.
+  Conflicts placed by ``indexes`` go to their submission; a 2.43 conflict that names no row
+  (E8030 "period(s): [...]", E8023/E8024 lists) goes to the submissions whose refused values
+  (known from ``rejectedIndexes``) it names by id or period — to each with a refused value when
+  it names none of them.
+
 Import counts are per batch in DHIS2's answer. A submission gets exact counts when they can be
 derived (everything it sent was imported, or everything updated, or everything ignored);
 otherwise ``{"accepted": n, "rejected": m}`` plus the batch totals under ``"batch"``.
@@ -34,6 +52,10 @@ from typing import Any, Optional, Sequence
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
 
 _HEADER_INLINE = ("period", "orgUnit", "attributeOptionCombo")
+_DEFAULT_COMBO = "HllvX50cXC0"
+
+#: 2.43+ codes that refuse a whole import because of one value or one submission.
+WHOLE_IMPORT_CODES = frozenset({"E8002", "E8003", "E8128"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,68 @@ def batch_key(row: dict[str, Any]) -> Optional[tuple[str, str, str]]:
         return None
     params = json.dumps(row.get("import_params") or {}, sort_keys=True)
     return (str(row.get("destination")), str(payload.get("dataSet") or ""), params)
+
+
+def value_keys(row: dict[str, Any]) -> set[tuple[str, str, str, str, str]]:
+    """The data value keys a row writes: (data element, period, org unit, COC, AOC), header fields inlined.
+
+    A missing or default combo is one key (``""``); ids are compared as sent (one id scheme per batch key).
+    """
+    payload = row.get("dhis2_payload")
+    if not isinstance(payload, dict) or not isinstance(payload.get("dataValues"), list):
+        return set()
+    keys = set()
+    for dv in payload["dataValues"]:
+        if not isinstance(dv, dict):
+            continue
+        coc = str(dv.get("categoryOptionCombo") or "")
+        aoc = str(dv.get("attributeOptionCombo") or payload.get("attributeOptionCombo") or "")
+        keys.add((str(dv.get("dataElement") or ""), str(dv.get("period") or payload.get("period") or ""),
+                  str(dv.get("orgUnit") or payload.get("orgUnit") or ""),
+                  "" if coc == _DEFAULT_COMBO else coc, "" if aoc == _DEFAULT_COMBO else aoc))
+    return keys
+
+
+def plan(rows: Sequence[dict[str, Any]], settings: BatchSettings) -> list[list[dict[str, Any]]]:
+    """The requests for claimed rows, in the order they must be sent (module docstring).
+
+    Rows are taken in submission order (id). A row goes into wave ``1 + the latest wave of an
+    earlier row writing one of its keys`` (wave 0 when none does), so no request holds a key twice
+    and overlapping submissions reach DHIS2 in the order they were made. Within a wave, rows of the
+    same batch key share requests within the value and byte limits; unbatchable rows go alone.
+    """
+    ordered = sorted(rows, key=lambda r: r.get("id", 0))
+    wave_of_key: dict[tuple[str, ...], int] = {}
+    waves: list[list[dict[str, Any]]] = []
+    for row in ordered:
+        keys = value_keys(row)
+        wave = max((wave_of_key[k] + 1 for k in keys if k in wave_of_key), default=0)
+        for k in keys:
+            wave_of_key[k] = wave
+        while len(waves) <= wave:
+            waves.append([])
+        waves[wave].append(row)
+    chunks: list[list[dict[str, Any]]] = []
+    for members in waves:
+        groups: dict[Any, list[list[dict[str, Any]]]] = {}
+        sizes: dict[int, tuple[int, int]] = {}
+        for row in members:
+            key = batch_key(row)
+            if key is None:
+                chunks.append([row])
+                continue
+            values, size = len(row["dhis2_payload"]["dataValues"]), payload_size(row)
+            group = groups.setdefault(key, [[]])
+            current = group[-1]
+            used_values, used_bytes = sizes.get(id(current), (0, 0))
+            if current and (used_values + values > settings.max_values or used_bytes + size > settings.max_bytes):
+                current = []
+                group.append(current)
+                used_values, used_bytes = 0, 0
+            current.append(row)
+            sizes[id(current)] = (used_values + values, used_bytes + size)
+        chunks.extend(c for group in groups.values() for c in group if c)
+    return chunks
 
 
 @dataclass(frozen=True)
@@ -122,6 +206,20 @@ def _local_conflicts(conflicts: Sequence[dict[str, Any]], start: int, end: int) 
     return out
 
 
+def _names(values: Sequence[Any], rows: set[int], unplaced: Sequence[dict[str, Any]]) -> set[int]:
+    """Which of the unplaced conflicts name an id or period of one of these refused rows."""
+    found: set[int] = set()
+    for n, conflict in enumerate(unplaced):
+        text = f"{conflict.get('value') or conflict.get('message') or ''} {json.dumps(conflict.get('objects') or {})}"
+        for i in rows:
+            dv = values[i] if i < len(values) and isinstance(values[i], dict) else {}
+            if any(str(dv.get(k) or "") and str(dv[k]) in text
+                   for k in ("dataElement", "period", "orgUnit", "categoryOptionCombo", "attributeOptionCombo")):
+                found.add(n)
+                break
+    return found
+
+
 def attribute(batch: Batch, outcome: Outcome) -> list[Optional[Outcome]]:
     """One Outcome per row of ``batch``; None for a row that must be delivered alone (module docstring)."""
     split: list[Optional[Outcome]] = [None] * batch.size
@@ -132,7 +230,10 @@ def attribute(batch: Batch, outcome: Outcome) -> list[Optional[Outcome]]:
         count = outcome.import_count or {}
         if any(int(count.get(k, 0)) for k in ("imported", "updated", "deleted")):
             return split
-        return [outcome] * batch.size  # header-level: the same verdict alone
+        if outcome.rejected_indexes or any(c.get("indexes") or c.get("errorCode") in WHOLE_IMPORT_CODES
+                                           for c in outcome.conflicts):
+            return split  # value-level refusals (2.43: 409 ERROR) or a refusal one submission caused
+        return [outcome] * batch.size  # header-level (the shared data set): the same verdict alone
     if outcome.kind is OutcomeKind.DELIVERED:
         total = dict(outcome.import_count or {})
         return [dataclasses.replace(outcome, import_count=_count_for(total, end - start, 0), body=None)
@@ -140,14 +241,19 @@ def attribute(batch: Batch, outcome: Outcome) -> list[Optional[Outcome]]:
     if outcome.kind is not OutcomeKind.PARTIAL:
         return split
     conflicts = [dict(c) for c in outcome.conflicts]
-    if not conflicts or any(not c.get("indexes") for c in conflicts):
+    unplaced = [c for c in conflicts if not c.get("indexes")]
+    if not conflicts or (unplaced and not outcome.rejected_indexes):
         return split  # 2.36, or a conflict we cannot place
     rejected = set(outcome.rejected_indexes) or {i for c in conflicts for i in c["indexes"]}
     total = dict(outcome.import_count or {})
     results: list[Optional[Outcome]] = []
-    for start, end in batch.spans:
-        mine = _local_conflicts(conflicts, start, end)
+    values = batch.payload.get("dataValues") or []
+    named = [_names(values, {i for i in rejected if start <= i < end}, unplaced) for start, end in batch.spans]
+    for (start, end), names in zip(batch.spans, named):
         rejected_here = sorted(i - start for i in rejected if start <= i < end)
+        mine = _local_conflicts(conflicts, start, end)
+        if rejected_here:
+            mine += [c for n, c in enumerate(unplaced) if n in names or not any(n in other for other in named)]
         counts = _count_for(total, end - start, len(rejected_here))
         if len(rejected_here) == end - start:
             results.append(None)

@@ -24,7 +24,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dhis2gw.delivery.batching import BatchSettings, attribute, batch_key, merge, payload_size
+from dhis2gw.delivery.batching import BatchSettings, attribute, merge, plan
 from dhis2gw.delivery.breaker import CircuitBreaker
 from dhis2gw.delivery.outcome_rules import READ_BACK_REASONS, DestinationHealth, Verdict, breaker_reason
 from dhis2gw.delivery.retry import RetryPolicy
@@ -269,28 +269,9 @@ class DestinationWorker:
             heartbeat.stop()
 
     def _chunks(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        """Group rows by batch key, within the value and byte limits; unbatchable rows alone."""
+        """The requests for these rows, in sending order (``dhis2gw.delivery.batching.plan``)."""
         assert self.batching is not None
-        groups: dict[Any, list[list[dict[str, Any]]]] = {}
-        singles: list[list[dict[str, Any]]] = []
-        sizes: dict[int, tuple[int, int]] = {}
-        for row in rows:
-            key = batch_key(row)
-            if key is None:
-                singles.append([row])
-                continue
-            values, size = len(row["dhis2_payload"]["dataValues"]), payload_size(row)
-            chunks = groups.setdefault(key, [[]])
-            current = chunks[-1]
-            used_values, used_bytes = sizes.get(id(current), (0, 0))
-            if current and (used_values + values > self.batching.max_values
-                            or used_bytes + size > self.batching.max_bytes):
-                current = []
-                chunks.append(current)
-                used_values, used_bytes = 0, 0
-            current.append(row)
-            sizes[id(current)] = (used_values + values, used_bytes + size)
-        return singles + [c for chunks in groups.values() for c in chunks if c]
+        return plan(rows, self.batching)
 
     async def _heartbeat(self, ids: list[int]) -> None:
         try:

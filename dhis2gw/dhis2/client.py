@@ -42,6 +42,7 @@ from dhis2gw.dhis2.interpret import (
 from dhis2gw.dhis2.outcome import JobRef, Outcome, OutcomeKind
 from dhis2gw.dhis2.tracker_reports import (
     TRACKER_JOB_TYPE,
+    interpret_job_configuration,
     interpret_tracker_job_report,
     interpret_tracker_response,
 )
@@ -318,6 +319,16 @@ class DHIS2Client:
         return await self.request(
             "GET", f"tracker/jobs/{job_id}/report", interpret_tracker_job_report,
             params={"reportMode": report_mode}, job_id=job_id,
+        )
+
+    async def get_job_configuration(self, job_id: str, job_type: str = TRACKER_JOB_TYPE) -> Outcome:
+        """``GET /api/jobConfigurations/{id}?fields=jobStatus,lastExecutedStatus``: did an ad-hoc job fail?
+
+        The fallback when 2.44 wiped a failed job's notification feed (`interpret_job_configuration`).
+        """
+        return await self.request(
+            "GET", f"jobConfigurations/{job_id}", interpret_job_configuration,
+            params={"fields": "jobStatus,lastExecutedStatus"}, job=JobRef(job_id, job_type),
         )
 
     # ------------------------------------------------------------------ org units

@@ -19,7 +19,7 @@ ORG_UNIT_FIELDS = (
 
 #: Fields for one data set's validation structure (reference section 4.2).
 DATA_SET_FIELDS = (
-    "id,code,name,periodType,openFuturePeriods,expiryDays,"
+    "id,code,name,periodType,openFuturePeriods,expiryDays,dataInputPeriods[period[id],openingDate,closingDate],"
     "categoryCombo[id,categoryOptionCombos[id,code,name]],organisationUnits[id],"
     "dataSetElements[dataElement[id,code,name,valueType,zeroIsSignificant,"
     "categoryCombo[id,categoryOptionCombos[id,code,name]]],"
@@ -70,6 +70,8 @@ class DataSetStructure:
     attribute_option_combos: frozenset[str]
     organisation_units: frozenset[str]
     elements: Mapping[str, DataElementInSet] = field(default_factory=dict)
+    #: ``dataInputPeriods``: (period, openingDate or None, closingDate or None); empty = no restriction.
+    input_periods: tuple[tuple[str, str | None, str | None], ...] = ()
 
     def element_by_code(self, code: str) -> DataElementInSet | None:
         """The data element with this code, if it is in the data set."""
@@ -120,7 +122,19 @@ def parse_data_set(raw: Mapping[str, Any], extra_combos: Mapping[str, Iterable[s
         attribute_option_combos=_coc_ids(raw.get("categoryCombo")),
         organisation_units=frozenset(o["id"] for o in org_units if isinstance(o, dict) and o.get("id")),
         elements=elements,
+        input_periods=_input_periods(raw.get("dataInputPeriods")),
     )
+
+
+def _input_periods(raw: Any) -> tuple[tuple[str, str | None, str | None], ...]:
+    out = []
+    for item in raw or []:
+        period = item.get("period") if isinstance(item, dict) else None
+        iso = period.get("id") if isinstance(period, dict) else period
+        if isinstance(iso, str) and iso:
+            out.append((iso, (item.get("openingDate") or None) and str(item["openingDate"])[:10],
+                        (item.get("closingDate") or None) and str(item["closingDate"])[:10]))
+    return tuple(out)
 
 
 def unresolved_combos(raw: Mapping[str, Any]) -> set[str]:

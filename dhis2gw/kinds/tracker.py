@@ -153,6 +153,14 @@ class TrackerKind:
             return payload, None  # unknown: send the items as the submitter shaped them
         return render_relationship_items(payload, nested=tuple(version) >= (2, 38, 0)), None
 
+    async def _failed_job(self, client: Any, job_id: str, context: Any) -> Optional[Outcome]:
+        """The job failed inside DHIS2 (its report will never come): RETRY and post again next attempt."""
+        failed = await _failed_job_outcome(client, job_id)
+        if failed is None:
+            return None
+        await _forget_job(context)
+        return dataclasses.replace(failed, message=f"job {job_id}: {failed.message}")
+
     async def _poll(self, client: Any, job_id: str, context: Any, report_mode: str) -> Optional[Outcome]:
         """Poll a job until it ends; None when DHIS2 does not know it (post again)."""
         clock = context.clock
@@ -160,8 +168,18 @@ class TrackerKind:
         unknown_since: Optional[float] = None
         interval = self.poll_interval
         failed_polls = 0
+        seen_rows = False
         while True:
             outcome = await client.get_tracker_job(job_id, report_mode)
+            if outcome.kind is OutcomeKind.PENDING and outcome.reason in ("job_running", "job_report_not_ready"):
+                seen_rows = True
+            if outcome.kind is OutcomeKind.PENDING and outcome.reason in ("job_unknown", "job_report_not_ready") \
+                    and seen_rows:
+                # A job whose feed had rows and is now empty (2.44 wipes a failed job's feed), or that
+                # ended with no report: its JobConfiguration says whether it failed inside DHIS2.
+                failed = await self._failed_job(client, job_id, context)
+                if failed is not None:
+                    return failed
             if outcome.kind is OutcomeKind.PENDING and outcome.reason == "job_unknown":
                 # Notifications may be gone while the report is still there.
                 outcome = await client.get_tracker_job_report(job_id, report_mode)
@@ -191,6 +209,17 @@ class TrackerKind:
                                        "the next attempt polls it again")
             await deferLater(clock, interval, lambda: None)
             interval = min(interval * 1.5, self.poll_max_interval)
+
+
+async def _failed_job_outcome(client: Any, job_id: str) -> Optional[Outcome]:
+    """RETRY ``job_failed`` when DHIS2's JobConfiguration says the job failed, else None."""
+    reader = getattr(client, "get_job_configuration", None)
+    if reader is None:
+        return None
+    answer = await reader(job_id)
+    if answer.kind is OutcomeKind.RETRY and answer.reason == "job_failed":
+        return answer
+    return None
 
 
 async def _forget_job(context: Any) -> None:

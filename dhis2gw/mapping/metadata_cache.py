@@ -38,6 +38,7 @@ class MetadataSnapshot:
     cocs: dict[str, str]                       # COC uid -> its category combo uid
     org_units: dict[str, str]                  # uid -> path
     default_coc: Optional[str]
+    dhis2_version: Optional[str] = None        # /api/system/info ``version`` when the snapshot was taken
 
     def counts(self) -> dict[str, int]:
         """Sizes, for the status view."""
@@ -48,7 +49,8 @@ class MetadataSnapshot:
     def rows(self) -> list[tuple[str, str, Any]]:
         """``(kind, key, body)`` rows for metadata_cache."""
         out: list[tuple[str, str, Any]] = [
-            ("snapshot", "info", {"fetched_at": self.fetched_at, "default_coc": self.default_coc}),
+            ("snapshot", "info", {"fetched_at": self.fetched_at, "default_coc": self.default_coc,
+                                  "dhis2_version": self.dhis2_version}),
             ("data_elements", "all", self.data_elements), ("category_option_combos", "all", self.cocs),
             ("org_units", "all", self.org_units)]
         for uid, ds in self.data_sets.items():
@@ -68,13 +70,15 @@ class MetadataSnapshot:
                    {uid: _data_set_from(body) for uid, body in by_kind.get("data_set", {}).items()},
                    by_kind.get("data_elements", {}).get("all") or {},
                    by_kind.get("category_option_combos", {}).get("all") or {},
-                   by_kind.get("org_units", {}).get("all") or {}, info.get("default_coc"))
+                   by_kind.get("org_units", {}).get("all") or {}, info.get("default_coc"),
+                   info.get("dhis2_version"))
 
 
 def _data_set_json(ds: DataSetStructure) -> dict[str, Any]:
     return {"id": ds.id, "code": ds.code, "name": ds.name, "periodType": ds.period_type,
             "openFuturePeriods": ds.open_future_periods, "expiryDays": ds.expiry_days,
             "attributeOptionCombos": sorted(ds.attribute_option_combos),
+            "dataInputPeriods": [list(p) for p in ds.input_periods],
             "organisationUnits": sorted(ds.organisation_units),
             "elements": {uid: {"code": e.code, "name": e.name, "valueType": e.value_type,
                                "zeroIsSignificant": e.zero_is_significant, "categoryCombo": e.category_combo,
@@ -88,6 +92,7 @@ def _data_set_from(body: dict[str, Any]) -> DataSetStructure:
         open_future_periods=int(body.get("openFuturePeriods") or 0), expiry_days=int(body.get("expiryDays") or 0),
         attribute_option_combos=frozenset(body.get("attributeOptionCombos") or ()),
         organisation_units=frozenset(body.get("organisationUnits") or ()),
+        input_periods=tuple((p[0], p[1], p[2]) for p in body.get("dataInputPeriods") or ()),
         elements={uid: DataElementInSet(uid, e.get("code"), e.get("name"), e.get("valueType"),
                                         bool(e.get("zeroIsSignificant")), e.get("categoryCombo"),
                                         frozenset(e.get("categoryOptionCombos") or ()))
@@ -121,7 +126,16 @@ async def fetch_snapshot(client: Any, destination: str, now: float) -> MetadataS
         for ou in page:
             if ou.get("id"):
                 org_units[ou["id"]] = ou.get("path") or ""
-    return MetadataSnapshot(destination, now, data_sets, elements, coc_combo, org_units, default_coc)
+    return MetadataSnapshot(destination, now, data_sets, elements, coc_combo, org_units, default_coc,
+                            await _server_version(client))
+
+
+async def _server_version(client: Any) -> Optional[str]:
+    """The destination's version from ``/api/system/info`` (never the OpenAPI document: 2.43/2.44 say 2.42 there)."""
+    if getattr(client, "version", None) is None and hasattr(client, "system_info"):
+        await client.system_info()  # a failure leaves the version unknown: the ≤2.42 codes are used
+    version = getattr(client, "version", None)
+    return ".".join(str(p) for p in version) if version else None
 
 
 class MetadataCache(service.Service):

@@ -1,4 +1,4 @@
-"""A DHIS2 Web API simulator (2.36 – 2.42) for tests, benchmarks and demos.
+"""A DHIS2 Web API simulator (2.36 – 2.44) for tests, benchmarks and demos.
 
 It behaves like DHIS2 for what the gateway uses (``reference/dhis2-api.md``): system info,
 ``/api/me``, metadata lists with ``fields``/``filter``/paging, org-unit writes, aggregate import
@@ -17,7 +17,7 @@ Python API::
     ...
     await server.stop()
 
-    sim.version = "2.38"                     # switch version at run time ("2.36" … "2.42", "2.40.3")
+    sim.version = "2.38"                     # switch version at run time ("2.36" … "2.44", "2.43.2")
     sim.job_delay = 0.5                      # async jobs finish this long after submission (on the clock)
     token = sim.add_pat("admin")             # PAT (2.37+); sim.add_user(name, password, authorities=[…])
     sim.reset()                              # clear store, faults, jobs, counters; restore metadata
@@ -37,6 +37,7 @@ Faults (``sim.faults``; ``paths`` limits a rule to API paths containing one of t
     sim.faults.maintenance(True)                 # 503 maintenance page
     sim.faults.slow_body(chunk_size=16, chunk_delay=0.05)
     sim.faults.commit_then_drop(n=1)             # import stored, TCP connection aborted, no response
+    sim.faults.batch_handler_flush(True)         # 2.43+: first registration of a new period -> transient 409
     sim.faults.clear()
     server.outage(seconds)                       # connection refused, then back on the same port
 
@@ -59,8 +60,14 @@ Control endpoint (no DHIS2 auth; ``Simulator(control=False)`` or ``--no-control`
      "maintenance": true, "retry_after": 30,
      "slow_body": {"chunk_size": 16, "chunk_delay": 0.05} | null,
      "commit_then_drop": 1 | {"count": 1, "paths": ["dataValueSets"]},
+     "batch_handler_flush": true,
      "outage": 5,
      "clear": true}
+
+From 2.43 ``POST /api/dataValueSets`` runs :mod:`dhis2gw.sim.entry_pipeline` (E80xx/E81xx codes,
+duplicate keys refused, data set detection, the dryRun NPE on 2.43.2+); 2.43+ redirects browsers to
+``/login/``; 2.44 serves plain ``fields=`` lists through a Gist pager and wipes a failed job's task
+feed (``GET /api/jobConfigurations/{id}`` still answers).
 
 Everything waits on the injected clock; nothing sleeps.
 """

@@ -130,6 +130,7 @@ class Simulator:
             ("GET", r"/system/(?:id|uid)", c.system_id),
             ("GET", r"/system/tasks/(?P<type>[A-Z_]+)/(?P<id>\w+)", c.tasks),
             ("GET", r"/system/taskSummaries/(?P<type>[A-Z_]+)/(?P<id>\w+)", c.task_summary),
+            ("GET", r"/jobConfigurations/(?P<id>\w+)", c.job_configuration),
             ("POST", r"/dataValueSets", c.post_data_value_sets),
             ("GET", r"/dataValueSets", c.get_data_value_sets),
             ("POST", r"/tracker", c.post_tracker),
@@ -259,6 +260,7 @@ class Simulator:
 
     @app.route("/dhis-web-commons/security/login.action")
     @app.route("/dhis-web-login/")
+    @app.route("/login/")
     def login_page(self, request: IRequest) -> bytes:
         """The login page unauthenticated browsers are redirected to."""
         request.setHeader("Content-Type", "text/html;charset=UTF-8")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from dhis2gw.sim.aggregate import AggregateImporter
 from dhis2gw.sim.context import RequestContext
+from dhis2gw.sim.entry_pipeline import DataEntryImporter, ServerFault
 from dhis2gw.sim.fields import Selector, parse_fields
 from dhis2gw.sim.metadata import Ref
 from dhis2gw.sim.tracker import TrackerBadRequest, TrackerImporter
@@ -91,6 +92,14 @@ class CoreApi:
         job = self.sim.jobs.get(ctx.params["type"], ctx.params["id"])
         return SimResponse.json(200, job.notifications if job else [])
 
+    def job_configuration(self, ctx: RequestContext) -> SimResponse:
+        """``GET /api/jobConfigurations/{id}[?fields=jobStatus,lastExecutedStatus]`` of an ad-hoc import job."""
+        found = self.sim.jobs.configuration(ctx.params["id"])
+        if found is None:
+            return error(404, f"JobConfiguration with id {ctx.params['id']} could not be found.", errorCode="E1005")
+        fields = [f.strip() for f in (ctx.arg("fields") or "").split(",") if f.strip() and f.strip() != "*"]
+        return SimResponse.json(200, {k: v for k, v in found.items() if k in fields} if fields else found)
+
     def task_summary(self, ctx: RequestContext) -> SimResponse:
         """``GET /api/system/taskSummaries/{type}/{id}``: bare summary once done."""
         job = self.sim.jobs.get(ctx.params["type"], ctx.params["id"])
@@ -102,7 +111,10 @@ class CoreApi:
 
     # -- aggregate ---------------------------------------------------------------------
     def _importer(self) -> AggregateImporter:
-        return AggregateImporter(self.sim.metadata, self.sim.store, self.sim.version, self.sim.now)
+        sim = self.sim
+        if sim.version.data_entry_pipeline:
+            return DataEntryImporter(sim.metadata, sim.store, sim.version, sim.now, sim.faults.flush_fails)
+        return AggregateImporter(sim.metadata, sim.store, sim.version, sim.now)
 
     def post_data_value_sets(self, ctx: RequestContext) -> SimResponse:
         """``POST /api/dataValueSets`` (sync, or async job with ``async=true``)."""
@@ -116,7 +128,10 @@ class CoreApi:
         query = ctx.flat_query()
         username = (ctx.user or {}).get("username", "")
         if (query.get("async") or "").lower() != "true":
-            summary = self._importer().run(ctx.body, query, username)
+            try:
+                summary = self._importer().run(ctx.body, query, username)
+            except ServerFault as e:
+                return error(500, str(e))
             return wrap_import_summary(v, summary, ctx.api_version)
         body = ctx.body
         job = self.sim.jobs.submit("DATAVALUE_IMPORT", username,

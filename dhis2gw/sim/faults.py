@@ -95,6 +95,10 @@ class Faults:
     #: shape name -> until when (clock seconds; inf = until cleared)
     shapes: dict[str, float] = field(default_factory=dict)
     poison_rules: list[PoisonRule] = field(default_factory=list)
+    #: 2.43+: the first completeness registration of each new (data set, period, org unit, AOC) meets
+    #: the transient 409 "Failed to flush BatchHandler" (dhis2w #81); the identical retry succeeds.
+    batch_handler_flush_on: bool = False
+    flushed_once: set[tuple[str, str, str, str]] = field(default_factory=set)
 
     # -- settings (Python API) ----------------------------------------------------
     def latency(self, seconds: float | None, max_seconds: float | None = None,
@@ -168,8 +172,21 @@ class Faults:
                 return rule.mode
         return None
 
+    def batch_handler_flush(self, on: bool = True) -> None:
+        """Switch the 2.43+ transient BatchHandler 409 on the first registration of a new period."""
+        self.batch_handler_flush_on = on
+        self.flushed_once = set()
+
+    def flush_fails(self, registration: tuple[str, str, str, str]) -> bool:
+        """True (once per registration) when this completeness registration meets the BatchHandler 409."""
+        if not self.batch_handler_flush_on or registration in self.flushed_once:
+            return False
+        self.flushed_once.add(registration)
+        return True
+
     def clear(self) -> None:
         """Switch every fault off."""
+        self.batch_handler_flush(False)
         self.shapes = {}
         self.poison_rules = []
         self.latency_rule, self.slow_rule, self.drop_rule = None, None, None
@@ -225,7 +242,8 @@ class Faults:
                 "slow_body": asdict(self.slow_rule) if self.slow_rule else None,
                 "commit_then_drop": asdict(self.drop_rule) if self.drop_rule else None,
                 "maintenance": self.maintenance_on, "shape": self.active_shape(),
-                "poison": [asdict(r) for r in self.poison_rules]}
+                "poison": [asdict(r) for r in self.poison_rules],
+                "batch_handler_flush": self.batch_handler_flush_on}
 
     def configure(self, spec: dict[str, Any]) -> None:
         """Apply a control-endpoint document (see the package docstring)."""
@@ -278,6 +296,8 @@ class Faults:
             else:
                 for rule in rules if isinstance(rules, list) else [rules]:
                     self.poison(str(rule["uid"]), str(rule.get("mode", "500")))
+        if "batch_handler_flush" in spec:
+            self.batch_handler_flush(bool(spec["batch_handler_flush"]))
         if "commit_then_drop" in spec:
             cd = spec["commit_then_drop"]
             if isinstance(cd, int):

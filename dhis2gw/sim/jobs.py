@@ -17,6 +17,14 @@ from dhis2gw.sim.uids import new_uid
 from dhis2gw.sim.versions import Version
 
 
+class SimulatedJobFailure(Exception):
+    """A job failing on purpose (``JobRegistry.fail_next``)."""
+
+
+#: Seconds after a failed job's terminal row when 2.44 wipes its feed.
+WIPE_AFTER = 1.0
+
+
 @dataclass
 class Job:
     """One async job and what it produced."""
@@ -26,6 +34,7 @@ class Job:
     created: dt.datetime
     username: str
     done: bool = False
+    failed: bool = False
     result: dict[str, Any] | None = None
     notifications: list[dict[str, Any]] = field(default_factory=list)
 
@@ -41,6 +50,11 @@ class JobRegistry:
         self.clock, self.rng, self.version, self.now = clock, rng, version, now
         self.jobs: dict[str, Job] = {}
         self._pending: list[Any] = []
+        self._failures = 0
+
+    def fail_next(self, n: int = 1) -> None:
+        """Make the next *n* jobs fail inside DHIS2 (an exception in the job: no report, ERROR notification)."""
+        self._failures = n
 
     def submit(self, job_type: str, username: str, work: Callable[[], dict[str, Any]], delay: float,
                parameters: dict[str, Any] | None = None) -> Job:
@@ -63,11 +77,21 @@ class JobRegistry:
         if job.job_type == "DATAVALUE_IMPORT" and v.persisted_jobs:
             self._notify(job, "Importing data...", False)
         try:
+            if self._failures > 0:
+                self._failures -= 1
+                raise SimulatedJobFailure(job.id)
             job.result = work()
+        except SimulatedJobFailure:
+            self.log.info("simulated job {job_id} failed on purpose (fail_next)", job_id=job.id)
+            self._notify(job, "Job failed", True, level="ERROR")
+            job.done = job.failed = True
+            self._wipe_if_failed(job)
+            return
         except Exception:
             self.log.failure("simulated job {job_id} failed", job_id=job.id)
             self._notify(job, "Job failed", True, level="ERROR")
-            job.done = True
+            job.done = job.failed = True
+            self._wipe_if_failed(job)
             return
         result = job.result
         if job.job_type == "DATAVALUE_IMPORT":
@@ -77,7 +101,8 @@ class JobRegistry:
                        f"{c.get('updated', 0)} updated, {c.get('deleted', 0)} deleted, {c.get('ignored', 0)} ignored")
             else:
                 msg = "Import process aborted" if result["status"] == "ERROR" else "Import done"
-            self._notify(job, msg, True, level="ERROR" if result["status"] == "ERROR" and not v.persisted_jobs
+            job.failed = result["status"] == "ERROR"
+            self._notify(job, msg, True, level="ERROR" if job.failed and (not v.persisted_jobs or v.failed_job_feed_wiped)
                          else "INFO")
         else:
             s = result.get("stats", {})
@@ -90,6 +115,22 @@ class JobRegistry:
                 msg = "(TRACKER_IMPORT_JOB) Import:Done took 0.1 sec."
             self._notify(job, msg, True)
         job.done = True
+        self._wipe_if_failed(job)
+
+    def _wipe_if_failed(self, job: Job) -> None:
+        """2.44 empties a failed job's notification feed about a second after its terminal row (dhis2w #143)."""
+        if job.failed and self.version().failed_job_feed_wiped:
+            self._pending.append(self.clock.callLater(WIPE_AFTER, job.notifications.clear))
+
+    def configuration(self, job_id: str) -> dict[str, Any] | None:
+        """``/api/jobConfigurations/{id}`` of an ad-hoc job (its id is a JobConfiguration uid), or None."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        if not job.done:
+            return {"id": job.id, "jobType": job.job_type, "jobStatus": "RUNNING", "lastExecutedStatus": "RUNNING"}
+        return {"id": job.id, "jobType": job.job_type, "jobStatus": "DISABLED",
+                "lastExecutedStatus": "FAILED" if job.failed else "COMPLETED"}
 
     def _notify(self, job: Job, message: str, completed: bool, level: str = "INFO", **extra: Any) -> None:
         uid = new_uid(self.rng)

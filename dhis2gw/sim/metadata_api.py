@@ -59,9 +59,20 @@ class MetadataApi:
                 size = max(1, int(ctx.arg("pageSize") or 50))
             except ValueError:
                 return error(400, "page and pageSize must be numbers")
-            items, pager = page_of(items, page, size, f"{ctx.api_url}/{kind}", ctx.query)
+            api_url = ctx.api_url
+            if ctx.headers.get("x-forwarded-proto") == "https":
+                api_url = "https://" + api_url.split("://", 1)[1]
+            gist = self._version().gist_lists and _plain_fields(ctx.arg("fields"))
+            if gist:  # Gist builds its links from the servlet request: http:// even behind TLS (#136)
+                api_url = "http://" + api_url.split("://", 1)[1]
+            items, pager = page_of(items, page, size, f"{api_url}/{kind}", ctx.query)
+            if gist:
+                pager = {k: pager[k] for k in ("page", "pageSize", "total", "pageCount", "prevPage", "nextPage")
+                         if k in pager}
             out["pager"] = pager
         out[kind] = [selector.select(o, tree) for o in items]
+        if self._version().gist_lists and _plain_fields(ctx.arg("fields")):
+            out["gist"] = True
         return SimResponse.json(200, out)
 
     def get(self, ctx: RequestContext, kind: str, uid: str) -> SimResponse:
@@ -198,6 +209,11 @@ class MetadataApi:
         return SimResponse.json(200, web_message(200, None, "OK", response={
             "responseType": "TypeReport", "klass": "org.hisp.dhis.organisationunit.OrganisationUnitGroup",
             "stats": {"created": 0, "updated": 1, "deleted": 0, "ignored": 0, "total": 1}, "objectReports": []}))
+
+
+def _plain_fields(fields: str | None) -> bool:
+    """2.44 routes a list read to Gist when ``fields=`` names plain properties (no ``*``, no ``:preset``)."""
+    return bool(fields) and "*" not in str(fields) and ":" not in str(fields)
 
 
 def _klass_name(kind: str) -> str:

@@ -29,7 +29,7 @@ class Options(usage.Options):
         self["version"] = "2.40"
 
     def opt_version(self, version: str) -> None:  # type: ignore[override]
-        """DHIS2 version to simulate (2.36 ... 2.42, e.g. 2.40.3) [default: 2.40]."""
+        """DHIS2 version to simulate (2.36 ... 2.44, e.g. 2.43.2) [default: 2.40]."""
         self["version"] = version
 
     opt_v = opt_version

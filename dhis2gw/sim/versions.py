@@ -22,15 +22,15 @@ class Version:
 
     @classmethod
     def parse(cls, text: str | "Version") -> "Version":
-        """Parse ``"2.40"``, ``"2.40.3"`` or ``"2.40.3.1"``; 2.36–2.42 only."""
+        """Parse ``"2.40"``, ``"2.40.3"`` or ``"2.40.3.1"``; 2.36–2.44 only."""
         if isinstance(text, Version):
             return text
         m = _VERSION_RE.match(str(text).strip())
         if not m:
             raise ValueError(f"not a DHIS2 version: {text!r}")
         minor = int(m.group(1))
-        if not 36 <= minor <= 42:
-            raise ValueError(f"the simulator covers 2.36-2.42, not {text!r}")
+        if not 36 <= minor <= 44:
+            raise ValueError(f"the simulator covers 2.36-2.44, not {text!r}")
         return cls(minor, int(m.group(2) or 0), int(m.group(3) or 0), str(text).strip())
 
     def __str__(self) -> str:
@@ -85,11 +85,41 @@ class Version:
         """importOptions echo strictDataSetApproval/Locking/InputPeriods from 2.38."""
         return self.minor >= 38
 
+    @property
+    def data_entry_pipeline(self) -> bool:
+        """2.43 rewrote the aggregate import: E80xx/E81xx codes, per-data-set groups, new counting."""
+        return self.minor >= 43
+
+    @property
+    def partial_success_200(self) -> bool:
+        """A mixed import (some values stored, some refused) answers 200 WARNING from 2.43.1 (409 before)."""
+        return self.at_least(43, 1)
+
+    @property
+    def superuser_skips_future_periods(self) -> bool:
+        """From 2.43.1 users with ALL are not held to ``openFuturePeriods`` (dhis2w #139)."""
+        return self.at_least(43, 1)
+
+    @property
+    def dry_run_npe(self) -> bool:
+        """2.43.2+: ``dryRun=true`` on a TRUE_ONLY/LONG_TEXT value is a deterministic 500 NPE (dhis2w #129)."""
+        return self.at_least(43, 2)
+
+    @property
+    def backticked_args(self) -> bool:
+        """2.44 wraps conflict arguments in backticks (`` `[A, B]` ``)."""
+        return self.minor >= 44
+
     # -- jobs --------------------------------------------------------------
     @property
     def persisted_jobs(self) -> bool:
         """2.41+: job names 'DATAVALUE_IMPORT (<millis>)', jobStatus/jobParameters."""
         return self.minor >= 41
+
+    @property
+    def failed_job_feed_wiped(self) -> bool:
+        """2.44 empties a failed job's ``/api/system/tasks`` feed about 1 s after its last row (dhis2w #143)."""
+        return self.minor >= 44
 
     # -- tracker -----------------------------------------------------------
     @property
@@ -149,8 +179,15 @@ class Version:
         return self.minor >= 41
 
     @property
+    def gist_lists(self) -> bool:
+        """2.44 serves list reads with plain ``fields=`` through Gist (its pager; ``nextPage`` over http)."""
+        return self.minor >= 44
+
+    @property
     def login_path(self) -> str:
         """Where unauthenticated browsers are redirected."""
+        if self.minor >= 43:
+            return "/login/"
         if self.minor >= 41:
             return "/dhis-web-login/"
         return "/dhis-web-commons/security/login.action"

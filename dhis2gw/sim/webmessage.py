@@ -111,6 +111,9 @@ def wrap_import_summary(version: Version, summary: dict[str, Any], versioned_api
     status = summary["status"]
     if status == "SUCCESS":
         return SimResponse.json(200, web_message(200, "Import was successful.", "OK", response=summary))
+    if status == "WARNING" and version.partial_success_200:
+        return SimResponse.json(200, web_message(200, "Import completed with warnings, please check import summary.",
+                                                 "WARNING", response=summary))
     if status == "WARNING":
         msg = "One more conflicts encountered, please check import summary."
     else:

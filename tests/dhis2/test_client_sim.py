@@ -1,4 +1,4 @@
-"""DHIS2Client against the DHIS2 simulator at 2.37 and 2.40: each fault gives the outcome the rules table says.
+"""DHIS2Client against the DHIS2 simulator at 2.37, 2.40, 2.42, 2.43 and 2.44: each fault gives the outcome the rules table says.
 
 The simulator runs on the real reactor (its slow-body trickle needs real time);
 outages are driven with a `Clock` given to the `SimulatorServer`.  Assertions
@@ -17,6 +17,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from dhis2gw.dhis2.auth import ApiTokenAuth, BasicAuth
 from dhis2gw.dhis2.client import DHIS2Client
 from dhis2gw.dhis2.outcome import OutcomeKind as K
+from dhis2gw.dhis2.versions import data_entry_pipeline, login_path, parse_version, partial_success_is_200
 
 try:
     from dhis2gw.sim import Simulator, SimulatorServer
@@ -38,6 +39,13 @@ def data_value_set(period: str, value: str = "12") -> dict[str, Any]:
 def stored_value(sim: Any, period: str, org_unit: str = FAC_NR) -> str | None:
     record = sim.store.data_values.get((DE_OPD, period, org_unit, COC_DEFAULT, COC_DEFAULT))
     return None if record is None or record.deleted else record.value
+
+
+class _NoCredentials:
+    """An Authorization header that carries no credentials (what a misconfigured gateway sends)."""
+
+    def header_value(self) -> bytes:
+        return b""
 
 
 class _SimFaults:
@@ -62,20 +70,23 @@ class _SimFaults:
     async def test_delivered_and_partial(self) -> None:
         """A clean payload is DELIVERED; one bad value is PARTIAL (200 on 2.37, 409 on 2.40) with its index."""
         client = self.client()
+        v = parse_version(self.version)
         ok = await client.post_data_value_set(data_value_set("202401", "7"))
-        self.assertEqual((ok.kind, ok.http_status, ok.import_count["imported"]), (K.DELIVERED, 200, 1))
+        stored = "updated" if data_entry_pipeline(v) else "imported"  # 2.43+: imported is always 0
+        self.assertEqual((ok.kind, ok.http_status, ok.import_count[stored]), (K.DELIVERED, 200, 1))
         self.assertEqual(stored_value(self.sim, "202401"), "7")
         payload = data_value_set("202402", "8")
         payload["dataValues"].append({"dataElement": DE_OPD, "categoryOptionCombo": COC_DEFAULT, "value": "abc",
                                       "orgUnit": FAC_NR_2})
         partial = await client.post_data_value_set(payload)
         self.assertEqual(partial.kind, K.PARTIAL)
-        self.assertEqual(partial.http_status, 200 if self.version == "2.37" else 409)
+        self.assertEqual(partial.http_status, 200 if v < (2, 38, 0) or partial_success_is_200(v) else 409)
         self.assertEqual(partial.rejected_indexes, (1,))
-        self.assertEqual([c["errorCode"] for c in partial.conflicts], ["E7619"])
+        self.assertEqual([c["errorCode"] for c in partial.conflicts], ["E8122" if data_entry_pipeline(v) else "E7619"])
+        self.assertEqual(partial.conflicts[0]["indexes"], [1], "placed by index, never by object")
         self.assertEqual((stored_value(self.sim, "202402"), stored_value(self.sim, "202402", FAC_NR_2)), ("8", None))
         await client.system_info()
-        self.assertEqual(client.version[:2], tuple(int(p) for p in self.version.split(".")))
+        self.assertEqual(client.version, parse_version(self.version), "read from /api/system/info")
 
     async def test_connection_refused_during_outage(self) -> None:
         """While the server is down: DESTINATION_FAILURE connection_refused; after it is back: DELIVERED."""
@@ -134,6 +145,14 @@ class _SimFaults:
         self.assertEqual(accepted.kind, K.DELIVERED)
         self.assertEqual(stored_value(self.sim, "202407"), "12")
 
+    async def test_login_redirect_is_auth(self) -> None:
+        """No usable credentials: DHIS2 redirects to its login page (``/login/`` on 2.43+), which is an auth
+        failure of the destination, never a verdict on the payload."""
+        outcome = await self.client(_NoCredentials()).post_data_value_set(data_value_set("202408"))
+        self.assertEqual((outcome.kind, outcome.reason, outcome.http_status), (K.DESTINATION_FAILURE, "auth", 302))
+        self.assertIn(login_path(parse_version(self.version)), outcome.message)
+        self.assertIsNone(stored_value(self.sim, "202408"))
+
     async def test_tracker_sync_and_validation(self) -> None:
         """A tracked entity with its mandatory attributes is created; without them it is REJECTED (E1090)."""
         client = self.client()
@@ -181,3 +200,41 @@ class SimFaults240Tests(_SimFaults, TestCase):
     """Fault modes against a simulated DHIS2 2.40 (WebMessage, 409 for WARNING/ERROR)."""
 
     version = "2.40"
+
+
+class SimFaults242Tests(_SimFaults, TestCase):
+    """Fault modes against a simulated DHIS2 2.42."""
+
+    version = "2.42"
+
+
+class SimFaults243Tests(_SimFaults, TestCase):
+    """Fault modes against a simulated DHIS2 2.43.2 (data entry pipeline: E81xx, 200 WARNING)."""
+
+    version = "2.43.2"
+
+
+class SimFaults2430Tests(_SimFaults, TestCase):
+    """Fault modes against a simulated DHIS2 2.43.0 (a mixed import is still 409 WARNING)."""
+
+    version = "2.43.0"
+
+
+class SimFaults244Tests(_SimFaults, TestCase):
+    """Fault modes against a simulated DHIS2 2.44 (Gist list pager, /login/)."""
+
+    version = "2.44"
+
+    async def test_gist_pages_are_rebuilt_not_followed(self) -> None:
+        """2.44 answers org-unit pages through Gist (gist:true, nextPage over http://): the client asks for
+        page=N on its own base URL each time and never requests a nextPage link."""
+        from dhis2gw.dhis2.metadata import ORG_UNIT_FIELDS
+        client = self.client()
+        first = await client.get_json("organisationUnits", [("fields", ORG_UNIT_FIELDS), ("pageSize", 10)])
+        self.assertTrue(first["gist"])
+        self.assertTrue(first["pager"]["nextPage"].startswith("http://"))
+        self.sim.store.requests.clear()
+        units = [u for page in [p async for p in client.organisation_units(page_size=10)] for u in page]
+        self.assertEqual(len(units), 47)
+        asked = [r for r in self.sim.store.requests if r.path == "/api/organisationUnits"]
+        self.assertEqual([r.query["page"] for r in asked], [["1"], ["2"], ["3"], ["4"], ["5"]])
