@@ -25,6 +25,8 @@ from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.storage.submissions import IdempotencyConflict, NewSubmission, SubmissionStore
 
 SUBMITTERS = frozenset({"admin", "submitter"})
+#: Kinds whose recorded answer (response, error, event details) a submitter does not see.
+OPERATOR_ONLY_ANSWERS = frozenset({"callback"})
 _IDEMPOTENCY_MAX = 200
 
 SUBMISSION_ACCEPTED = {
@@ -102,6 +104,10 @@ class IngestApi:
         if key is not None and not 0 < len(key) <= _IDEMPOTENCY_MAX:
             raise ApiError(400, "invalid_idempotency_key",
                            f"Idempotency-Key must be 1 to {_IDEMPOTENCY_MAX} characters")
+        if isinstance(call.body, dict) and "callback_url" in call.body and not principal.callback_allowed:
+            # A callback is a request the gateway makes on the caller's behalf (issue 16, F1).
+            raise ApiError(403, "callback_not_allowed", "this user may not name a callback_url;"
+                           " an administrator can allow it (callback_allowed)", {"field": "callback_url"})
         destination = (call.body.get("destination") if isinstance(call.body, dict) else None) or "main"
         entry = self.destinations.get(destination)
         if entry is None:
@@ -172,6 +178,13 @@ class IngestApi:
             raise not_found("submission")
         out = submission_json(row)
         out["events"] = [submission_json(e) for e in await self.store.events(submission_id)]
+        if principal.role == "submitter" and row.get("kind") in OPERATOR_ONLY_ANSWERS:
+            # What a receiver the submitter chose answered is for operators (issue 16, F1): it
+            # would otherwise read back internal services through the gateway.
+            for key in ("response", "error", "conflicts"):
+                out.pop(key, None)
+            for event in out["events"]:
+                event.pop("detail", None)
         return out
 
 

@@ -38,7 +38,8 @@ from dhis2gw.auth.throttle import LoginThrottle
 from dhis2gw.auth.tokens import JwtIssuer, auth_error, hash_api_token
 from dhis2gw.storage.users import TokenStore, UserStore
 
-STATE_FIELDS = ("id", "uid", "username", "role", "source_name", "is_active", "token_epoch")
+STATE_FIELDS = ("id", "uid", "username", "role", "source_name", "is_active", "token_epoch", "callback_allowed",
+                "orgunit_scope", "dataset_scope", "may_delete")
 
 
 def client_address(request: IRequest) -> Optional[str]:
@@ -149,7 +150,11 @@ class GatewayAuthenticator:
     @staticmethod
     def _principal(state: dict[str, Any], method: str) -> Principal:
         return Principal(user_id=state["id"], uid=state["uid"], username=state["username"], role=state["role"],
-                         source_name=state.get("source_name"), method=method)
+                         source_name=state.get("source_name"), method=method,
+                         callback_allowed=bool(state.get("callback_allowed")),
+                         orgunit_scope=tuple(state.get("orgunit_scope") or ()),
+                         dataset_scope=tuple(state.get("dataset_scope") or ()),
+                         may_delete=bool(state.get("may_delete")))
 
     # --- schemes -------------------------------------------------------------------
     async def _bearer(self, token: str) -> Principal:
