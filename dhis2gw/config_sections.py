@@ -143,6 +143,11 @@ class ServerConfig(_Section):
     workers: int
     access_log: bool
     shutdown_timeout: float
+    trusted_proxies: tuple[str, ...]
+    header_timeout: float
+    body_timeout: float
+    min_body_rate: int
+    max_connections_per_address: int
 
     @property
     def redis_embedded(self) -> bool:
@@ -220,6 +225,7 @@ class AuthConfig(_Section):
     basic_auth_cache_seconds: int
     login_max_failures: int
     login_lockout_seconds: int
+    login_lockout_max_seconds: int
     password_min_length: int
 
 

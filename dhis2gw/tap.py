@@ -188,7 +188,8 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
     for prefix, area in gateway.areas:
         router.mount(prefix, area)
     site = gateway.site = GatewaySite(router.resource(), max_body_bytes=config.server.max_body_bytes,
-                                      access_log=config.server.access_log, finish_observers=gateway.observers)
+                                      access_log=config.server.access_log, finish_observers=gateway.observers,
+                                      trusted_proxies=config.server.trusted_proxies)
     if role in ("all", "api"):
         host = config.server.host
         endpoint = f"tcp:{config.server.port}:interface={_endpoint_host(host)}"

@@ -9,16 +9,52 @@ is finished the site's observers (request log, metrics) are told what happened.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import re
 import secrets
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 from urllib.parse import unquote_to_bytes
 
 from twisted.web import server
 
 from dhis2gw.api.errors import ApiError
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+def forwarded_client(peer: Optional[str], forwarded_for: list[bytes], trusted: Sequence[Network]) -> Optional[str]:
+    """The client's address: ``peer``, unless ``peer`` is a trusted proxy (issue 16, F6).
+
+    Then ``X-Forwarded-For`` is read from the right (each proxy appends the address it saw),
+    skipping trusted proxies: the first untrusted hop is the client. Entries left of it were
+    written by the client and are never believed. A malformed hop ends the walk at the last
+    trusted address.
+    """
+    if peer is None or not trusted or not _in(peer, trusted):
+        return peer
+    hops = [hop.strip() for value in forwarded_for for hop in value.decode("latin-1").split(",") if hop.strip()]
+    address = peer
+    for hop in reversed(hops):
+        if not _in(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return address
+        address = hop
+    return address
+
+
+def _in(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -41,6 +77,21 @@ class GatewayRequest(server.Request):
         self.route = None
         self.principal = None
         self.error_code: Optional[str] = None
+
+    @property
+    def client_ip(self) -> Optional[str]:
+        """The client's address (the peer, or what a trusted proxy forwarded; see ``forwarded_client``)."""
+        cached = self.__dict__.get("_client_ip", False)
+        if cached is not False:
+            return cached  # type: ignore[no-any-return]
+        try:
+            peer = getattr(self.getClientAddress(), "host", None)
+        except Exception:  # noqa: BLE001 - odd transports have no address
+            peer = None
+        trusted = getattr(self.channel.site, "trusted_proxies", ()) if self.channel is not None else ()
+        value = forwarded_client(peer, self.requestHeaders.getRawHeaders(b"x-forwarded-for", []), trusted)
+        self.__dict__["_client_ip"] = value
+        return value
 
     # -- size limit --------------------------------------------------------------------
     @property
@@ -120,8 +171,10 @@ class GatewaySite(server.Site):
     requestFactory = GatewayRequest  # noqa: N815
 
     def __init__(self, resource: Any, max_body_bytes: int, access_log: bool = False,
-                 finish_observers: Optional[list[FinishObserver]] = None) -> None:
+                 finish_observers: Optional[list[FinishObserver]] = None, trusted_proxies: Sequence[str] = ()) -> None:
         super().__init__(resource)
+        self.trusted_proxies: tuple[Network, ...] = tuple(ipaddress.ip_network(p, strict=False)
+                                                          for p in trusted_proxies)
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.finish_observers: list[FinishObserver] = list(finish_observers or [])

@@ -12,7 +12,8 @@ from dhis2gw.storage.request_log import RequestLogStore
 def install(gateway: Any) -> None:
     """Authenticate every API call; mount /users and /requests; record every request."""
     config = gateway.config
-    auth = build_auth(gateway.reactor, gateway.db, config.auth)
+    auth = build_auth(gateway.reactor, gateway.db, config.auth, redis=gateway.redis,
+                      redis_prefix=config.queue.prefix)
     gateway.parts["auth"] = auth
     gateway.authenticator = auth.authenticator
     gateway.mount(UsersApi(auth))
