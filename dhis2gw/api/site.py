@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.web import server
 
+from dhis2gw.api.channel import GatewayChannel
 from dhis2gw.api.errors import ApiError
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -166,19 +167,55 @@ class GatewayRequest(server.Request):
 
 
 class GatewaySite(server.Site):
-    """A Site using GatewayRequest, with no access log by default (it costs 30–50 %)."""
+    """A Site using GatewayRequest, with no access log by default (it costs 30–50 %).
+
+    Its connections are ``GatewayChannel``s: header and body deadlines, a minimum body rate and a
+    per-address connection cap (``dhis2gw.api.channel``).
+    """
 
     requestFactory = GatewayRequest  # noqa: N815
+    protocol = GatewayChannel
 
     def __init__(self, resource: Any, max_body_bytes: int, access_log: bool = False,
-                 finish_observers: Optional[list[FinishObserver]] = None, trusted_proxies: Sequence[str] = ()) -> None:
-        super().__init__(resource)
+                 finish_observers: Optional[list[FinishObserver]] = None, trusted_proxies: Sequence[str] = (),
+                 header_timeout: float = 10.0, body_timeout: float = 120.0, min_body_rate: int = 1024,
+                 max_connections_per_address: int = 64, reactor: Any = None) -> None:
+        super().__init__(resource, reactor=reactor)
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.min_body_rate = min_body_rate
+        self.max_connections_per_address = max_connections_per_address
+        self.connections_by_address: dict[Optional[str], int] = {}
+        self.refused_connections = 0
+        self.deadline_closures = 0
         self.trusted_proxies: tuple[Network, ...] = tuple(ipaddress.ip_network(p, strict=False)
                                                           for p in trusted_proxies)
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.finish_observers: list[FinishObserver] = list(finish_observers or [])
         self.displayTracebacks = False
+
+    def clock_seconds(self) -> float:
+        """Now, on the site's reactor."""
+        return float(self.reactor.seconds())
+
+    def admit_connection(self, peer: Optional[str]) -> bool:
+        """Count a new connection from ``peer``; False when the address is over its cap."""
+        if peer is not None and _in(peer, self.trusted_proxies):
+            return True  # a reverse proxy carries many clients: it limits them itself
+        count = self.connections_by_address.get(peer, 0)
+        if count >= self.max_connections_per_address:
+            return False
+        self.connections_by_address[peer] = count + 1
+        return True
+
+    def release_connection(self, peer: Optional[str]) -> None:
+        """A connection admitted by ``admit_connection`` closed."""
+        count = self.connections_by_address.get(peer, 0) - 1
+        if count > 0:
+            self.connections_by_address[peer] = count
+        else:
+            self.connections_by_address.pop(peer, None)
 
     def log(self, request: Any) -> None:
         if self.access_log:
