@@ -58,8 +58,10 @@ class IngestApi:
 
     def __init__(self, kinds: dict[str, Any], store: SubmissionStore, queue: SubmissionQueue,
                  destinations: dict[str, Any], wake: Any = None, enqueue_timeout: float = 0.5,
-                 base_path: str = "/api/v2") -> None:
+                 base_path: str = "/api/v2", scope: Any = None) -> None:
         self.kinds = kinds
+        #: ``dhis2gw.api.scoping.SubmitterScope``: org units, data sets and delete permission (None: no checks).
+        self.scope = scope
         self.store = store
         self.queue = queue
         self.destinations = destinations  # name -> ServerEntry (for instance_name)
@@ -71,6 +73,8 @@ class IngestApi:
            summary="Submit aggregate data values", tags=("submissions",),
            query=({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},),
            responses={200: "idempotent repeat: the first submission", 409: "Idempotency-Key reused with another body",
+                      403: "outside the submitter's org units or data sets, a destructive option without may_delete,"
+                           " or a callback_url without callback_allowed",
                       422: "codes without a mapping, or values DHIS2 would refuse"},
            response_schema=SUBMISSION_ACCEPTED)
     async def post_aggregate(self, call: Call) -> Response:
@@ -114,12 +118,19 @@ class IngestApi:
             raise ApiError(422, "unknown_destination", f"no DHIS2 destination named {destination!r} is configured",
                            {"field": "destination", "known": sorted(self.destinations)})
         query = {k.decode(): v[0].decode("utf-8", "replace") for k, v in call.request.args.items() if v}
+        if self.scope is not None:
+            # Permission before validation: what the body names as sent (native data value sets,
+            # tracker payloads) and the query's options; the prepared payload is checked again below.
+            body = call.body if isinstance(call.body, dict) else {}
+            await self.scope.check(principal, {} if isinstance(body.get("dataValues"), dict) else body, query)
         try:
             prepared = await kind.prepare(IngestRequest(call.body, principal.user_id, principal.source_name,
                                                         destination, entry.instance_name, query))
         except KindError as e:
             raise ApiError(e.status, e.code, e.message, e.details) from None
         destination = prepared.destination or destination
+        if self.scope is not None:
+            await self.scope.check(principal, prepared.dhis2_payload, prepared.import_params)
         if query.get("validate_only", "").lower() in ("true", "1", "yes"):
             # ?validate_only=true: the kind's verdict (mapping + pre-validation), nothing recorded or queued.
             return Response({"valid": True, "queued": False, "destination": destination,
@@ -191,5 +202,9 @@ class IngestApi:
 def install(gateway: Any) -> None:
     """Mount the ingest API (composition-root installer; runs after every kind is registered)."""
     dispatcher = gateway.dispatcher
+    from dhis2gw.api.scoping import SubmitterScope
+    from dhis2gw.storage.scope import ScopeStore
+
     gateway.mount(IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
-                            wake=dispatcher.wake if dispatcher is not None else None))
+                            wake=dispatcher.wake if dispatcher is not None else None,
+                            scope=SubmitterScope(ScopeStore(gateway.db))))
