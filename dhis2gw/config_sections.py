@@ -7,6 +7,8 @@ Build them with `dhis2gw.config.load_config`; every class here is immutable, and
 
 from __future__ import annotations
 
+import re
+
 import dataclasses
 import zoneinfo
 from dataclasses import dataclass, field
@@ -384,8 +386,14 @@ def split_url(value: str) -> SplitResult:
     return parts
 
 
+_PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&\s;])(?:password|passwd|pass|pwd|sslpassword|secret)\s*=\s*)"
+                             r"('(?:[^'\\]|\\.)*'?|[^&\s;]*)")
+
+
 def redact_url(value: str) -> str:
-    """Replace the password of a URL with ``***`` (for database.uri, redis_address and DHIS2 URLs)."""
+    """Replace the password of a URL with ``***`` (for database.uri, redis_address and DHIS2 URLs),
+    including ``?password=`` parameters and ``password=`` in key/value DSNs (issue 16, F13)."""
+    value = _PASSWORD_PARAM.sub(lambda m: m.group(1) + "***", value)
     if "://" not in value:
         return value
     try:

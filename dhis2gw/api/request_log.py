@@ -34,7 +34,8 @@ from dhis2gw.storage.request_log import RequestLogStore
 SENSITIVE_KEYS = frozenset({
     "password", "old_password", "new_password", "passwd", "token", "access_token", "refresh_token", "secret",
     "client_secret", "jwt_secret", "pat", "dhis2_password", "dhis2_pat", "authorization", "api_key", "apikey",
-    "authtoken", "auth_token", "password_hash",
+    "authtoken", "auth_token", "password_hash", "pwd", "pass", "passphrase", "credential", "credentials",
+    "private_key", "j_password",
 })
 REDACTED = "***"
 _JSON_PARSE_LIMIT = 256 * 1024
@@ -47,7 +48,8 @@ _SHAPES = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*|d
 def is_sensitive(key: str) -> bool:
     """True for a field name whose value must never be logged."""
     lowered = key.lower()
-    return lowered in SENSITIVE_KEYS or "password" in lowered or "secret" in lowered or lowered.endswith("_token")
+    return (lowered in SENSITIVE_KEYS or "passw" in lowered or "secret" in lowered or "pwd" in lowered
+            or lowered.endswith("_token") or lowered.startswith("pass"))
 
 
 def _redact_value(value: Any) -> Any:
@@ -61,10 +63,12 @@ def _redact_value(value: Any) -> Any:
 
 
 _KEY_NAMES = "|".join(sorted(SENSITIVE_KEYS, key=len, reverse=True))
-_JSONISH_PAIR = re.compile(r'("(?:[^"]*(?:password|secret)[^"]*|' + _KEY_NAMES + r'|[^"]*_token)"\s*:\s*)'
-                           r'("(?:[^"\\]|\\.)*("|$)|[^,}\]\s]+)', re.IGNORECASE)
-_FORM_PAIR = re.compile(r"((?:^|[&\s;])(?:[^=&\s]*(?:password|secret)[^=&\s]*|" + _KEY_NAMES + r")=)[^&\s;]*",
-                        re.IGNORECASE)
+_JSONISH_PAIR = re.compile(r'(["\'](?:[^"\']*(?:passw|secret|pwd)[^"\']*|' + _KEY_NAMES + r'|[^"\']*_token)["\']'
+                           r'\s*[:=]\s*)'
+                           r'("(?:[^"\\]|\\.)*("|$)|\'(?:[^\'\\]|\\.)*(\'|$)|[^,}\]\s]+)', re.IGNORECASE)
+_FORM_PAIR = re.compile(r"((?:^|[&\s;?,{(])(?:[^=&\s\"',:{}]*(?:passw|secret|pwd)[^=&\s\"',:{}]*|" + _KEY_NAMES
+                        + r")\s*[=:]\s*)"
+                        r"[^&\s;,})]*", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:

@@ -57,13 +57,30 @@ def _in(address: str, networks: Sequence[Network]) -> bool:
     return any(ip in network for network in networks)
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` safe for one log line: control characters (CR, LF, ESC…) escaped, length bounded
+    (issue 16, F11: a username with CR/LF forged log lines)."""
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit])
+    return out + ("…" if len(text) > limit else "")
+
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 FinishObserver = Callable[["GatewayRequest"], None]
 
 
+CONTENT_SECURITY_POLICY = (b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                           b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
 class GatewayRequest(server.Request):
     """A request with an id, a body size limit and a finish hook."""
+
+    def setHeader(self, name: Any, value: Any) -> None:  # noqa: N802
+        # Twisted announces its version in "Server"; say only what this is (issue 16, F17).
+        if (name.lower() if isinstance(name, bytes) else str(name).lower().encode()) == b"server":
+            value = b"dhis2gw"
+        super().setHeader(name, value)
 
     request_id: str = ""
     body_too_large: bool = False
@@ -134,6 +151,10 @@ class GatewayRequest(server.Request):
             self.request_id = secrets.token_hex(16)
         self.setHeader(b"X-Request-ID", self.request_id.encode())
         self.setHeader(b"X-Content-Type-Options", b"nosniff")
+        # Pages (docs, Swagger UI) may not be framed or load anything from elsewhere (issue 16, F17).
+        self.setHeader(b"X-Frame-Options", b"DENY")
+        self.setHeader(b"Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.setHeader(b"Referrer-Policy", b"no-referrer")
         try:
             # Klein answers a non-UTF-8 path or Host with a bare text 400 (and logs an error); answer
             # with the JSON envelope instead.
@@ -181,6 +202,7 @@ class GatewaySite(server.Site):
                  header_timeout: float = 10.0, body_timeout: float = 120.0, min_body_rate: int = 1024,
                  max_connections_per_address: int = 64, reactor: Any = None) -> None:
         super().__init__(resource, reactor=reactor)
+        self._logFormatter = self.redacted_log_line
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.min_body_rate = min_body_rate
@@ -220,3 +242,20 @@ class GatewaySite(server.Site):
     def log(self, request: Any) -> None:
         if self.access_log:
             super().log(request)
+
+    def redacted_log_line(self, timestamp: str, request: Any) -> str:
+        """The combined log format with sensitive query values replaced (issue 16, F10)."""
+        from dhis2gw.api.request_log import redacted_path
+        from dhis2gw.auth.authenticator import client_address
+
+        def quoted(value: Any) -> str:
+            text = value.decode("latin-1") if isinstance(value, bytes) else str(value or "-")
+            return printable(text.replace('"', "%22"), 500)
+
+        referrer = request.getHeader(b"referer") or b"-"
+        agent = request.getHeader(b"user-agent") or b"-"
+        line = '"{ip}" - - {ts} "{method} {uri} {proto}" {code} {length} "{referrer}" "{agent}"'
+        return line.format(ip=client_address(request) or "-", ts=timestamp, method=quoted(request.method),
+                           uri=quoted(redacted_path(request.uri)), proto=quoted(request.clientproto),
+                           code=request.code, length=request.sentLength or "-", referrer=quoted(referrer),
+                           agent=quoted(agent))

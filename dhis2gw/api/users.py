@@ -132,7 +132,9 @@ class UsersApi:
                 permissions={k: body[k] for k in PERMISSION_PROPERTIES if k in body})
         except DuplicateUsername:
             raise ApiError(409, "username_taken", "a user with this username already exists") from None
-        self.log.info("User {username} ({uid}) created by {actor} with role {role}", username=username,
+        from dhis2gw.api.site import printable
+
+        self.log.info("User {username} ({uid}) created by {actor} with role {role}", username=printable(username),
                       uid=row["uid"], actor=call.require_principal().username, role=role)
         return user_json(row)
 

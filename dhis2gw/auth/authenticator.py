@@ -255,7 +255,9 @@ class GatewayAuthenticator:
         row = await self.users.credentials(username)
         ok = await self.hasher.verify(row["password_hash"] if row else None, password)
         if not ok or row is None or not row["is_active"]:
-            self.log.info("Failed login for {username} from {address}", username=username[:150],
+            from dhis2gw.api.site import printable
+
+            self.log.info("Failed login for {username} from {address}", username=printable(username, 150),
                           address=address)
             raise ApiError(401, "invalid_credentials", "invalid username or password",
                            headers={"WWW-Authenticate": 'Basic realm="dhis2gw", charset="UTF-8"'})

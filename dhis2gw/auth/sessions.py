@@ -63,7 +63,13 @@ class SessionIssuer:
         outcome = await self.tokens.rotate_refresh(str(claims["jti"]), state["id"], refresh.jti, now,
                                                    refresh.expires_at)
         if outcome == "reused":
-            self.log.warn("Refresh token reuse for user {uid}: session family revoked", uid=state["uid"])
+            # A stolen refresh token was used (by the thief or the owner): the access tokens issued
+            # from this family are as suspect as the family itself. They cannot be told apart from the
+            # user's other sessions, so every JWT of the user ends now (issue 16, F16); API tokens stay.
+            await self.users.end_access_tokens(state["id"])
+            self.authenticator.invalidate_user(state["uid"])
+            self.log.warn("Refresh token reuse for user {uid}: session family revoked, access tokens ended",
+                          uid=state["uid"])
             raise auth_error("invalid_token", "the refresh token was already used; the session is revoked")
         if outcome != "ok":
             raise auth_error("invalid_token", "the refresh token is not valid")

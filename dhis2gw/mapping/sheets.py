@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 from dhis2gw.mapping.rows import COLUMNS, cell_text, is_blank, match_header
 
 MIB = 1024 * 1024
+_FORMULA_STARTS = "=+-@\t\r"
 
 
 class SheetRejected(Exception):
@@ -119,7 +120,10 @@ def read_csv(data: bytes, limits: SheetLimits = SheetLimits()) -> Sheet:
         try:
             next(reader)
             for cells in reader:
-                yield reader.line_num, cells
+                # The export writes '=… for a cell starting with a formula character (CSV injection):
+                # take the quote off again so an export imports unchanged.
+                yield reader.line_num, [c[1:] if c[:1] == "'" and c[1:2] in _FORMULA_STARTS and c[1:2] else c
+                                        for c in cells]
         except csv.Error as e:
             raise SheetRejected(422, "invalid_csv", f"the CSV file cannot be read: {e}",
                                 {"line": reader.line_num}) from None

@@ -139,6 +139,12 @@ class UserStore:
                 raise DuplicateUsername(str(fields.get("username"))) from None
             raise
 
+    async def end_access_tokens(self, user_id: int) -> None:
+        """Bump ``token_epoch``: every access and refresh JWT of the user stops working (API tokens stay)."""
+        await self.db.execute("users.end_access_tokens",
+                              "UPDATE users SET token_epoch = token_epoch + 1, updated_at = now() WHERE id = %s",
+                              (user_id,))
+
     async def record_login(self, user_id: int) -> None:
         """Set ``last_login_at``."""
         await self.db.execute("users.record_login", "UPDATE users SET last_login_at = now() WHERE id = %s",
