@@ -208,6 +208,7 @@ class CallbackKind:
         self.pending = set()
         self._user_ids = {}
         _CallbackService(self).setServiceParent(gateway.service)
+        gateway.parts.setdefault("ingest_checks", []).append(self.check_body)
         if gateway.dispatcher is None:
             return
         if not self.settings.active:
@@ -241,6 +242,18 @@ class CallbackKind:
         d.addErrback(lambda f: log.failure("callback for submission {sid} not queued", f, sid=row.get("id")))
         self.pending.add(d)
         d.addBoth(lambda _: self.pending.discard(d))
+
+    def check_body(self, principal: Any, body: Any) -> None:
+        """Ingest check: a ``callback_url`` the policy refuses is a 422 now, not a silent skip later."""
+        url = body.get("callback_url") if isinstance(body, dict) else None
+        if url is None:
+            return
+        from dhis2gw.api.errors import ApiError
+
+        problem = "not a string" if not isinstance(url, str) else self.settings.url_problem(url)
+        if problem:
+            raise ApiError(422, "callback_url_refused", f"callback_url refused: {problem}",
+                           {"field": "callback_url"})
 
     @staticmethod
     def _body_url(row: dict[str, Any]) -> Optional[str]:

@@ -58,8 +58,11 @@ class IngestApi:
 
     def __init__(self, kinds: dict[str, Any], store: SubmissionStore, queue: SubmissionQueue,
                  destinations: dict[str, Any], wake: Any = None, enqueue_timeout: float = 0.5,
-                 base_path: str = "/api/v2", scope: Any = None) -> None:
+                 base_path: str = "/api/v2", scope: Any = None, body_checks: Any = ()) -> None:
         self.kinds = kinds
+        #: ``check(principal, body)`` callables run before ``prepare``; they raise ApiError to refuse
+        #: (plugins add theirs to ``gateway.parts["ingest_checks"]``, e.g. the callback URL policy).
+        self.body_checks = list(body_checks)
         #: ``dhis2gw.api.scoping.SubmitterScope``: org units, data sets and delete permission (None: no checks).
         self.scope = scope
         self.store = store
@@ -112,6 +115,8 @@ class IngestApi:
             # A callback is a request the gateway makes on the caller's behalf (issue 16, F1).
             raise ApiError(403, "callback_not_allowed", "this user may not name a callback_url;"
                            " an administrator can allow it (callback_allowed)", {"field": "callback_url"})
+        for check in self.body_checks:
+            check(principal, call.body)
         destination = (call.body.get("destination") if isinstance(call.body, dict) else None) or "main"
         entry = self.destinations.get(destination)
         if entry is None:
@@ -207,4 +212,5 @@ def install(gateway: Any) -> None:
 
     gateway.mount(IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
                             wake=dispatcher.wake if dispatcher is not None else None,
-                            scope=SubmitterScope(ScopeStore(gateway.db))))
+                            scope=SubmitterScope(ScopeStore(gateway.db)),
+                            body_checks=gateway.parts.get("ingest_checks", ())))

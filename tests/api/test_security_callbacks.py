@@ -29,7 +29,13 @@ class CallbackPermissionTests(GatewayTestCase):
         code, user = await self.request_json("PUT", f"/api/v2/users/{uid}", {"callback_allowed": True}, admin)
         self.assertEqual((code, user["callback_allowed"]), (200, True))
         code, body = await self.request_json("POST", "/api/v2/aggregate", BODY, token)
-        self.assertNotEqual(code, 403, body)  # past the permission (mapping decides the rest)
+        # past the permission; the URL itself is refused at once (loopback), not silently later
+        self.assertEqual((code, body["error"]["code"]), (422, "callback_url_refused"), body)
+        self.assertIn("127.0.0.1 is a loopback address", body["error"]["message"])
+        for url in ("http://2130706433:8700/", "http://169.254.169.254/latest/meta-data/", "http://0.0.0.0:8700/",
+                    "https://hooks.example.org.evil.example/", 42):
+            code, body = await self.request_json("POST", "/api/v2/aggregate", {**BODY, "callback_url": url}, token)
+            self.assertEqual((code, body["error"]["code"]), (422, "callback_url_refused"), url)
 
     async def test_submitter_does_not_read_the_receiver_answer(self) -> None:
         """GET /submissions/{id} of a callback: status for the submitter, the answer only for operators."""
