@@ -207,6 +207,7 @@ class DeliverTests(TestCase):
         before = rss_bytes()
         outcome = await self.deliver(plugin, f"http://127.0.0.1:{port}/cb")
         growth = rss_bytes() - before
+        print(f"\n400 MB answer: RSS grew {growth / 2**20:.1f} MiB; the receiver sent {huge.sent / 2**20:.0f} MiB")
         self.assertEqual(outcome.http_status, 200)
         self.assertEqual(outcome.body, {"receiver_status": 200, "excerpt": "x" * 300})
         self.assertLess(growth, 20 << 20, f"RSS grew {growth / 2**20:.1f} MiB")
