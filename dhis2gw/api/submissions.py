@@ -204,13 +204,21 @@ class IngestApi:
         return out
 
 
-def install(gateway: Any) -> None:
-    """Mount the ingest API (composition-root installer; runs after every kind is registered)."""
-    dispatcher = gateway.dispatcher
+def build_ingest(gateway: Any) -> IngestApi:
+    """The one ingest path of every kind (``/aggregate``, ``/tracker``, ``/submissions/<kind>``):
+    with submitter scoping and the body checks plugins register (the list is shared, so checks
+    added after this call apply too)."""
     from dhis2gw.api.scoping import SubmitterScope
     from dhis2gw.storage.scope import ScopeStore
 
-    gateway.mount(IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
-                            wake=dispatcher.wake if dispatcher is not None else None,
-                            scope=SubmitterScope(ScopeStore(gateway.db)),
-                            body_checks=gateway.parts.get("ingest_checks", ())))
+    dispatcher = gateway.dispatcher
+    api = IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
+                    wake=dispatcher.wake if dispatcher is not None else None,
+                    scope=SubmitterScope(ScopeStore(gateway.db)))
+    api.body_checks = gateway.parts.setdefault("ingest_checks", [])
+    return api
+
+
+def install(gateway: Any) -> None:
+    """Mount the ingest API (composition-root installer; runs after every kind is registered)."""
+    gateway.mount(build_ingest(gateway))

@@ -1,6 +1,7 @@
 """Issue 16, F9: submitters limited to org-unit subtrees and data sets; deleting needs a permission."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.support.gateway import GatewayTestCase
@@ -95,3 +96,17 @@ class SubmitterScopeTests(GatewayTestCase):
         self.assertEqual(code, 400)
         code, body = await self.request_json("PUT", f"/api/v2/users/{row['uid']}", {"may_delete": True}, self.sub1)
         self.assertEqual(code, 403)
+
+    async def test_tracker_org_units_are_checked(self) -> None:
+        """Every orgUnit of a tracker payload (entity, enrollment, event) must be inside the scope."""
+        from tests.badinput.test_bodies import TRACKER
+
+        payload = json.loads(json.dumps(TRACKER).replace("ty5AJ6ZU5f7", F1))
+        code, body = await self.request_json("POST", "/api/v2/tracker", payload, self.sub2)
+        self.assertEqual((code, body["error"]["code"], body["error"]["details"]["orgUnit"]),
+                         (403, "outside_scope", F1))
+        payload["trackedEntities"][0]["enrollments"][0]["events"][0]["orgUnit"] = F2
+        payload["trackedEntities"][0]["orgUnit"] = F2
+        payload["trackedEntities"][0]["enrollments"][0]["orgUnit"] = F2
+        code, body = await self.request_json("POST", "/api/v2/tracker", payload, self.sub2)
+        self.assertNotEqual(code, 403, body)
