@@ -308,7 +308,8 @@ class CallbackKind:
         created = await store.create(NewSubmission(
             uid=generate_uid(), kind=self.name, destination=CALLBACK_LANE,
             submitter_id=row.get("submitter_id"), endpoint=f"/api/v2/submissions/{sid}",
-            payload={"callback_url": url, "for_submission": sid, "for_uid": current["uid"]},
+            payload={"callback_url": url, "for_submission": sid, "for_uid": current["uid"],
+                     "url_from": "body" if self._body_url(row) is not None else "callbacks_file"},
             dhis2_payload=document, import_params={}, value_count=0,
             idempotency_key=f"callback:{current['uid']}:{current['attempts']}"))
         if created.existing:
@@ -393,7 +394,8 @@ class CallbackKind:
                    "User-Agent": ["dhis2gw-callback"]}
         reactor = self.gateway.reactor
         started = reactor.seconds()
-        problem = self.settings.url_problem(url, from_body=False)
+        # Checked again when sent: the allow-list (for URLs from a body) or the networks may have changed.
+        problem = self.settings.url_problem(url, from_body=submission["payload"].get("url_from") == "body")
         if problem:
             return Outcome(OutcomeKind.REJECTED, reason="callback_refused", message=f"callback URL refused: {problem}")
         try:

@@ -212,3 +212,15 @@ class DeliverTests(TestCase):
         self.assertEqual(outcome.body, {"receiver_status": 200, "excerpt": "x" * 300})
         self.assertLess(growth, 20 << 20, f"RSS grew {growth / 2**20:.1f} MiB")
         self.assertLess(huge.sent, 16 << 20, f"the receiver got to send {huge.sent / 2**20:.0f} MiB")
+
+    async def test_allow_list_is_checked_again_when_sent(self) -> None:
+        """A body URL queued under an allow-list entry that an operator has since removed is not called."""
+        receiver = base.Receiver([])
+        port = self.listen(receiver)
+        plugin = _plugin(allowed="https://hooks.example.org", networks="127.0.0.1/32")
+        submission = _submission(f"http://127.0.0.1:{port}/cb")
+        submission["payload"]["url_from"] = "body"
+        self.addCleanup(lambda: plugin.pool and plugin.pool.closeCachedConnections())
+        outcome = await plugin.deliver(None, submission, None)
+        self.assertEqual((outcome.kind.value, outcome.reason), ("rejected", "callback_refused"))
+        self.assertEqual(receiver.received, [])
