@@ -90,6 +90,25 @@ class SheetProcessTests(TestCase):
             list(read_xlsx(data).rows)
         self.assertEqual((caught.exception.status, caught.exception.code), (422, "invalid_xlsx"))
 
+    def test_entities_are_refused(self) -> None:
+        """With defusedxml installed openpyxl refuses a DTD (entity expansion, external entities): 422."""
+        import defusedxml  # noqa: F401 - installed (setup.cfg), so openpyxl parses through it
+
+        doctype = (b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'
+                   b'<!ENTITY c SYSTEM "file:///etc/passwd">]>')
+        for target in ("xl/sharedStrings.xml", "xl/worksheets/sheet1.xml"):
+            source = zipfile.ZipFile(io.BytesIO(shared_strings_workbook(0)))
+            out = io.BytesIO()
+            with zipfile.ZipFile(out, "w") as z:
+                for name in source.namelist():
+                    data = source.read(name)
+                    if name == target:
+                        data = data.replace(b'encoding="UTF-8"?>', b'encoding="UTF-8"?>' + doctype, 1)
+                    z.writestr(name, data)
+            with self.assertRaises(SheetRejected) as caught:
+                list(read_xlsx(out.getvalue()).rows)
+            self.assertEqual((caught.exception.status, caught.exception.code), (422, "invalid_xlsx"), target)
+
     async def test_shared_strings_limit(self) -> None:
         """A shared-strings table above the limit is refused from the zip directory, before any parsing."""
         data = shared_strings_workbook(20_000)
