@@ -386,6 +386,7 @@ KEYS: tuple[Key, ...] = (
     _k("request_log", "batch_size", "DHIS2GW_REQUEST_LOG_BATCH_SIZE", _PLUS, 500),
     _k("request_log", "max_buffer", "DHIS2GW_REQUEST_LOG_MAX_BUFFER", _PLUS, 10000),
     _k("request_log", "body_excerpt_bytes", "DHIS2GW_REQUEST_LOG_BODY_EXCERPT_BYTES", byte_size(0), 2048),
+    _k("request_log", "retention_days", "DHIS2GW_REQUEST_LOG_RETENTION_DAYS", integer(0, 36500), 90),
 )
 
 SECTIONS = ("database", "server", "api", "auth", "queue", "delivery", "request_log")

@@ -268,6 +268,7 @@ class RequestLogConfig(_Section):
     batch_size: int
     max_buffer: int
     body_excerpt_bytes: int
+    retention_days: int
 
 
 @dataclass(frozen=True, repr=False)

@@ -111,6 +111,7 @@ YAML_CASES: dict[tuple[str, str], tuple[Any, Any]] = {
     ("request_log", "batch_size"): (100, 100),
     ("request_log", "max_buffer"): (1000, 1000),
     ("request_log", "body_excerpt_bytes"): (1024, 1024),
+    ("request_log", "retention_days"): (30, 30),
 }
 
 # (env var, raw value, (section, key), parsed value)
@@ -194,6 +195,7 @@ ENV_CASES: list[tuple[str, str, tuple[str, str], Any]] = [
     ("DHIS2GW_REQUEST_LOG_BATCH_SIZE", "50", ("request_log", "batch_size"), 50),
     ("DHIS2GW_REQUEST_LOG_MAX_BUFFER", "500", ("request_log", "max_buffer"), 500),
     ("DHIS2GW_REQUEST_LOG_BODY_EXCERPT_BYTES", "4096", ("request_log", "body_excerpt_bytes"), 4096),
+    ("DHIS2GW_REQUEST_LOG_RETENTION_DAYS", "0", ("request_log", "retention_days"), 0),
 ]
 
 # (section, key) -> the default the specification (and the original's README) fixes.
@@ -234,6 +236,7 @@ DEFAULTS: dict[tuple[str, str], Any] = {
     ("delivery", "batch_linger_ms"): 50,
     ("request_log", "enabled"): True, ("request_log", "flush_interval"): 0.2, ("request_log", "batch_size"): 500,
     ("request_log", "max_buffer"): 10000, ("request_log", "body_excerpt_bytes"): 2048,
+    ("request_log", "retention_days"): 90,
 }
 
 ALL_KEYS = {(key.section, key.name) for key in KEYS}

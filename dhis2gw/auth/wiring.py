@@ -22,7 +22,7 @@ def install(gateway: Any) -> None:
     rl = config.request_log
     writer = RequestLogWriter(gateway.reactor, log_store, enabled=rl.enabled, flush_interval=rl.flush_interval,
                               batch_size=rl.batch_size, max_buffer=rl.max_buffer,
-                              body_excerpt_bytes=rl.body_excerpt_bytes)
+                              body_excerpt_bytes=rl.body_excerpt_bytes, retention_days=rl.retention_days)
     writer.setServiceParent(gateway.service)
     gateway.parts["request_log"] = writer
     gateway.observers.append(writer.observe)
