@@ -74,6 +74,8 @@ class AuthApiTestCase(TestCase):
     use_redis = False
     #: ``server.trusted_proxies`` of the site.
     trusted_proxies: tuple[str, ...] = ()
+    #: ``server.max_connections_per_address`` of the site (every test client is 127.0.0.1).
+    max_connections_per_address = 64
 
     def setUp(self) -> defer.Deferred[Any]:
         return defer.Deferred.fromCoroutine(self._start())
@@ -115,7 +117,8 @@ class AuthApiTestCase(TestCase):
         self.router.mount("/api/v2", RequestsApi(self.log_store))
         self.router.mount("/api/v2", DummyArea())
         site = GatewaySite(self.router.resource(), max_body_bytes=64 * 1024, finish_observers=[self.writer.observe],
-                           trusted_proxies=self.trusted_proxies)
+                           trusted_proxies=self.trusted_proxies,
+                           max_connections_per_address=self.max_connections_per_address)
         self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.base = f"http://127.0.0.1:{self.port.getHost().port}"
         self.pool = HTTPConnectionPool(reactor, persistent=True)
