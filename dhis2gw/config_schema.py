@@ -158,6 +158,19 @@ def comma_list(raw: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
+def networks(raw: Any) -> tuple[str, ...]:
+    """A comma-separated string, or a YAML list, of IP addresses or CIDR networks (kept as text)."""
+    import ipaddress
+
+    items = comma_list(raw)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise InvalidValue(f"{item!r} is not an IP address or network (use CIDR, e.g. 10.0.0.0/8)") from None
+    return items
+
+
 def choice(*allowed: str, synonyms: dict[str, str] | None = None, upper: bool = False) -> Parser:
     """One of a fixed set of words, matched case-insensitively and returned in canonical case."""
     table = {word.lower(): word for word in allowed}
@@ -317,6 +330,11 @@ KEYS: tuple[Key, ...] = (
     _k("server", "workers", "DHIS2GW_WORKERS", _PLUS, 1),
     _k("server", "access_log", "DHIS2GW_ACCESS_LOG", boolean, False),
     _k("server", "shutdown_timeout", "DHIS2GW_SHUTDOWN_TIMEOUT", seconds(), 30.0),
+    _k("server", "trusted_proxies", "DHIS2GW_TRUSTED_PROXIES", networks, ()),
+    _k("server", "header_timeout", "DHIS2GW_HEADER_TIMEOUT", seconds(), 10.0),
+    _k("server", "body_timeout", "DHIS2GW_BODY_TIMEOUT", seconds(), 120.0),
+    _k("server", "min_body_rate", "DHIS2GW_MIN_BODY_RATE", byte_size(0), 1024),
+    _k("server", "max_connections_per_address", "DHIS2GW_MAX_CONNECTIONS_PER_ADDRESS", _PLUS, 64),
     _k("api", "dhis2_country", "dhis2_country", text, ""),
     _k("api", "dhis2_base_url", "dhis2_base_url", dhis2_url, "", url=True),
     _k("api", "dhis2_user", "dhis2_user", text, ""),
@@ -348,6 +366,8 @@ KEYS: tuple[Key, ...] = (
        seconds(above=False, as_int=True), 60),
     _k("auth", "login_max_failures", "DHIS2GW_LOGIN_MAX_FAILURES", _PLUS, 5),
     _k("auth", "login_lockout_seconds", "DHIS2GW_LOGIN_LOCKOUT_SECONDS", seconds(above=False, as_int=True), 300),
+    _k("auth", "login_lockout_max_seconds", "DHIS2GW_LOGIN_LOCKOUT_MAX_SECONDS",
+       seconds(above=False, as_int=True), 3600),
     _k("auth", "password_min_length", "DHIS2GW_PASSWORD_MIN_LENGTH", _PLUS, 10),
     _k("queue", "prefix", "DHIS2GW_QUEUE_PREFIX", queue_prefix, "dhis2gw", aliases=(("server", "queue_prefix"),)),
     _k("queue", "lease_seconds", "DHIS2GW_QUEUE_LEASE_SECONDS", seconds(), 60.0),
@@ -370,6 +390,7 @@ KEYS: tuple[Key, ...] = (
     _k("request_log", "batch_size", "DHIS2GW_REQUEST_LOG_BATCH_SIZE", _PLUS, 500),
     _k("request_log", "max_buffer", "DHIS2GW_REQUEST_LOG_MAX_BUFFER", _PLUS, 10000),
     _k("request_log", "body_excerpt_bytes", "DHIS2GW_REQUEST_LOG_BODY_EXCERPT_BYTES", byte_size(0), 2048),
+    _k("request_log", "retention_days", "DHIS2GW_REQUEST_LOG_RETENTION_DAYS", integer(0, 36500), 90),
 )
 
 SECTIONS = ("database", "server", "api", "auth", "queue", "delivery", "request_log")

@@ -7,6 +7,8 @@ Build them with `dhis2gw.config.load_config`; every class here is immutable, and
 
 from __future__ import annotations
 
+import re
+
 import dataclasses
 import zoneinfo
 from dataclasses import dataclass, field
@@ -143,6 +145,11 @@ class ServerConfig(_Section):
     workers: int
     access_log: bool
     shutdown_timeout: float
+    trusted_proxies: tuple[str, ...]
+    header_timeout: float
+    body_timeout: float
+    min_body_rate: int
+    max_connections_per_address: int
 
     @property
     def redis_embedded(self) -> bool:
@@ -220,6 +227,7 @@ class AuthConfig(_Section):
     basic_auth_cache_seconds: int
     login_max_failures: int
     login_lockout_seconds: int
+    login_lockout_max_seconds: int
     password_min_length: int
 
 
@@ -260,6 +268,7 @@ class RequestLogConfig(_Section):
     batch_size: int
     max_buffer: int
     body_excerpt_bytes: int
+    retention_days: int
 
 
 @dataclass(frozen=True, repr=False)
@@ -378,8 +387,14 @@ def split_url(value: str) -> SplitResult:
     return parts
 
 
+_PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&\s;])(?:password|passwd|pass|pwd|sslpassword|secret)\s*=\s*)"
+                             r"('(?:[^'\\]|\\.)*'?|[^&\s;]*)")
+
+
 def redact_url(value: str) -> str:
-    """Replace the password of a URL with ``***`` (for database.uri, redis_address and DHIS2 URLs)."""
+    """Replace the password of a URL with ``***`` (for database.uri, redis_address and DHIS2 URLs),
+    including ``?password=`` parameters and ``password=`` in key/value DSNs (issue 16, F13)."""
+    value = _PASSWORD_PARAM.sub(lambda m: m.group(1) + "***", value)
     if "://" not in value:
         return value
     try:

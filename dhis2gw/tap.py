@@ -188,7 +188,13 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
     for prefix, area in gateway.areas:
         router.mount(prefix, area)
     site = gateway.site = GatewaySite(router.resource(), max_body_bytes=config.server.max_body_bytes,
-                                      access_log=config.server.access_log, finish_observers=gateway.observers)
+                                      access_log=config.server.access_log, finish_observers=gateway.observers,
+                                      trusted_proxies=config.server.trusted_proxies,
+                                      header_timeout=config.server.header_timeout,
+                                      body_timeout=config.server.body_timeout,
+                                      min_body_rate=config.server.min_body_rate,
+                                      max_connections_per_address=config.server.max_connections_per_address,
+                                      reactor=reactor)
     if role in ("all", "api"):
         host = config.server.host
         endpoint = f"tcp:{config.server.port}:interface={_endpoint_host(host)}"

@@ -12,13 +12,27 @@ The body is signed with HMAC-SHA256 over the exact bytes sent, in
 compares in constant time. ``X-Dhis2gw-Delivery`` is the callback's own submission UID (the same
 on every retry: use it to drop duplicates).
 
-Reliability: the callback is itself a submission of kind ``callback`` in the SAME queue, on the
-original submission's destination, created with the idempotency key
+Safety (issue 16; the URL is chosen by a user, the request is made from inside the network):
+
+* a ``callback_url`` in a body is only taken from a submitter whose ``callback_allowed`` flag is
+  set (``PUT /api/v2/users/<uid>``; ingest answers 403 otherwise), and only when it matches the
+  allow-list (scheme, host — exact or ``*.suffix`` — and port; ``dhis2gw.outbound.AllowRule``);
+* every callback, including the per-submitter URLs of the callbacks file, goes through
+  ``dhis2gw.outbound``: the name is resolved by the gateway, every address is checked (loopback,
+  private, link-local, multicast, unspecified, reserved are refused unless their network is in
+  ``allowed_networks``) and the connection goes to the checked address, so DNS rebinding does
+  not help; redirects are never followed; at most ``DHIS2GW_CALLBACK_MAX_RESPONSE_BYTES`` of the
+  answer is read (the rest is not downloaded) and only a short excerpt and the status are kept,
+  for operators: a submitter reading its callback in ``GET /submissions/<id>`` does not see them.
+
+Reliability: the callback is itself a submission of kind ``callback`` in the ``_callbacks`` lane
+of the queue — its own worker and concurrency (``DHIS2GW_CALLBACK_CONCURRENCY``), so silent
+receivers never take the delivery slots of a DHIS2 destination — created with the idempotency key
 ``callback:<uid>:<attempt>``. It is retried with the normal backoff and ``max_retries``, survives
 restarts, and shows in ``GET /api/v2/submissions/<id>`` and the logs like any other submission;
 operators can requeue it. Its ``deliver`` ignores the DHIS2 client and uses its own HTTP client;
-a receiver that is down or answers 5xx/408/429 is a job-level retry, other 4xx a rejection —
-never a destination failure, so a broken receiver cannot open the DHIS2 destination's breaker.
+a receiver that is down or answers 5xx/408/429 is a job-level retry, a refused address, a
+redirect or another 4xx a rejection — never a destination failure.
 The callback row is created just after the outcome is committed; a crash exactly between the two
 is covered by a sweep (at start-up, then every ``DHIS2GW_CALLBACK_SWEEP_SECONDS``) that queues the
 callback of every final submission of the last 24 hours that should have one and has none. The
@@ -27,11 +41,15 @@ idempotency key makes the sweep and the normal path create it once between them,
 Configuration (environment, e.g. /etc/default/dhis2gw; secrets are never stored in the database):
 
 ``DHIS2GW_CALLBACK_SECRET``        default HMAC secret; callbacks are only sent when a secret applies
-``DHIS2GW_CALLBACK_CONFIG``        YAML file: ``secret:``, ``allowed_url_prefixes: [..]``, and
+``DHIS2GW_CALLBACK_CONFIG``        YAML file: ``secret:``, ``allowed_urls: [..]`` (``allowed_url_prefixes``
+                                   is read the same way), ``allowed_networks: [..]`` and
                                    ``submitters: {<username>: {url: .., secret: ..}}``
-``DHIS2GW_CALLBACK_ALLOWED_URLS``  comma-separated URL prefixes a ``callback_url`` must start with
-                                   (limits where submitters can make the gateway send requests)
-``DHIS2GW_CALLBACK_TIMEOUT``       seconds for one callback request (default 10)
+``DHIS2GW_CALLBACK_ALLOWED_URLS``  comma-separated allow-list of ``scheme://host[:port][/path]``; host may be
+                                   ``*.example.org``. Empty: no ``callback_url`` from a body is accepted
+``DHIS2GW_CALLBACK_ALLOWED_NETWORKS`` comma-separated CIDRs reachable although not public (a LAN receiver)
+``DHIS2GW_CALLBACK_TIMEOUT``       seconds for one callback request, answer included (default 10)
+``DHIS2GW_CALLBACK_MAX_RESPONSE_BYTES`` bytes of an answer read at most (default 65536)
+``DHIS2GW_CALLBACK_CONCURRENCY``   callbacks in flight at once, per process (default 4)
 ``DHIS2GW_CALLBACK_SWEEP_SECONDS`` how often the sweep runs (default 300; 0: only at start-up)
 """
 from __future__ import annotations
@@ -42,7 +60,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
-from urllib.parse import urlsplit
 
 from twisted.application import service
 from twisted.internet import defer
@@ -52,6 +69,7 @@ from zope.interface import implementer
 
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
 from dhis2gw.interfaces import ISubmissionKind
+from dhis2gw.outbound import GuardedEndpointFactory, OutboundPolicy, OutboundRefused, Resolver, read_capped
 
 log = Logger(namespace="dhis2gw.plugins.callback")
 
@@ -63,6 +81,17 @@ _STATUS_KINDS = {"delivered": OutcomeKind.DELIVERED, "partial": OutcomeKind.PART
 SWEEP_WINDOW = 24 * 3600.0
 SWEEP_GRACE = 60.0
 _RETRYABLE = {408, 425, 429}
+#: The queue lane of callbacks: its own worker and semaphore, never a DHIS2 destination's.
+CALLBACK_LANE = "_callbacks"
+#: Characters of the receiver's answer kept for operators.
+EXCERPT_CHARS = 300
+
+
+class _NoDHIS2:
+    """The lane's stand-in for a DHIS2 client: callbacks do not use one; its probe is always healthy."""
+
+    async def health_check(self) -> Outcome:
+        return Outcome(OutcomeKind.DELIVERED, reason="callback_lane")
 
 
 def canonical_body(document: Any) -> bytes:
@@ -89,6 +118,13 @@ class CallbackSettings:
     allowed_prefixes: tuple[str, ...] = ()
     timeout: float = 10.0
     sweep_seconds: float = 300.0
+    allowed_networks: tuple[str, ...] = ()
+    max_response_bytes: int = 65536
+    concurrency: int = 4
+    policy: OutboundPolicy = field(default_factory=OutboundPolicy)
+
+    def __post_init__(self) -> None:
+        self.policy = OutboundPolicy.from_settings(self.allowed_prefixes, self.allowed_networks)
 
     @classmethod
     def from_environ(cls, environ: Any) -> "CallbackSettings":
@@ -107,9 +143,20 @@ class CallbackSettings:
             if not isinstance(entry, dict):
                 raise ValueError(f"{path}: submitters.{username} must be a mapping with url and/or secret")
             submitters[str(username).lower()] = {k: str(v) for k, v in entry.items() if k in ("url", "secret")}
-        prefixes = list(data.get("allowed_url_prefixes") or [])
+        prefixes = list(data.get("allowed_urls") or []) + list(data.get("allowed_url_prefixes") or [])
         prefixes += [p.strip() for p in environ.get("DHIS2GW_CALLBACK_ALLOWED_URLS", "").split(",") if p.strip()]
+        networks = [str(n) for n in data.get("allowed_networks") or []]
+        networks += [n.strip() for n in environ.get("DHIS2GW_CALLBACK_ALLOWED_NETWORKS", "").split(",") if n.strip()]
         timeout = float(environ.get("DHIS2GW_CALLBACK_TIMEOUT") or data.get("timeout") or 10.0)
+        numbers = {}
+        for name, default in (("MAX_RESPONSE_BYTES", 65536), ("CONCURRENCY", 4)):
+            text = environ.get(f"DHIS2GW_CALLBACK_{name}", "").strip()
+            try:
+                numbers[name] = int(text) if text else default
+            except ValueError:
+                raise ValueError(f"DHIS2GW_CALLBACK_{name}: {text!r} is not a whole number") from None
+            if numbers[name] < 1:
+                raise ValueError(f"DHIS2GW_CALLBACK_{name}: must be at least 1")
         sweep = environ.get("DHIS2GW_CALLBACK_SWEEP_SECONDS", "")
         try:
             sweep_seconds = float(sweep) if sweep.strip() else 300.0
@@ -117,20 +164,17 @@ class CallbackSettings:
             raise ValueError(f"DHIS2GW_CALLBACK_SWEEP_SECONDS: {sweep!r} is not a number of seconds") from None
         return cls(secret=environ.get("DHIS2GW_CALLBACK_SECRET") or str(data.get("secret") or ""),
                    submitters=submitters, allowed_prefixes=tuple(prefixes), timeout=timeout,
-                   sweep_seconds=max(0.0, sweep_seconds))
+                   sweep_seconds=max(0.0, sweep_seconds), allowed_networks=tuple(networks),
+                   max_response_bytes=numbers["MAX_RESPONSE_BYTES"], concurrency=numbers["CONCURRENCY"])
 
     @property
     def active(self) -> bool:
         return bool(self.secret or any(e.get("secret") for e in self.submitters.values()))
 
-    def url_problem(self, url: str) -> Optional[str]:
-        """Why a ``callback_url`` from a request body is refused, or None."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return "not an http(s) URL"
-        if self.allowed_prefixes and not any(url.startswith(p) for p in self.allowed_prefixes):
-            return "not under an allowed URL prefix"
-        return None
+    def url_problem(self, url: str, from_body: bool = True) -> Optional[str]:
+        """Why a callback URL is refused before resolution, or None (``from_body``: it came from a
+        request body, so it must be on the allow-list; callbacks-file URLs were set by an operator)."""
+        return self.policy.url_refusal(url, check_allow_list=from_body)
 
 
 @implementer(IPlugin, ISubmissionKind)
@@ -149,6 +193,8 @@ class CallbackKind:
         self.pool: Any = None
         self.pending: set[defer.Deferred[Any]] = set()
         self._user_ids: dict[int, str] = {}
+        #: How host names are resolved at connect time (tests inject one).
+        self.resolver: Optional[Resolver] = None
 
     # --- wiring ------------------------------------------------------------------------------
     def setup(self, gateway: Any) -> None:
@@ -162,21 +208,26 @@ class CallbackKind:
         self.pending = set()
         self._user_ids = {}
         _CallbackService(self).setServiceParent(gateway.service)
+        gateway.parts.setdefault("ingest_checks", []).append(self.check_body)
         if gateway.dispatcher is None:
             return
         if not self.settings.active:
             log.info("callback plugin inactive: set DHIS2GW_CALLBACK_SECRET (or DHIS2GW_CALLBACK_CONFIG)")
             return
+        if CALLBACK_LANE not in gateway.dispatcher.workers:
+            gateway.dispatcher.add_lane(CALLBACK_LANE, _NoDHIS2(), self.settings.concurrency)
         outcome_observers(gateway).append(self.observe)
 
     def _client(self) -> Any:
+        """A plain ``Agent`` (it never follows redirects) over endpoints that enforce the address policy."""
         if self.http is None:
-            from treq.client import HTTPClient
             from twisted.web.client import Agent, HTTPConnectionPool
 
             reactor = self.gateway.reactor
             self.pool = HTTPConnectionPool(reactor, persistent=False)
-            self.http = HTTPClient(Agent(reactor, pool=self.pool))
+            endpoints = GuardedEndpointFactory(reactor, self.settings.policy, self.resolver,
+                                               connect_timeout=self.settings.timeout)
+            self.http = Agent.usingEndpointFactory(reactor, endpoints, pool=self.pool)
         return self.http
 
     # --- outcome → callback submission ---------------------------------------------------------
@@ -191,6 +242,18 @@ class CallbackKind:
         d.addErrback(lambda f: log.failure("callback for submission {sid} not queued", f, sid=row.get("id")))
         self.pending.add(d)
         d.addBoth(lambda _: self.pending.discard(d))
+
+    def check_body(self, principal: Any, body: Any) -> None:
+        """Ingest check: a ``callback_url`` the policy refuses is a 422 now, not a silent skip later."""
+        url = body.get("callback_url") if isinstance(body, dict) else None
+        if url is None:
+            return
+        from dhis2gw.api.errors import ApiError
+
+        problem = "not a string" if not isinstance(url, str) else self.settings.url_problem(url)
+        if problem:
+            raise ApiError(422, "callback_url_refused", f"callback_url refused: {problem}",
+                           {"field": "callback_url"})
 
     @staticmethod
     def _body_url(row: dict[str, Any]) -> Optional[str]:
@@ -219,12 +282,14 @@ class CallbackKind:
         url = self._body_url(row)
         if url is not None:
             problem = self.settings.url_problem(url)
+            if problem is None and not await self._may_name_url(row.get("submitter_id")):
+                problem = "the submitter may not name a callback_url"
             if problem:
                 log.warn("submission {sid}: callback_url refused ({problem})", sid=sid, problem=problem)
                 return False
         else:
             url = (await self._submitter(row.get("submitter_id")))[1].get("url")
-            if not url:
+            if not url or self.settings.url_problem(url, from_body=False):
                 return False
         current = await store.get(sid, with_payloads=False)
         if current is None or current["status"] not in FINAL_STATES:
@@ -241,9 +306,10 @@ class CallbackKind:
                         + len(outcome.error_reports)},
         }
         created = await store.create(NewSubmission(
-            uid=generate_uid(), kind=self.name, destination=current["destination"],
+            uid=generate_uid(), kind=self.name, destination=CALLBACK_LANE,
             submitter_id=row.get("submitter_id"), endpoint=f"/api/v2/submissions/{sid}",
-            payload={"callback_url": url, "for_submission": sid, "for_uid": current["uid"]},
+            payload={"callback_url": url, "for_submission": sid, "for_uid": current["uid"],
+                     "url_from": "body" if self._body_url(row) is not None else "callbacks_file"},
             dhis2_payload=document, import_params={}, value_count=0,
             idempotency_key=f"callback:{current['uid']}:{current['attempts']}"))
         if created.existing:
@@ -251,14 +317,22 @@ class CallbackKind:
         from dhis2gw.queue.connection import RedisUnavailable
 
         try:
-            await self.gateway.queue.enqueue(current["destination"], created.row["id"], timeout=2)
+            await self.gateway.queue.enqueue(CALLBACK_LANE, created.row["id"], timeout=2)
         except RedisUnavailable as e:
             log.warn("callback {cid} recorded but not pushed ({error}); the reconciler will queue it",
                      cid=created.row["id"], error=e)
             return True
         if self.gateway.dispatcher is not None:
-            self.gateway.dispatcher.wake(current["destination"])
+            self.gateway.dispatcher.wake(CALLBACK_LANE)
         return True
+
+    async def _may_name_url(self, submitter_id: Optional[int]) -> bool:
+        """The submitter's ``callback_allowed`` flag (no submitter: a gateway-made row, allowed)."""
+        if submitter_id is None:
+            return True
+        row = await self.gateway.db.fetch_one("callback.may_name_url",
+                                              "SELECT callback_allowed FROM users WHERE id = %s", (submitter_id,))
+        return bool(row and row["callback_allowed"])
 
     # --- the sweep: callbacks a crash between outcome and callback row left out --------------------
     async def sweep(self, window_seconds: float = SWEEP_WINDOW, grace_seconds: float = SWEEP_GRACE) -> int:
@@ -320,22 +394,50 @@ class CallbackKind:
                    "User-Agent": ["dhis2gw-callback"]}
         reactor = self.gateway.reactor
         started = reactor.seconds()
+        # Checked again when sent: the allow-list (for URLs from a body) or the networks may have changed.
+        problem = self.settings.url_problem(url, from_body=submission["payload"].get("url_from") == "body")
+        if problem:
+            return Outcome(OutcomeKind.REJECTED, reason="callback_refused", message=f"callback URL refused: {problem}")
         try:
-            d = self._client().post(url.encode("utf-8"), data=body, headers=headers)
-            d.addTimeout(self.settings.timeout, reactor)
-            response = await d
-            text = (await response.content())[:2000].decode("utf-8", "replace")
+            response, excerpt = await self._post(url, body, headers)
+        except OutboundRefused as e:
+            return Outcome(OutcomeKind.REJECTED, reason="callback_refused", message=f"callback URL refused: {e}",
+                           duration=reactor.seconds() - started)
         except Exception as e:  # noqa: BLE001 - any transport problem is worth another try
             return Outcome(OutcomeKind.RETRY, reason="callback_unreachable", message=f"{type(e).__name__}: {e}",
                            duration=reactor.seconds() - started)
         code = response.code
         kind = (OutcomeKind.DELIVERED if 200 <= code < 300 else
                 OutcomeKind.RETRY if code >= 500 or code in _RETRYABLE else OutcomeKind.REJECTED)
+        reason = None if kind is OutcomeKind.DELIVERED else f"callback_http_{code}"
+        if 300 <= code < 400:
+            reason = "callback_redirect_refused"  # never followed: it could point anywhere
         retry_after = response.headers.getRawHeaders(b"retry-after", [None])[0]
-        return Outcome(kind, reason=None if kind is OutcomeKind.DELIVERED else f"callback_http_{code}",
-                       http_status=code, body=text, message=f"callback receiver answered {code}",
+        retry_after = retry_after.decode("ascii", "replace") if isinstance(retry_after, bytes) else retry_after
+        return Outcome(kind, reason=reason, http_status=code,
+                       body={"receiver_status": code, "excerpt": excerpt},
+                       message=f"callback receiver answered {code}",
                        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
                        duration=reactor.seconds() - started)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, list[str]]) -> tuple[Any, str]:
+        """POST ``body``; return the response and an excerpt of its answer, all within the timeout."""
+        from io import BytesIO
+
+        from twisted.web.client import FileBodyProducer
+        from twisted.web.http_headers import Headers
+
+        reactor = self.gateway.reactor
+
+        async def exchange() -> tuple[Any, str]:
+            response = await self._client().request(b"POST", url.encode("utf-8"), Headers(headers),
+                                                    FileBodyProducer(BytesIO(body)))
+            kept, _, _ = await read_capped(response, self.settings.max_response_bytes, keep=EXCERPT_CHARS * 4)
+            return response, kept.decode("utf-8", "replace")[:EXCERPT_CHARS]
+
+        d = defer.Deferred.fromCoroutine(exchange())
+        d.addTimeout(self.settings.timeout, reactor)
+        return await d
 
 
 class _CallbackService(service.Service):

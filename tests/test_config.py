@@ -55,6 +55,11 @@ YAML_CASES: dict[tuple[str, str], tuple[Any, Any]] = {
     ("server", "workers"): (2, 2),
     ("server", "access_log"): (True, True),
     ("server", "shutdown_timeout"): ("45s", 45.0),
+    ("server", "trusted_proxies"): (["10.0.0.1", "192.168.0.0/24"], ("10.0.0.1", "192.168.0.0/24")),
+    ("server", "header_timeout"): ("15s", 15.0),
+    ("server", "body_timeout"): ("3m", 180.0),
+    ("server", "min_body_rate"): ("2KiB", 2048),
+    ("server", "max_connections_per_address"): (32, 32),
     ("api", "dhis2_country"): ("Kenya", "Kenya"),
     ("api", "dhis2_base_url"): ("https://play.example.org/dhis/api", "https://play.example.org/dhis"),
     ("api", "dhis2_user"): ("yaml-user", "yaml-user"),
@@ -83,6 +88,7 @@ YAML_CASES: dict[tuple[str, str], tuple[Any, Any]] = {
     ("auth", "basic_auth_cache_seconds"): (30, 30),
     ("auth", "login_max_failures"): (4, 4),
     ("auth", "login_lockout_seconds"): (120, 120),
+    ("auth", "login_lockout_max_seconds"): ("2h", 7200),
     ("auth", "password_min_length"): (14, 14),
     ("queue", "prefix"): ("gw_yaml", "gw_yaml"),
     ("queue", "lease_seconds"): (100, 100.0),
@@ -105,6 +111,7 @@ YAML_CASES: dict[tuple[str, str], tuple[Any, Any]] = {
     ("request_log", "batch_size"): (100, 100),
     ("request_log", "max_buffer"): (1000, 1000),
     ("request_log", "body_excerpt_bytes"): (1024, 1024),
+    ("request_log", "retention_days"): (30, 30),
 }
 
 # (env var, raw value, (section, key), parsed value)
@@ -132,6 +139,11 @@ ENV_CASES: list[tuple[str, str, tuple[str, str], Any]] = [
     ("DHIS2GW_WORKERS", "3", ("server", "workers"), 3),
     ("DHIS2GW_ACCESS_LOG", "0", ("server", "access_log"), False),
     ("DHIS2GW_SHUTDOWN_TIMEOUT", "1m", ("server", "shutdown_timeout"), 60.0),
+    ("DHIS2GW_TRUSTED_PROXIES", "10.0.0.2, fd00::/8", ("server", "trusted_proxies"), ("10.0.0.2", "fd00::/8")),
+    ("DHIS2GW_HEADER_TIMEOUT", "5", ("server", "header_timeout"), 5.0),
+    ("DHIS2GW_BODY_TIMEOUT", "1m", ("server", "body_timeout"), 60.0),
+    ("DHIS2GW_MIN_BODY_RATE", "0", ("server", "min_body_rate"), 0),
+    ("DHIS2GW_MAX_CONNECTIONS_PER_ADDRESS", "8", ("server", "max_connections_per_address"), 8),
     ("dhis2_country", "Uganda", ("api", "dhis2_country"), "Uganda"),
     ("dhis2_base_url", "https://hmis.example.org/api/", ("api", "dhis2_base_url"), "https://hmis.example.org"),
     ("dhis2_user", "env-user", ("api", "dhis2_user"), "env-user"),
@@ -160,6 +172,7 @@ ENV_CASES: list[tuple[str, str, tuple[str, str], Any]] = [
     ("DHIS2GW_BASIC_AUTH_CACHE_SECONDS", "0", ("auth", "basic_auth_cache_seconds"), 0),
     ("DHIS2GW_LOGIN_MAX_FAILURES", "3", ("auth", "login_max_failures"), 3),
     ("DHIS2GW_LOGIN_LOCKOUT_SECONDS", "10m", ("auth", "login_lockout_seconds"), 600),
+    ("DHIS2GW_LOGIN_LOCKOUT_MAX_SECONDS", "30m", ("auth", "login_lockout_max_seconds"), 1800),
     ("DHIS2GW_PASSWORD_MIN_LENGTH", "12", ("auth", "password_min_length"), 12),
     ("DHIS2GW_QUEUE_PREFIX", "gw.test-1", ("queue", "prefix"), "gw.test-1"),
     ("DHIS2GW_QUEUE_LEASE_SECONDS", "90", ("queue", "lease_seconds"), 90.0),
@@ -182,6 +195,7 @@ ENV_CASES: list[tuple[str, str, tuple[str, str], Any]] = [
     ("DHIS2GW_REQUEST_LOG_BATCH_SIZE", "50", ("request_log", "batch_size"), 50),
     ("DHIS2GW_REQUEST_LOG_MAX_BUFFER", "500", ("request_log", "max_buffer"), 500),
     ("DHIS2GW_REQUEST_LOG_BODY_EXCERPT_BYTES", "4096", ("request_log", "body_excerpt_bytes"), 4096),
+    ("DHIS2GW_REQUEST_LOG_RETENTION_DAYS", "0", ("request_log", "retention_days"), 0),
 ]
 
 # (section, key) -> the default the specification (and the original's README) fixes.
@@ -196,7 +210,9 @@ DEFAULTS: dict[tuple[str, str], Any] = {
     ("server", "migrations_dir"): "file:///usr/share/dhis2gw/db/migrations", ("server", "timezone"): "Africa/Kampala",
     ("server", "max_body_bytes"): 10 * MIB, ("server", "state_dir"): "/var/lib/dhis2gw",
     ("server", "plugins_directory"): "./plugins", ("server", "workers"): 1, ("server", "access_log"): False,
-    ("server", "shutdown_timeout"): 30.0,
+    ("server", "shutdown_timeout"): 30.0, ("server", "trusted_proxies"): (), ("server", "header_timeout"): 10.0,
+    ("server", "body_timeout"): 120.0, ("server", "min_body_rate"): 1024,
+    ("server", "max_connections_per_address"): 64,
     ("api", "dhis2_country"): "", ("api", "dhis2_base_url"): "", ("api", "dhis2_user"): "",
     ("api", "dhis2_password"): "", ("api", "dhis2_pat"): "", ("api", "save_response"): True,
     ("api", "mapping_scheme"): "CODE", ("api", "dhis2_data_set"): "", ("api", "dhis2_attribute_option_combo"): "",
@@ -208,7 +224,8 @@ DEFAULTS: dict[tuple[str, str], Any] = {
     ("auth", "jwt_secret"): "", ("auth", "jwt_secret_file"): "", ("auth", "jwt_issuer"): "dhis2gw",
     ("auth", "access_token_ttl"): 900, ("auth", "refresh_token_ttl"): 604800,
     ("auth", "basic_auth_cache_seconds"): 60, ("auth", "login_max_failures"): 5,
-    ("auth", "login_lockout_seconds"): 300, ("auth", "password_min_length"): 10,
+    ("auth", "login_lockout_seconds"): 300, ("auth", "login_lockout_max_seconds"): 3600,
+    ("auth", "password_min_length"): 10,
     ("queue", "prefix"): "dhis2gw", ("queue", "lease_seconds"): 60.0, ("queue", "heartbeat_seconds"): 15.0,
     ("queue", "redis_timeout"): 2.0,
     ("delivery", "backoff_base"): 30.0, ("delivery", "backoff_cap"): 3600.0, ("delivery", "breaker_threshold"): 5,
@@ -219,6 +236,7 @@ DEFAULTS: dict[tuple[str, str], Any] = {
     ("delivery", "batch_linger_ms"): 50,
     ("request_log", "enabled"): True, ("request_log", "flush_interval"): 0.2, ("request_log", "batch_size"): 500,
     ("request_log", "max_buffer"): 10000, ("request_log", "body_excerpt_bytes"): 2048,
+    ("request_log", "retention_days"): 90,
 }
 
 ALL_KEYS = {(key.section, key.name) for key in KEYS}

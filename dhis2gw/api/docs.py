@@ -88,6 +88,17 @@ def safe_file(base: Path, relative: str) -> Optional[Path]:
     return target
 
 
+def known_files(base: Path, exclude_suffixes: tuple[str, ...] = ()) -> dict[str, Path]:
+    """name → path of the regular, non-hidden files directly in ``base`` (read once, at start-up)."""
+    try:
+        entries = sorted(base.iterdir())
+    except OSError:
+        return {}
+    return {entry.name: entry for entry in entries
+            if not entry.name.startswith(".") and entry.suffix.lower() not in exclude_suffixes
+            and safe_file(base, entry.name) is not None}
+
+
 def content_type(path: Path) -> str:
     """The Content-Type of a static file."""
     return _TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -124,7 +135,14 @@ class OpenApiArea:
 
 
 class SwaggerArea:
-    """Swagger UI, offline (unversioned, public)."""
+    """Swagger UI, offline (unversioned, public).
+
+    The files served are a fixed set, listed once at start-up: the regular files at the top of
+    the bundle directory (source maps left out: browsers do not need them). A request names one
+    of them exactly or gets a 404, and the in-memory cache is keyed by those names only, so no
+    spelling of a path (``%5C``, ``./``, ``//``…) can add an entry (issue 16, F3: the cache was
+    keyed by the raw path and grew by 1.9 MB per spelling).
+    """
 
     def __init__(self, reactor: Any, bundle_dir: Optional[str] = None) -> None:
         self.reactor = reactor
@@ -133,6 +151,7 @@ class SwaggerArea:
 
             bundle_dir = swagger_ui_path
         self.bundle = Path(bundle_dir)
+        self.known: dict[str, Path] = known_files(self.bundle, exclude_suffixes=(".map",))
         self._files: dict[str, tuple[bytes, str]] = {}
 
     async def _read(self, path: Path) -> bytes:
@@ -150,11 +169,11 @@ class SwaggerArea:
             return Response(raw=SWAGGER_INDEX.encode(), content_type=HTML)
         if any in ("dhis2gw-initializer.js", "swagger-initializer.js"):
             return Response(raw=SWAGGER_INITIALIZER.encode(), content_type=_TYPES[".js"])
+        path = self.known.get(any)
+        if path is None:
+            raise ApiError(404, "not_found", "no such file")
         cached = self._files.get(any)
         if cached is None:
-            path = safe_file(self.bundle, any)
-            if path is None:
-                raise ApiError(404, "not_found", "no such file")
             cached = self._files[any] = (await self._read(path), content_type(path))
         return Response(raw=cached[0], content_type=cached[1], headers={"Cache-Control": "public, max-age=86400"})
 

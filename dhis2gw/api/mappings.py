@@ -59,7 +59,7 @@ class MappingsApi:
 
     def __init__(self, store: MappingAdminStore, importer: MappingImporter, on_change: Any,
                  limits: SheetLimits = SheetLimits(), async_threshold_bytes: int = 1024 * 1024,
-                 base_path: str = "/api/v2") -> None:
+                 base_path: str = "/api/v2", parser: Any = None) -> None:
         self.store = store
         self.importer = importer
         self.on_change = on_change
@@ -67,6 +67,8 @@ class MappingsApi:
         self.async_threshold_bytes = async_threshold_bytes
         self.base_path = base_path
         self.background: dict[str, defer.Deferred[Any]] = {}
+        #: ``SubprocessSheetParser`` (off the reactor, bounded); None parses in this thread (tests).
+        self.parser = parser
 
     # --- list and CRUD ------------------------------------------------------------------
     @staticmethod
@@ -159,7 +161,10 @@ class MappingsApi:
         data = self._upload(call)
         partial, dry_run = call.bool_arg("partial"), call.bool_arg("dry_run")
         try:
-            sheet = read_csv(data, self.limits) if kind == "csv" else read_xlsx(data, call.arg("sheet"), self.limits)
+            if self.parser is not None:
+                sheet = await self.parser.parse(data, kind, call.arg("sheet"), self.limits)
+            else:
+                sheet = read_csv(data, self.limits) if kind == "csv" else read_xlsx(data, call.arg("sheet"), self.limits)
         except SheetRejected as e:
             raise ApiError(e.status, e.code, e.message, e.details) from None
         job = self.importer.new_job(kind)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,10 @@ class Principal:
     :param role: ``admin``, ``operator`` or ``submitter``.
     :param source_name: the mapping set this user's data uses (submitters).
     :param method: how it authenticated: ``bearer``, ``basic`` or ``token``.
+    :param callback_allowed: may name a ``callback_url`` in a submission body.
+    :param orgunit_scope: org-unit UIDs whose subtrees this user may write (empty: no limit).
+    :param dataset_scope: data-set UIDs this user may write (empty: no limit).
+    :param may_delete: may send destructive import options (``importStrategy=DELETE``).
     """
 
     user_id: int
@@ -22,3 +26,7 @@ class Principal:
     role: str
     source_name: Optional[str] = None
     method: str = "bearer"
+    callback_allowed: bool = False
+    orgunit_scope: Tuple[str, ...] = ()
+    dataset_scope: Tuple[str, ...] = ()
+    may_delete: bool = False

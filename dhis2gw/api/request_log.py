@@ -34,7 +34,8 @@ from dhis2gw.storage.request_log import RequestLogStore
 SENSITIVE_KEYS = frozenset({
     "password", "old_password", "new_password", "passwd", "token", "access_token", "refresh_token", "secret",
     "client_secret", "jwt_secret", "pat", "dhis2_password", "dhis2_pat", "authorization", "api_key", "apikey",
-    "authtoken", "auth_token", "password_hash",
+    "authtoken", "auth_token", "password_hash", "pwd", "pass", "passphrase", "credential", "credentials",
+    "private_key", "j_password",
 })
 REDACTED = "***"
 _JSON_PARSE_LIMIT = 256 * 1024
@@ -47,7 +48,8 @@ _SHAPES = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*|d
 def is_sensitive(key: str) -> bool:
     """True for a field name whose value must never be logged."""
     lowered = key.lower()
-    return lowered in SENSITIVE_KEYS or "password" in lowered or "secret" in lowered or lowered.endswith("_token")
+    return (lowered in SENSITIVE_KEYS or "passw" in lowered or "secret" in lowered or "pwd" in lowered
+            or lowered.endswith("_token") or lowered.startswith("pass"))
 
 
 def _redact_value(value: Any) -> Any:
@@ -61,10 +63,12 @@ def _redact_value(value: Any) -> Any:
 
 
 _KEY_NAMES = "|".join(sorted(SENSITIVE_KEYS, key=len, reverse=True))
-_JSONISH_PAIR = re.compile(r'("(?:[^"]*(?:password|secret)[^"]*|' + _KEY_NAMES + r'|[^"]*_token)"\s*:\s*)'
-                           r'("(?:[^"\\]|\\.)*("|$)|[^,}\]\s]+)', re.IGNORECASE)
-_FORM_PAIR = re.compile(r"((?:^|[&\s;])(?:[^=&\s]*(?:password|secret)[^=&\s]*|" + _KEY_NAMES + r")=)[^&\s;]*",
-                        re.IGNORECASE)
+_JSONISH_PAIR = re.compile(r'(["\'](?:[^"\']*(?:passw|secret|pwd)[^"\']*|' + _KEY_NAMES + r'|[^"\']*_token)["\']'
+                           r'\s*[:=]\s*)'
+                           r'("(?:[^"\\]|\\.)*("|$)|\'(?:[^\'\\]|\\.)*(\'|$)|[^,}\]\s]+)', re.IGNORECASE)
+_FORM_PAIR = re.compile(r"((?:^|[&\s;?,{(])(?:[^=&\s\"',:{}]*(?:passw|secret|pwd)[^=&\s\"',:{}]*|" + _KEY_NAMES
+                        + r")\s*[=:]\s*)"
+                        r"[^&\s;,})]*", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:
@@ -117,8 +121,14 @@ class RequestLogWriter(service.Service):
 
     def __init__(self, clock: IReactorTime, store: RequestLogStore, *, enabled: bool = True,
                  flush_interval: float = 0.2, batch_size: int = 500, max_buffer: int = 10_000,
-                 body_excerpt_bytes: int = 2048) -> None:
+                 body_excerpt_bytes: int = 2048, retention_days: int = 0,
+                 retention_interval: float = 3600.0) -> None:
         self.clock = clock
+        #: Rows older than this many days are deleted every ``retention_interval`` seconds (0: kept).
+        self.retention_days = retention_days
+        self.retention_interval = retention_interval
+        self._retention: Optional[LoopingCall] = None
+        self.purged = 0
         self.store = store
         self.enabled = enabled
         self.flush_interval = flush_interval
@@ -141,12 +151,40 @@ class RequestLogWriter(service.Service):
         self._loop.clock = self.clock
         self._loop.start(self.flush_interval, now=False).addErrback(
             lambda f: self.log.failure("request log flush loop died", f))
+        if self.retention_days > 0:
+            self._retention = LoopingCall(self._purge_quietly)
+            self._retention.clock = self.clock
+            self._retention.start(self.retention_interval, now=False).addErrback(
+                lambda f: self.log.failure("request log retention loop died", f))
 
     def stopService(self) -> defer.Deferred[None]:  # noqa: N802
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self._retention is not None and self._retention.running:
+            self._retention.stop()
         return defer.Deferred.fromCoroutine(self.flush(retry=False))
+
+    # --- retention ---------------------------------------------------------------------
+    async def purge(self, batch: int = 5000) -> int:
+        """Delete the rows older than ``retention_days`` (in batches); return how many went."""
+        cutoff = self.clock.seconds() - self.retention_days * 86400
+        total = 0
+        while True:
+            n = await self.store.purge_before(cutoff, batch)
+            total += n
+            if n < batch:
+                break
+        self.purged += total
+        if total:
+            self.log.info("Request log: {n} rows older than {days} days deleted", n=total, days=self.retention_days)
+        return total
+
+    async def _purge_quietly(self) -> None:
+        try:
+            await self.purge()
+        except DatabaseUnavailable as e:
+            self.log.warn("Request log retention skipped: {error}", error=e)
 
     # --- observation -------------------------------------------------------------------
     def observe(self, request: Any) -> None:

@@ -314,6 +314,9 @@ class Router:
         from klein import Klein  # imported here: klein installs the default reactor at import
 
         self.app = Klein()
+        # werkzeug answers "//" in a path with a 308 whose Location is built from the Host header
+        # (issue 16, F17): such paths are simply not found.
+        self.app.url_map.merge_slashes = False
         self.authenticator = authenticator
         self.observer = observer
         self.routes: list[MountedRoute] = []

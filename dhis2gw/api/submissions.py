@@ -25,6 +25,8 @@ from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.storage.submissions import IdempotencyConflict, NewSubmission, SubmissionStore
 
 SUBMITTERS = frozenset({"admin", "submitter"})
+#: Kinds whose recorded answer (response, error, event details) a submitter does not see.
+OPERATOR_ONLY_ANSWERS = frozenset({"callback"})
 _IDEMPOTENCY_MAX = 200
 
 SUBMISSION_ACCEPTED = {
@@ -56,8 +58,13 @@ class IngestApi:
 
     def __init__(self, kinds: dict[str, Any], store: SubmissionStore, queue: SubmissionQueue,
                  destinations: dict[str, Any], wake: Any = None, enqueue_timeout: float = 0.5,
-                 base_path: str = "/api/v2") -> None:
+                 base_path: str = "/api/v2", scope: Any = None, body_checks: Any = ()) -> None:
         self.kinds = kinds
+        #: ``check(principal, body)`` callables run before ``prepare``; they raise ApiError to refuse
+        #: (plugins add theirs to ``gateway.parts["ingest_checks"]``, e.g. the callback URL policy).
+        self.body_checks = list(body_checks)
+        #: ``dhis2gw.api.scoping.SubmitterScope``: org units, data sets and delete permission (None: no checks).
+        self.scope = scope
         self.store = store
         self.queue = queue
         self.destinations = destinations  # name -> ServerEntry (for instance_name)
@@ -69,6 +76,8 @@ class IngestApi:
            summary="Submit aggregate data values", tags=("submissions",),
            query=({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},),
            responses={200: "idempotent repeat: the first submission", 409: "Idempotency-Key reused with another body",
+                      403: "outside the submitter's org units or data sets, a destructive option without may_delete,"
+                           " or a callback_url without callback_allowed",
                       422: "codes without a mapping, or values DHIS2 would refuse"},
            response_schema=SUBMISSION_ACCEPTED)
     async def post_aggregate(self, call: Call) -> Response:
@@ -102,18 +111,31 @@ class IngestApi:
         if key is not None and not 0 < len(key) <= _IDEMPOTENCY_MAX:
             raise ApiError(400, "invalid_idempotency_key",
                            f"Idempotency-Key must be 1 to {_IDEMPOTENCY_MAX} characters")
+        if isinstance(call.body, dict) and "callback_url" in call.body and not principal.callback_allowed:
+            # A callback is a request the gateway makes on the caller's behalf (issue 16, F1).
+            raise ApiError(403, "callback_not_allowed", "this user may not name a callback_url;"
+                           " an administrator can allow it (callback_allowed)", {"field": "callback_url"})
+        for check in self.body_checks:
+            check(principal, call.body)
         destination = (call.body.get("destination") if isinstance(call.body, dict) else None) or "main"
         entry = self.destinations.get(destination)
         if entry is None:
             raise ApiError(422, "unknown_destination", f"no DHIS2 destination named {destination!r} is configured",
                            {"field": "destination", "known": sorted(self.destinations)})
         query = {k.decode(): v[0].decode("utf-8", "replace") for k, v in call.request.args.items() if v}
+        if self.scope is not None:
+            # Permission before validation: what the body names as sent (native data value sets,
+            # tracker payloads) and the query's options; the prepared payload is checked again below.
+            body = call.body if isinstance(call.body, dict) else {}
+            await self.scope.check(principal, {} if isinstance(body.get("dataValues"), dict) else body, query)
         try:
             prepared = await kind.prepare(IngestRequest(call.body, principal.user_id, principal.source_name,
                                                         destination, entry.instance_name, query))
         except KindError as e:
             raise ApiError(e.status, e.code, e.message, e.details) from None
         destination = prepared.destination or destination
+        if self.scope is not None:
+            await self.scope.check(principal, prepared.dhis2_payload, prepared.import_params)
         if query.get("validate_only", "").lower() in ("true", "1", "yes"):
             # ?validate_only=true: the kind's verdict (mapping + pre-validation), nothing recorded or queued.
             return Response({"valid": True, "queued": False, "destination": destination,
@@ -172,11 +194,31 @@ class IngestApi:
             raise not_found("submission")
         out = submission_json(row)
         out["events"] = [submission_json(e) for e in await self.store.events(submission_id)]
+        if principal.role == "submitter" and row.get("kind") in OPERATOR_ONLY_ANSWERS:
+            # What a receiver the submitter chose answered is for operators (issue 16, F1): it
+            # would otherwise read back internal services through the gateway.
+            for key in ("response", "error", "conflicts"):
+                out.pop(key, None)
+            for event in out["events"]:
+                event.pop("detail", None)
         return out
+
+
+def build_ingest(gateway: Any) -> IngestApi:
+    """The one ingest path of every kind (``/aggregate``, ``/tracker``, ``/submissions/<kind>``):
+    with submitter scoping and the body checks plugins register (the list is shared, so checks
+    added after this call apply too)."""
+    from dhis2gw.api.scoping import SubmitterScope
+    from dhis2gw.storage.scope import ScopeStore
+
+    dispatcher = gateway.dispatcher
+    api = IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
+                    wake=dispatcher.wake if dispatcher is not None else None,
+                    scope=SubmitterScope(ScopeStore(gateway.db)))
+    api.body_checks = gateway.parts.setdefault("ingest_checks", [])
+    return api
 
 
 def install(gateway: Any) -> None:
     """Mount the ingest API (composition-root installer; runs after every kind is registered)."""
-    dispatcher = gateway.dispatcher
-    gateway.mount(IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
-                            wake=dispatcher.wake if dispatcher is not None else None))
+    gateway.mount(build_ingest(gateway))

@@ -24,17 +24,23 @@ from dhis2gw.storage.users import DuplicateUsername
 
 ROLES = ["admin", "operator", "submitter"]
 PUBLIC_FIELDS = ("uid", "username", "email", "full_name", "telephone", "role", "source_name", "is_active",
-                 "created_at", "updated_at", "last_login_at")
+                 "created_at", "updated_at", "last_login_at", "callback_allowed", "orgunit_scope", "dataset_scope",
+                 "may_delete")
 SELF_EDITABLE = frozenset({"full_name", "email", "telephone", "password", "old_password"})
 _TEXT = {"type": ["string", "null"], "maxLength": 300}
 _USERNAME = {"type": "string", "pattern": r"^[^\s:]{1,150}$"}  # no ':' (Basic auth splits on it)
 _PASSWORD = {"type": "string", "minLength": 1, "maxLength": 1024}
+_UIDS = {"type": "array", "maxItems": 1000, "uniqueItems": True,
+         "items": {"type": "string", "pattern": r"^[a-zA-Z][a-zA-Z0-9]{10}$"}}
+#: What a user may do beyond its role (docs/security.md): admins set them on create and update.
+PERMISSION_PROPERTIES = {"callback_allowed": {"type": "boolean"}, "orgunit_scope": _UIDS, "dataset_scope": _UIDS,
+                         "may_delete": {"type": "boolean"}}
 
 CREATE_SCHEMA = {
     "type": "object", "additionalProperties": False, "required": ["username", "password"],
     "properties": {
         "username": _USERNAME, "password": _PASSWORD, "email": _TEXT, "full_name": _TEXT, "telephone": _TEXT,
-        "role": {"enum": ROLES}, "source_name": _TEXT, "is_active": {"type": "boolean"},
+        "role": {"enum": ROLES}, "source_name": _TEXT, "is_active": {"type": "boolean"}, **PERMISSION_PROPERTIES,
         # the original's field names, so its clients keep working
         "firstName": _TEXT, "lastName": _TEXT, "isActive": {"type": "boolean"}, "isAdminUser": {"type": "boolean"},
     },
@@ -44,6 +50,7 @@ UPDATE_SCHEMA = {
     "properties": {
         "username": _USERNAME, "email": _TEXT, "full_name": _TEXT, "telephone": _TEXT, "role": {"enum": ROLES},
         "source_name": _TEXT, "is_active": {"type": "boolean"}, "password": _PASSWORD, "old_password": _PASSWORD,
+        **PERMISSION_PROPERTIES,
     },
 }
 LOGIN_SCHEMA = {"type": "object", "required": ["username", "password"],
@@ -121,10 +128,13 @@ class UsersApi:
             row = await self.auth.users.create(
                 uid=generate_uid(), username=username, password_hash=password_hash, role=role,
                 email=body.get("email"), full_name=full_name, telephone=body.get("telephone"),
-                source_name=body.get("source_name"), is_active=body.get("is_active", body.get("isActive", True)))
+                source_name=body.get("source_name"), is_active=body.get("is_active", body.get("isActive", True)),
+                permissions={k: body[k] for k in PERMISSION_PROPERTIES if k in body})
         except DuplicateUsername:
             raise ApiError(409, "username_taken", "a user with this username already exists") from None
-        self.log.info("User {username} ({uid}) created by {actor} with role {role}", username=username,
+        from dhis2gw.api.site import printable
+
+        self.log.info("User {username} ({uid}) created by {actor} with role {role}", username=printable(username),
                       uid=row["uid"], actor=call.require_principal().username, role=role)
         return user_json(row)
 

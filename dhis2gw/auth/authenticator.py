@@ -34,15 +34,23 @@ from twisted.web.iweb import IRequest
 from dhis2gw.api.errors import ApiError
 from dhis2gw.api.principal import Principal
 from dhis2gw.auth.passwords import PasswordHasher
-from dhis2gw.auth.throttle import LoginThrottle
+from dhis2gw.auth.throttle import LoginThrottle, RedisLoginThrottle
 from dhis2gw.auth.tokens import JwtIssuer, auth_error, hash_api_token
 from dhis2gw.storage.users import TokenStore, UserStore
 
-STATE_FIELDS = ("id", "uid", "username", "role", "source_name", "is_active", "token_epoch")
+STATE_FIELDS = ("id", "uid", "username", "role", "source_name", "is_active", "token_epoch", "callback_allowed",
+                "orgunit_scope", "dataset_scope", "may_delete")
 
 
 def client_address(request: IRequest) -> Optional[str]:
-    """The peer's IP address (the key of per-address throttling)."""
+    """The client's IP address (the key of per-address throttling, and what the request log records).
+
+    A ``GatewayRequest`` knows it (``client_ip``: the peer, or the address a trusted reverse proxy
+    forwarded); other requests give their peer address.
+    """
+    known = getattr(request, "client_ip", None)
+    if isinstance(known, str):
+        return known
     try:
         return getattr(request.getClientAddress(), "host", None)
     except Exception:  # noqa: BLE001 - odd transports have no address
@@ -62,13 +70,13 @@ class GatewayAuthenticator:
     :param users, tokens: the stores.
     :param hasher: argon2 hasher (runs in threads).
     :param issuer: JWT signer/checker.
-    :param throttle: failed-login counter.
+    :param throttle: the login budget (``dhis2gw.auth.throttle``).
     """
 
     log = Logger()
 
     def __init__(self, clock: IReactorTime, users: UserStore, tokens: TokenStore, hasher: PasswordHasher,
-                 issuer: JwtIssuer, throttle: LoginThrottle, basic_cache_seconds: float = 60,
+                 issuer: JwtIssuer, throttle: "LoginThrottle | RedisLoginThrottle", basic_cache_seconds: float = 60,
                  user_cache_seconds: float = 2.0, api_token_cache_seconds: float = 5.0,
                  max_cache_entries: int = 10_000) -> None:
         self.clock = clock
@@ -149,7 +157,11 @@ class GatewayAuthenticator:
     @staticmethod
     def _principal(state: dict[str, Any], method: str) -> Principal:
         return Principal(user_id=state["id"], uid=state["uid"], username=state["username"], role=state["role"],
-                         source_name=state.get("source_name"), method=method)
+                         source_name=state.get("source_name"), method=method,
+                         callback_allowed=bool(state.get("callback_allowed")),
+                         orgunit_scope=tuple(state.get("orgunit_scope") or ()),
+                         dataset_scope=tuple(state.get("dataset_scope") or ()),
+                         may_delete=bool(state.get("may_delete")))
 
     # --- schemes -------------------------------------------------------------------
     async def _bearer(self, token: str) -> Principal:
@@ -239,16 +251,17 @@ class GatewayAuthenticator:
         Every failure is the same 401 ``invalid_credentials`` whether the user is unknown,
         inactive or the password wrong, and takes the same time (a dummy hash is verified).
         """
-        self.throttle.check(username, address)
+        await self.throttle.take(username, address)  # before verifying: concurrent guesses share the budget
         row = await self.users.credentials(username)
         ok = await self.hasher.verify(row["password_hash"] if row else None, password)
         if not ok or row is None or not row["is_active"]:
-            self.throttle.record_failure(username, address)
-            self.log.info("Failed login for {username} from {address}", username=username[:150],
+            from dhis2gw.api.site import printable
+
+            self.log.info("Failed login for {username} from {address}", username=printable(username, 150),
                           address=address)
             raise ApiError(401, "invalid_credentials", "invalid username or password",
                            headers={"WWW-Authenticate": 'Basic realm="dhis2gw", charset="UTF-8"'})
-        self.throttle.record_success(username)
+        await self.throttle.succeeded(username, address)
         encoded = row.pop("password_hash")
         if self.hasher.needs_rehash(encoded):
             await self.users.replace_hash(row["id"], await self.hasher.hash(password))

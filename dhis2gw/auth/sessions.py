@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from dhis2gw.auth.authenticator import GatewayAuthenticator
 from dhis2gw.auth.passwords import PasswordHasher, PasswordPolicy
-from dhis2gw.auth.throttle import LoginThrottle
+from dhis2gw.auth.throttle import LoginThrottle, RedisLoginThrottle
 from dhis2gw.auth.tokens import IssuedToken, JwtIssuer, auth_error
 from dhis2gw.storage.database import Database
 from dhis2gw.storage.users import TokenStore, UserStore
@@ -63,7 +63,13 @@ class SessionIssuer:
         outcome = await self.tokens.rotate_refresh(str(claims["jti"]), state["id"], refresh.jti, now,
                                                    refresh.expires_at)
         if outcome == "reused":
-            self.log.warn("Refresh token reuse for user {uid}: session family revoked", uid=state["uid"])
+            # A stolen refresh token was used (by the thief or the owner): the access tokens issued
+            # from this family are as suspect as the family itself. They cannot be told apart from the
+            # user's other sessions, so every JWT of the user ends now (issue 16, F16); API tokens stay.
+            await self.users.end_access_tokens(state["id"])
+            self.authenticator.invalidate_user(state["uid"])
+            self.log.warn("Refresh token reuse for user {uid}: session family revoked, access tokens ended",
+                          uid=state["uid"])
             raise auth_error("invalid_token", "the refresh token was already used; the session is revoked")
         if outcome != "ok":
             raise auth_error("invalid_token", "the refresh token is not valid")
@@ -79,25 +85,31 @@ class AuthServices:
     hasher: PasswordHasher
     policy: PasswordPolicy
     issuer: JwtIssuer
-    throttle: LoginThrottle
+    throttle: Any  # LoginThrottle or RedisLoginThrottle
     authenticator: GatewayAuthenticator
     sessions: SessionIssuer
 
 
 def build_auth(reactor: Any, db: Database, auth_config: Any, hasher: Optional[PasswordHasher] = None,
-               clock: Optional[IReactorTime] = None) -> AuthServices:
+               clock: Optional[IReactorTime] = None, redis: Any = None, redis_prefix: str = "dhis2gw"
+               ) -> AuthServices:
     """Wire the auth objects from ``config.auth``.
 
     :param reactor: must provide IReactorThreads (argon2 runs in its thread pool) and time.
     :param hasher: a prebuilt hasher (tests pass cheap argon2 parameters).
     :param clock: time source for tokens, caches and throttling (defaults to ``reactor``).
+    :param redis: ``RedisConnections``: the login budget is then shared by every process.
     """
     clock = clock or reactor
     users, tokens = UserStore(db), TokenStore(db)
     hasher = hasher or PasswordHasher(reactor)
     issuer = JwtIssuer(clock, auth_config.jwt_secret, auth_config.jwt_issuer, auth_config.access_token_ttl,
                        auth_config.refresh_token_ttl)
-    throttle = LoginThrottle(clock, auth_config.login_max_failures, auth_config.login_lockout_seconds)
+    throttle: Any = LoginThrottle(clock, auth_config.login_max_failures, auth_config.login_lockout_seconds,
+                                  lockout_max_seconds=getattr(auth_config, "login_lockout_max_seconds", 3600))
+    if redis is not None:
+        throttle = RedisLoginThrottle(redis, clock, redis_prefix, throttle,
+                                      timeout=max(2.0, float(getattr(redis, "timeout", 2.0))))
     authenticator = GatewayAuthenticator(clock, users, tokens, hasher, issuer, throttle,
                                          basic_cache_seconds=auth_config.basic_auth_cache_seconds)
     sessions = SessionIssuer(clock, users, tokens, issuer, authenticator)

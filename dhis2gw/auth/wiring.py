@@ -12,7 +12,8 @@ from dhis2gw.storage.request_log import RequestLogStore
 def install(gateway: Any) -> None:
     """Authenticate every API call; mount /users and /requests; record every request."""
     config = gateway.config
-    auth = build_auth(gateway.reactor, gateway.db, config.auth)
+    auth = build_auth(gateway.reactor, gateway.db, config.auth, redis=gateway.redis,
+                      redis_prefix=config.queue.prefix)
     gateway.parts["auth"] = auth
     gateway.authenticator = auth.authenticator
     gateway.mount(UsersApi(auth))
@@ -21,7 +22,7 @@ def install(gateway: Any) -> None:
     rl = config.request_log
     writer = RequestLogWriter(gateway.reactor, log_store, enabled=rl.enabled, flush_interval=rl.flush_interval,
                               batch_size=rl.batch_size, max_buffer=rl.max_buffer,
-                              body_excerpt_bytes=rl.body_excerpt_bytes)
+                              body_excerpt_bytes=rl.body_excerpt_bytes, retention_days=rl.retention_days)
     writer.setServiceParent(gateway.service)
     gateway.parts["request_log"] = writer
     gateway.observers.append(writer.observe)

@@ -74,6 +74,8 @@ class Dispatcher(service.Service):
                                     heartbeat_seconds=heartbeat_seconds, save_response=save_response,
                                     observer=observer, batching=batching)
             for name, client in destinations.items()}
+        self._worker_options = dict(heartbeat_seconds=heartbeat_seconds, save_response=save_response,
+                                    observer=observer)
         self._loops: list[task.LoopingCall] = []
         self._starting: Optional[defer.Deferred[None]] = None
         self._busy: set[defer.Deferred[Any]] = set()
@@ -129,6 +131,21 @@ class Dispatcher(service.Service):
             await defer.DeferredList(list(self._busy), consumeErrors=True)
         await defer.gatherResults([defer.Deferred.fromCoroutine(w.stop(self.shutdown_timeout))
                                    for w in self.workers.values()])
+
+    def add_lane(self, name: str, client: Any, max_concurrent: int) -> DestinationWorker:
+        """Deliver the queue ``name`` with its own worker, breaker and concurrency (not a DHIS2 server).
+
+        Used for work that must never take a DHIS2 destination's delivery slots (the callback
+        plugin's receivers): ``client`` is handed to the kinds' ``deliver`` and its
+        ``health_check`` probes the lane's breaker. Call before the service starts.
+        """
+        if name in self.workers:
+            raise ValueError(f"a destination or lane named {name!r} already exists")
+        breaker = self.breakers[name] = CircuitBreaker(self.clock, 10 ** 9, on_change=self._breaker_changed)
+        worker = self.workers[name] = DestinationWorker(name, self.clock, client, breaker, self.queue, self.store,
+                                                        self.kinds, self.policy, max_concurrent,
+                                                        **self._worker_options)  # type: ignore[arg-type]
+        return worker
 
     def wake(self, destination: str) -> None:
         """Ingest queued something for ``destination``: pick it up now."""

@@ -269,7 +269,7 @@ class TrackerApi:
 
 def install(gateway: Any) -> None:
     """Register the tracker kind and mount ``POST /api/v2/tracker`` (composition-root installer)."""
-    from dhis2gw.api.submissions import IngestApi
+    from dhis2gw.api.submissions import build_ingest
     from dhis2gw.storage.uid_map import UidMapStore
 
     uid_map = gateway.parts.get("uid_map")
@@ -278,9 +278,7 @@ def install(gateway: Any) -> None:
     gateway.kinds["tracker"] = TrackerKind(uid_map, gateway.config.delivery.tracker_async_threshold_bytes)
     ingest = gateway.parts.get("ingest")
     if ingest is None:
-        # Same construction as dhis2gw.api.submissions.install (which runs later); only its
-        # ``ingest`` method is used here, so both share one code path for every kind.
-        dispatcher = gateway.dispatcher
-        ingest = IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
-                           wake=dispatcher.wake if dispatcher is not None else None)
+        # Built like dhis2gw.api.submissions.install's (which runs later), scoping included; only
+        # its ``ingest`` method is used here, so both share one code path for every kind.
+        ingest = build_ingest(gateway)
     gateway.mount(TrackerApi(ingest))

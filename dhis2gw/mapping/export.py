@@ -21,13 +21,24 @@ EXAMPLE_ROW = {"code": "OPD_VISITS", "what": "de", "name": "OPD visits", "descri
                "source_orgunit": "", "destination_orgunit": ""}
 
 
+#: A cell starting with one of these is a formula to Excel/LibreOffice (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """``value`` as a CSV cell that a spreadsheet shows as text: a leading ``'`` before a formula
+    character (issue 16, F12); the CSV import takes that ``'`` off again."""
+    text = str(value) if value is not None else ""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def to_csv(rows: Iterable[dict[str, Any]]) -> bytes:
-    """The rows as UTF-8 CSV with the 13-column header."""
+    """The rows as UTF-8 CSV with the 13-column header (formula-looking cells quoted with ``'``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     for row in rows:
-        writer.writerow([row.get(c) or "" for c in COLUMNS])
+        writer.writerow([csv_cell(row.get(c) or "") for c in COLUMNS])
     return out.getvalue().encode("utf-8")
 
 

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 from dhis2gw.mapping.rows import COLUMNS, cell_text, is_blank, match_header
 
 MIB = 1024 * 1024
+_FORMULA_STARTS = "=+-@\t\r"
 
 
 class SheetRejected(Exception):
@@ -40,6 +41,8 @@ class SheetLimits:
     max_uncompressed_bytes: int = 256 * MIB  # sum of the declared sizes of the XLSX members
     max_member_ratio: int = 200              # uncompressed/compressed, for members above 1 MiB
     max_members: int = 500
+    #: uncompressed size of ``xl/sharedStrings.xml``: openpyxl holds the whole table in memory
+    max_shared_strings_bytes: int = 64 * MIB
 
 
 @dataclass
@@ -117,7 +120,10 @@ def read_csv(data: bytes, limits: SheetLimits = SheetLimits()) -> Sheet:
         try:
             next(reader)
             for cells in reader:
-                yield reader.line_num, cells
+                # The export writes '=… for a cell starting with a formula character (CSV injection):
+                # take the quote off again so an export imports unchanged.
+                yield reader.line_num, [c[1:] if c[:1] == "'" and c[1:2] in _FORMULA_STARTS and c[1:2] else c
+                                        for c in cells]
         except csv.Error as e:
             raise SheetRejected(422, "invalid_csv", f"the CSV file cannot be read: {e}",
                                 {"line": reader.line_num}) from None
@@ -125,8 +131,9 @@ def read_csv(data: bytes, limits: SheetLimits = SheetLimits()) -> Sheet:
     return Sheet(columns, ignored, max(total, 0), _rows_from(values(), columns, limits))
 
 
-def check_zip(data: bytes, limits: SheetLimits = SheetLimits()) -> None:
-    """Refuse an XLSX whose members would inflate beyond the limits (zip bomb) or that is no zip."""
+def check_zip(data: bytes, limits: SheetLimits = SheetLimits()) -> int:
+    """Refuse an XLSX whose members would inflate beyond the limits (zip bomb) or that is no zip;
+    return the declared uncompressed size."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -138,6 +145,12 @@ def check_zip(data: bytes, limits: SheetLimits = SheetLimits()) -> None:
         total = 0
         for info in members:
             total += info.file_size
+            if info.filename.lower().endswith("sharedstrings.xml") and info.file_size > limits.max_shared_strings_bytes:
+                raise SheetRejected(413, "xlsx_shared_strings_too_large",
+                                    f"the workbook's shared strings inflate to {info.file_size} bytes, more than "
+                                    f"{limits.max_shared_strings_bytes}",
+                                    {"part": info.filename, "uncompressed_bytes": info.file_size,
+                                     "limit_bytes": limits.max_shared_strings_bytes})
             ratio = info.file_size / max(info.compress_size, 1)
             if info.file_size > MIB and ratio > limits.max_member_ratio:
                 raise SheetRejected(413, "xlsx_compression_ratio",
@@ -150,6 +163,7 @@ def check_zip(data: bytes, limits: SheetLimits = SheetLimits()) -> None:
                                 {"uncompressed_bytes": total, "limit_bytes": limits.max_uncompressed_bytes})
         if "[Content_Types].xml" not in archive.namelist():
             raise SheetRejected(422, "invalid_xlsx", "the file is a zip archive but not an XLSX workbook")
+        return total
 
 
 def read_xlsx(data: bytes, sheet: Optional[str] = None, limits: SheetLimits = SheetLimits()) -> Sheet:
@@ -189,6 +203,10 @@ def read_xlsx(data: bytes, sheet: Optional[str] = None, limits: SheetLimits = Sh
         try:
             for number, cells in enumerate(rows, start=2):
                 yield number, list(cells)
+        except SheetRejected:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged part (XML error) found while streaming rows
+            raise SheetRejected(422, "invalid_xlsx", f"the workbook cannot be read: {type(e).__name__}") from None
         finally:
             workbook.close()
 

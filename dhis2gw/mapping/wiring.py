@@ -44,5 +44,8 @@ def install(gateway: Any) -> None:
         aggregate.validator = PreValidator(metadata)
     importer = MappingImporter(gateway.db, reactor, gateway.redis, prefix, on_change=cached.changed)
     gateway.parts["mapping_importer"] = importer
-    gateway.mount(MappingsApi(MappingAdminStore(gateway.db), importer, cached.changed))
+    from dhis2gw.mapping.sheet_process import SubprocessSheetParser
+
+    gateway.mount(MappingsApi(MappingAdminStore(gateway.db), importer, cached.changed,
+                              parser=SubprocessSheetParser(gateway.reactor)))
     gateway.mount(MetadataApi(metadata))

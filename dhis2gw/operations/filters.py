@@ -117,6 +117,9 @@ def encode_cursor(sort: str, descending: bool, key: tuple[Any, int]) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+_CURSOR_TYPES: dict[str, Any] = {"created_at": datetime, "updated_at": datetime, "id": int, "attempts": int}
+
+
 def decode_cursor(raw: str) -> tuple[str, bool, tuple[Any, int]]:
     """The (sort, descending, key) of a cursor, or a 400."""
     try:
@@ -124,6 +127,11 @@ def decode_cursor(raw: str) -> tuple[str, bool, tuple[Any, int]]:
         sort, descending, packed, last_id = data["s"], bool(data["d"]), data["k"], int(data["i"])
         value = datetime.fromisoformat(packed["t"]) if "t" in packed else packed["v"]
         if sort not in SORT_COLUMNS or isinstance(value, (dict, list)) or "\x00" in str(value):
+            raise ValueError(sort)
+        # The value must have the sort column's type (a forged cursor made PostgreSQL fail: a 500).
+        expected = _CURSOR_TYPES.get(sort, str)
+        if not isinstance(value, expected) or isinstance(value, bool) or not -2 ** 63 < last_id < 2 ** 63 or (
+                isinstance(value, int) and not -2 ** 63 < value < 2 ** 63):
             raise ValueError(sort)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
         raise _bad("cursor", "query parameter 'cursor' is not a cursor this API issued") from None

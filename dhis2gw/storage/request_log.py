@@ -22,6 +22,14 @@ class RequestLogStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def purge_before(self, cutoff: float, batch: int = 5000) -> int:
+        """Delete up to ``batch`` rows logged before the POSIX time ``cutoff``; return how many."""
+        rows = await self.db.fetch(
+            "request_log.purge_before",
+            "DELETE FROM request_log WHERE id IN (SELECT id FROM request_log WHERE at < to_timestamp(%s)"
+            " ORDER BY at LIMIT %s) RETURNING id", (cutoff, batch))
+        return len(rows)
+
     async def insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``rows`` (tuples in ROW_FIELDS order, ``at`` a POSIX time) in one statement."""
         if not rows:

@@ -15,8 +15,11 @@ import psycopg2
 from dhis2gw.storage.database import Database, cursor_fetch
 
 USER_COLUMNS = ("id, uid, username, email, full_name, telephone, role, source_name, is_active, token_epoch, "
-                "created_at, updated_at, last_login_at")
-EDITABLE_FIELDS = ("username", "email", "full_name", "telephone", "role", "source_name", "is_active")
+                "created_at, updated_at, last_login_at, callback_allowed, orgunit_scope, dataset_scope, may_delete")
+#: What a user may do beyond its role (migration 0016; see docs/security.md).
+PERMISSION_FIELDS = ("callback_allowed", "orgunit_scope", "dataset_scope", "may_delete")
+EDITABLE_FIELDS = ("username", "email", "full_name", "telephone", "role", "source_name", "is_active",
+                   *PERMISSION_FIELDS)
 
 
 class DuplicateUsername(Exception):
@@ -31,14 +34,22 @@ class UserStore:
 
     async def create(self, *, uid: str, username: str, password_hash: str, role: str, email: Optional[str] = None,
                      full_name: Optional[str] = None, telephone: Optional[str] = None,
-                     source_name: Optional[str] = None, is_active: bool = True) -> dict[str, Any]:
-        """Insert a user; raise ``DuplicateUsername`` when the name is taken."""
+                     source_name: Optional[str] = None, is_active: bool = True,
+                     permissions: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """Insert a user; raise ``DuplicateUsername`` when the name is taken.
+
+        ``permissions``: values of PERMISSION_FIELDS (the rest keep their defaults).
+        """
+        extra = {k: v for k, v in (permissions or {}).items() if k in PERMISSION_FIELDS}
+        columns = "".join(f", {k}" for k in extra)
         try:
             row = await self.db.fetch_one(
                 "users.create",
                 f"INSERT INTO users (uid, username, password_hash, role, email, full_name, telephone, source_name,"
-                f" is_active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {USER_COLUMNS}",
-                (uid, username, password_hash, role, email, full_name, telephone, source_name, is_active))
+                f" is_active{columns}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s{', %s' * len(extra)})"
+                f" RETURNING {USER_COLUMNS}",
+                (uid, username, password_hash, role, email, full_name, telephone, source_name, is_active,
+                 *[list(v) if isinstance(v, (list, tuple)) else v for v in extra.values()]))
         except psycopg2.IntegrityError as e:
             if getattr(e, "pgcode", None) == "23505" and "username" in str(e):
                 raise DuplicateUsername(username) from None
@@ -127,6 +138,12 @@ class UserStore:
             if getattr(e, "pgcode", None) == "23505" and "username" in str(e):
                 raise DuplicateUsername(str(fields.get("username"))) from None
             raise
+
+    async def end_access_tokens(self, user_id: int) -> None:
+        """Bump ``token_epoch``: every access and refresh JWT of the user stops working (API tokens stay)."""
+        await self.db.execute("users.end_access_tokens",
+                              "UPDATE users SET token_epoch = token_epoch + 1, updated_at = now() WHERE id = %s",
+                              (user_id,))
 
     async def record_login(self, user_id: int) -> None:
         """Set ``last_login_at``."""
@@ -222,5 +239,6 @@ class TokenStore:
             " WHERE t.token_hash = %s AND t.is_active AND u.id = t.user_id"
             " AND (t.expires_at IS NULL OR t.expires_at > to_timestamp(%s))"
             " RETURNING t.id AS token_id, extract(epoch FROM t.expires_at)::float8 AS token_expires,"
-            " u.id, u.uid, u.username, u.role, u.source_name, u.is_active, u.token_epoch",
+            " u.id, u.uid, u.username, u.role, u.source_name, u.is_active, u.token_epoch,"
+            " u.callback_allowed, u.orgunit_scope, u.dataset_scope, u.may_delete",
             (now, token_hash, now))

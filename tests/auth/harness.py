@@ -70,6 +70,12 @@ class AuthApiTestCase(TestCase):
     max_failures = 5
     lockout_seconds = 300
     admin_password = "Admin-Password-2024"
+    #: Keep the login budget in the test Redis (as the gateway does) instead of this process.
+    use_redis = False
+    #: ``server.trusted_proxies`` of the site.
+    trusted_proxies: tuple[str, ...] = ()
+    #: ``server.max_connections_per_address`` of the site (every test client is 127.0.0.1).
+    max_connections_per_address = 64
 
     def setUp(self) -> defer.Deferred[Any]:
         return defer.Deferred.fromCoroutine(self._start())
@@ -89,7 +95,19 @@ class AuthApiTestCase(TestCase):
                                  login_max_failures=self.max_failures, login_lockout_seconds=self.lockout_seconds,
                                  password_min_length=10)
         hasher = PasswordHasher(reactor, time_cost=1, memory_cost=1024, parallelism=1)
-        self.auth: AuthServices = build_auth(reactor, self.db, config, hasher=hasher, clock=self.clock)
+        redis = None
+        if self.use_redis:
+            from dhis2gw.queue.connection import RedisConnections
+            from tests.support.services import delete_redis_prefix, redis_prefix, services
+
+            svc = services()
+            redis = RedisConnections(reactor, svc.redis_host, svc.redis_port, timeout=5)
+            redis.startService()
+            self.addCleanup(redis.stopService)
+            prefix = redis_prefix()
+            self.addCleanup(delete_redis_prefix, prefix)
+        self.auth: AuthServices = build_auth(reactor, self.db, config, hasher=hasher, clock=self.clock,
+                                             redis=redis, redis_prefix=prefix if redis is not None else "dhis2gw")
         self.log_store = RequestLogStore(self.db)
         self.writer = RequestLogWriter(self.clock, self.log_store, batch_size=50, max_buffer=1000,
                                        body_excerpt_bytes=512)
@@ -98,7 +116,9 @@ class AuthApiTestCase(TestCase):
         self.router.mount("/api/v2", UsersApi(self.auth))
         self.router.mount("/api/v2", RequestsApi(self.log_store))
         self.router.mount("/api/v2", DummyArea())
-        site = GatewaySite(self.router.resource(), max_body_bytes=64 * 1024, finish_observers=[self.writer.observe])
+        site = GatewaySite(self.router.resource(), max_body_bytes=64 * 1024, finish_observers=[self.writer.observe],
+                           trusted_proxies=self.trusted_proxies,
+                           max_connections_per_address=self.max_connections_per_address)
         self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.base = f"http://127.0.0.1:{self.port.getHost().port}"
         self.pool = HTTPConnectionPool(reactor, persistent=True)

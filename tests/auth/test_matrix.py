@@ -37,3 +37,24 @@ class AuthMatrixTests(AuthApiTestCase):
         status, body, headers = await self.call("GET", "/dummy/admin", headers={"Authorization": creds.expired["admin"]})
         self.assertEqual((status, body["error"]["code"]), (401, "token_expired"))
         self.assertIn('error="invalid_token"', headers["www-authenticate"])
+
+    async def test_permission_fields_are_admin_only(self) -> None:
+        """Issue 16: callback_allowed, orgunit_scope, dataset_scope and may_delete on a user's own
+        PUT /users/{uid} (a self_allowed route): 403 for operator and submitter, with any credential
+        scheme; the admin sets them; and a trusted-proxy X-Forwarded-For changes nothing about who may."""
+        creds = await prepare_credentials(self.auth)
+        changes = {"callback_allowed": True, "orgunit_scope": ["ty5AJ6ZU5f7"], "dataset_scope": ["uFaVMlw4qxK"],
+                   "may_delete": True}
+        for role in ("operator", "submitter"):
+            uid = creds.own_uid[role]
+            for field, value in changes.items():
+                for extra in ({}, {"X-Forwarded-For": "10.9.9.9"}):
+                    status, body, _ = await self.call("PUT", f"/users/{uid}", {field: value},
+                                                      headers={"Authorization": creds.valid[role], **extra})
+                    self.assertEqual((status, body["error"]["code"]), (403, "forbidden"), (role, field))
+            status, body, _ = await self.call("PUT", f"/users/{uid}", changes,
+                                              headers={"Authorization": creds.valid["admin"]})
+            self.assertEqual(status, 200, body)
+            self.assertEqual({k: body[k] for k in changes}, changes)
+            status, body, _ = await self.call("GET", f"/users/{uid}", headers={"Authorization": creds.valid[role]})
+            self.assertEqual((status, body["may_delete"]), (200, True))

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dhis2gw.api.request_log import RequestLogWriter, body_excerpt, redacted_path
@@ -118,6 +118,27 @@ class RequestLogWriterTests(TestCase):
         await writer.flush()
         self.assertEqual((await self.count(), writer.stats()["buffered"]), (20, 0))
         await writer.stopService()
+
+    async def test_retention_deletes_old_rows_hourly(self) -> None:
+        """Issue 16, F17: rows older than retention_days go (in batches), on the hourly loop of the Clock."""
+        from dhis2gw.storage.request_log import RequestLogStore
+
+        day = 86400
+        for age_days in (100, 95, 91, 89, 1):
+            await self.db.execute("t", "INSERT INTO request_log (at, method, endpoint, path, status, duration_ms)"
+                                  " VALUES (to_timestamp(%s), 'GET', '/x', '/x', 200, 1)",
+                                  (self.clock.seconds() - age_days * day,))
+        writer = RequestLogWriter(self.clock, RequestLogStore(self.db), retention_days=90)
+        writer.startService()
+        self.addCleanup(writer.stopService)
+        self.assertEqual(await writer.purge(batch=2), 3)
+        self.assertEqual(await self.count(), 2)
+        self.clock.advance(2 * day)  # the 89-day-old row is now 91 days old: the hourly loop removes it
+        for _ in range(50):
+            if await self.count() == 1:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(await self.count(), 1)
 
     async def test_disabled_writer_records_nothing(self) -> None:
         """enabled=False: observe is a no-op."""

@@ -42,7 +42,13 @@ class SessionSecretsTests(AuthApiTestCase):
         self.scanner.add_secret(pair["refresh_token"], "refresh token")
         _, pair2, _ = await self.call("POST", "/users/refreshToken", {"refresh_token": pair["refresh_token"]})
         await self.call("POST", "/users/refreshToken", {"refresh_token": pair["refresh_token"]})  # reuse: logged warn
-        headers = {"Authorization": "Bearer " + pair2["access_token"]}
+        # the reuse ended every JWT of the user (issue 16, F16): log in again
+        status, _, _ = await self.call("GET", "/dummy/any", headers={"Authorization": "Bearer " + pair2["access_token"]})
+        self.assertEqual(status, 401)
+        pair3 = await self.login("root-admin", self.admin_password)
+        self.scanner.add_secret(pair3["access_token"], "access token")
+        self.scanner.add_secret(pair3["refresh_token"], "refresh token")
+        headers = {"Authorization": "Bearer " + pair3["access_token"]}
         self.scanner.add_secret("Dhis2-District-Pw", "DHIS2 password")
         self.scanner.add_secret("d2pat_abcdefghijklmnopqrstuvwxyz0123", "DHIS2 PAT")
         await self.call("POST", "/dummy/operator/7", {"dhis2_password": "Dhis2-District-Pw",

@@ -64,6 +64,11 @@ class SessionTests(AuthApiTestCase):
         self.assertIn("Bearer", headers["www-authenticate"])
         status, body, _ = await self.call("POST", "/users/refreshToken", {"refresh_token": third["refresh_token"]})
         self.assertEqual((status, body["error"]["code"]), (401, "invalid_token"))
+        # F16: the family's access tokens end too (they were valid until expiry)
+        for pair in (second, third):
+            status, _, _ = await self.call("GET", "/dummy/any",
+                                           headers={"Authorization": "Bearer " + pair["access_token"]})
+            self.assertEqual(status, 401)
         family = await self.auth.tokens.refresh_family_state(fam)
         self.assertEqual(len(family), 3)
         self.assertTrue(all(r["revoked_at"] is not None for r in family))

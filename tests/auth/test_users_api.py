@@ -5,7 +5,8 @@ from tests.auth.harness import AuthApiTestCase
 from tests.auth.test_sessions import json_keys
 
 USER_KEYS = {"uid", "username", "email", "full_name", "telephone", "role", "source_name", "is_active",
-             "created_at", "updated_at", "last_login_at"}
+             "created_at", "updated_at", "last_login_at", "callback_allowed", "orgunit_scope", "dataset_scope",
+             "may_delete"}
 
 
 class UsersApiTests(AuthApiTestCase):

@@ -75,7 +75,9 @@ def measure_ingest(duration: int, connections: int, open_loop_seconds: int, roun
         baseline, port = start_baseline(dsn, prefix)
         procs.append(baseline)
         env = test_environ(dsn, prefix, dhis2_base_url=sim.base_url, dhis2_user="admin", dhis2_password="district",
-                           DHIS2GW_MAX_BODY_BYTES="1MiB")
+                           DHIS2GW_MAX_BODY_BYTES="1MiB",
+                           # the load generator on 127.0.0.1 stands for many clients (open loop: up to 256)
+                           DHIS2GW_MAX_CONNECTIONS_PER_ADDRESS="4096")
         create_submitter(env)
         for workers in (1, 2):
             gateway = GatewayProcess(dict(env, DHIS2GW_WORKERS=str(workers)), role="api")

@@ -42,21 +42,60 @@ class Receiver(resource.Resource):
         return b"ok"
 
 
+class _Silent(resource.Resource):
+    """Accepts the request and never answers."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Any] = []
+
+    def render_POST(self, request: Any) -> Any:  # noqa: N802
+        self.requests.append(request)
+        return server.NOT_DONE_YET
+
+
 class CallbackTests(DeliveryRig):
     """A receiver on 127.0.0.1 checks the HMAC of what the gateway sends."""
 
     async def rig_setup(self) -> None:
         await super().rig_setup()
         isolate_plugin_path(self)
-        saved = unset_env("DHIS2GW_CALLBACK_SECRET", "DHIS2GW_CALLBACK_CONFIG", "DHIS2GW_CALLBACK_ALLOWED_URLS")
+        saved = unset_env("DHIS2GW_CALLBACK_SECRET", "DHIS2GW_CALLBACK_CONFIG", "DHIS2GW_CALLBACK_ALLOWED_URLS",
+                          "DHIS2GW_CALLBACK_ALLOWED_NETWORKS", "DHIS2GW_CALLBACK_TIMEOUT",
+                          "DHIS2GW_CALLBACK_CONCURRENCY")
         self.addCleanup(restore_env, saved)
         os.environ["DHIS2GW_CALLBACK_SECRET"] = SECRET
+        # The receivers of these tests listen on loopback: an operator's explicit exception.
+        os.environ["DHIS2GW_CALLBACK_ALLOWED_NETWORKS"] = "127.0.0.1/32"
+        self.submitter_id: Any = None
+
+    async def submit(self, body: dict[str, Any], push: bool = True) -> int:
+        """Like ingest, by a submitter allowed to name a callback_url."""
+        from dhis2gw.dhis2.uids import generate_uid
+        from dhis2gw.interfaces import IngestRequest
+        from dhis2gw.storage.submissions import NewSubmission
+
+        if self.submitter_id is None:
+            self.submitter_id = await create_user(self.db, "callback-submitter")
+            await self.db.execute("test.allow", "UPDATE users SET callback_allowed = true WHERE id = %s",
+                                  (self.submitter_id,))
+        prepared = await self.kind.prepare(IngestRequest(body, self.submitter_id, "", "main", "main", {}))
+        created = await self.store.create(NewSubmission(
+            uid=generate_uid(), kind="aggregate", destination="main", submitter_id=self.submitter_id,
+            endpoint="/api/v2/aggregate", payload=body, dhis2_payload=prepared.dhis2_payload,
+            import_params=prepared.import_params, value_count=prepared.value_count))
+        if push:
+            await self.queue.enqueue("main", created.row["id"])
+        return int(created.row["id"])
 
     async def start(self, codes: list[int]) -> Receiver:
         receiver = Receiver(codes)
         port = reactor.listenTCP(0, server.Site(receiver), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.receiver_url = f"http://127.0.0.1:{port.getHost().port}/hooks/dhis2"
+        os.environ.setdefault("DHIS2GW_CALLBACK_ALLOWED_URLS", f"http://127.0.0.1:{port.getHost().port}/hooks")
         dispatcher: Dispatcher = self.make_dispatcher(start=False)
         gateway = make_gateway(reactor, role="all", db=self.db, store=self.store, queue=self.queue,
                                dispatcher=dispatcher)
@@ -196,3 +235,37 @@ class CallbackTests(DeliveryRig):
         self.assertTrue(verify_signature("per-submitter-secret-xyz", sent, headers["x-dhis2gw-signature"]))
         self.assertFalse(verify_signature(SECRET, sent, headers["x-dhis2gw-signature"]))
         self.assertEqual(json.loads(sent)["submission"]["id"], created.row["id"])
+
+    async def test_silent_receivers_do_not_take_delivery_slots(self) -> None:
+        """10 callbacks hang on a silent receiver; an ordinary submission is still delivered at once."""
+        os.environ["DHIS2GW_CALLBACK_TIMEOUT"] = "60"
+        silent = _Silent()
+        port = reactor.listenTCP(0, server.Site(silent), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        os.environ["DHIS2GW_CALLBACK_ALLOWED_URLS"] = f"http://127.0.0.1:{port.getHost().port}"
+        os.environ["DHIS2GW_CALLBACK_CONCURRENCY"] = "10"
+        await self.start([])
+        url = f"http://127.0.0.1:{port.getHost().port}/cb"
+        ids = [await self.submit({"orgUnit": f, "period": "202405", "dataValues": {"OPD": i + 1},
+                                  "callback_url": url}) for i, f in enumerate(FACILITIES[:5])]
+        ids += [await self.submit({"orgUnit": f, "period": "202406", "dataValues": {"OPD": i + 1},
+                                   "callback_url": url}) for i, f in enumerate(FACILITIES[:5])]
+        await self.wait_final(ids)
+        for _ in range(200):
+            if len(silent.requests) >= 10:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(len(silent.requests), 10)
+        started = reactor.seconds()
+        sid = await self.submit({"orgUnit": FACILITIES[0], "period": "202407", "dataValues": {"OPD": 3}})
+        await self.wait_final([sid])
+        elapsed = reactor.seconds() - started
+        print(f"\nordinary delivery next to 10 silent callbacks: {elapsed:.2f} s")
+        self.assertLess(elapsed, 2.0, f"an ordinary delivery took {elapsed:.2f} s next to 10 silent callbacks")
+        rows = await self.callback_rows()
+        self.assertEqual(len(rows), 10)
+        lanes = await self.db.fetch("test.lanes", "SELECT DISTINCT destination FROM submissions WHERE kind = 'callback'")
+        self.assertEqual([r["destination"] for r in lanes], ["_callbacks"])
+        for request in silent.requests:
+            request.transport.loseConnection()
+
