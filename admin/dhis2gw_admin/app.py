@@ -88,6 +88,13 @@ class AdminApp(MDApp):
         self.show("dashboard" if logged_in else "login")
 
     def show(self, name: str) -> None:
+        """Show a screen; asking for the screen already shown loads it again (after an error, the
+        operator's click on its button is the retry)."""
+        if self.manager.current == name:
+            reload = getattr(self.screens[name], "reload", None)
+            if reload is not None:
+                reload()
+            return
         self.manager.current = name
 
     def open_detail(self, submission_id: int) -> None:

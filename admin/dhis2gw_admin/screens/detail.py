@@ -71,7 +71,7 @@ class DetailScreen(MDScreen):
             self.summary.add_widget(label(name, bold=True))
             self.summary.add_widget(label(str(value)))
         for key, widget in self.section_labels.items():
-            text = self.vm.section_text(key)
+            text = self.vm.display_text(key)
             if key in ("conflicts", "error_reports", "attempts", "events"):
                 text = "\n".join("• " + line for line in text.splitlines()) or "none"
             widget.text = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "\n… (copy to see everything)"

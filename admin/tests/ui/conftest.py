@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -59,7 +60,7 @@ class Gateway:
         self.token = self.call("POST", "/users/getToken", {"username": "boss", "password": PASSWORD})["access_token"]
 
     def create_user(self, name: str, role: str) -> None:
-        subprocess.run([str(ROOT / ".venv" / "bin" / "dhis2gw"), "createuser", name, "--role", role,
+        subprocess.run([str(Path(sys.executable).parent / "dhis2gw"), "createuser", name, "--role", role,
                         "--password-stdin"], input=PASSWORD.encode(), env=dict(os.environ, **self.env), check=True,
                        cwd=str(ROOT), capture_output=True, timeout=60)
 

@@ -65,6 +65,9 @@ def test_login_then_dashboard(ui: Driver, gateway: Gateway) -> None:
     texts = [w.text for w in dash.counts_grid.children]
     assert "3" in texts and "last 24 h" in texts
     assert app.who.text == "boss (admin)"
+    ui.until(lambda: gateway.url in dash.gateway.text, what="the gateway named")
+    assert any(gateway.sim.base_url in w.text for card in dash.queue_box.children for w in card.walk()
+               if hasattr(w, "text")), "the destination's DHIS2 URL"
     ui.screenshot("02-dashboard")
     _publish("02-dashboard.png", "admin-dashboard.png")
 
@@ -177,13 +180,73 @@ def test_users(ui: Driver, gateway: Gateway) -> None:
     ui.until(lambda: screen.rows.children, what="users listed")
     ui.type_into(screen.new_username, "clerk")
     ui.type_into(screen.new_password, "clerk-Password-123")
-    ui.type_into(screen.new_role, "submitter")
+    ui.click(screen.role_button)  # a menu of the three roles, not free text
+    from kivymd.uix.menu.menu import MDDropdownTextItem
+    from kivy.core.window import Window
+
+    item = ui.until(lambda: next((w for root in Window.children for w in root.walk()
+                                  if isinstance(w, MDDropdownTextItem) and getattr(w, "text", "") == "submitter"),
+                                 None), what="role menu")
+    ui.click(item)
+    ui.until(lambda: screen.new_role == "submitter", what="role chosen")
     ui.type_into(screen.new_name, "A Clerk")
     ui.click(screen.create_button)
     ui.until(lambda: "User clerk created" in screen.message.text, what="user created")
     ui.until(lambda: len(screen.rows.children) == 2, what="two users")
+    assert "clerk" in [c.text for row in screen.rows.children for c in row.children if hasattr(c, "text")]
     ui.screenshot("08-users")
     _publish("08-users.png", "admin-users.png")
+
+
+def _login(ui: Driver, password: str = PASSWORD) -> None:
+    login = ui.app.screens["login"]
+    ui.until(lambda: ui.app.manager.current == "login", what="login screen")
+    ui.type_into(login.username, "boss")
+    ui.type_into(login.password, password)
+    ui.click(login.login_button)
+    ui.until(lambda: ui.app.manager.current == "dashboard", what="dashboard")
+
+
+def _count_cells(dash: Any) -> list[str]:
+    """The numbers shown in the dashboard's counts grid (empty when the grid is blank)."""
+    return [w.text for w in dash.counts_grid.children if w.text.isdigit()]
+
+
+def test_logout_from_users_then_login_shows_counts(ui: Driver, gateway: Gateway) -> None:
+    """Log out from the Users screen, log in again: the dashboard shows its counts and queues again
+    (it used to stay blank until the app restarted)."""
+    app = ui.app
+    assert app.manager.current == "users"
+    ui.click(app.logout_button)
+    _login(ui)
+    dash = app.screens["dashboard"]
+    ui.until(lambda: len(_count_cells(dash)) == 14 and dash.queue_box.children, what="counts and queues shown")
+    assert sum(app.model.dashboard.counts["7d"].values()) >= 5
+    assert not dash.error.text
+
+
+def test_logs_while_gateway_down_then_back(ui: Driver, gateway: Gateway) -> None:
+    """Logs opened while the gateway is down say so in a sentence; once it is back, the next visit
+    (or Refresh) shows the rows again."""
+    app = ui.app
+    app.model.logs.clear_filters()  # the filter of the earlier test would hide rows
+    gateway.proc.stop()
+    try:
+        ui.click(app.nav_buttons["logs"])
+        logs = app.screens["logs"]
+        ui.until(lambda: "Cannot reach the gateway" in logs.error.text, what="outage message")
+        assert "Traceback" not in logs.error.text
+        ui.screenshot("10-logs-gateway-down")
+    finally:
+        gateway.proc.start()
+    # The operator clicks Logs again (the screen already shown): that is the retry.
+    ui.click(app.nav_buttons["logs"])
+    ui.until(lambda: len(logs.row_widgets) >= 5, what="rows after the gateway came back")
+    assert not logs.error.text
+    # ... and the dashboard, visited during the outage, is not stuck either.
+    ui.click(app.nav_buttons["dashboard"])
+    dash = app.screens["dashboard"]
+    ui.until(lambda: not dash.error.text and len(_count_cells(dash)) == 14, what="dashboard after the outage")
 
 
 def test_logout(ui: Driver, gateway: Gateway) -> None:
