@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import sys
 from typing import Any, Optional, Sequence
 
@@ -66,9 +67,46 @@ def _react(main: Any) -> None:
     task.react(runner)
 
 
+#: Third-party namespaces that chatter at info about their own plumbing: at the default level only
+#: their warnings and errors are written (treq's connection pools log "Starting factory" /
+#: "Stopping factory" for every DHIS2 connection; APScheduler announces each job it adds).
+QUIET_NAMESPACES = ("twisted.web.client._HTTP11ClientFactory", "twisted.internet.protocol", "apscheduler",
+                    "txredisapi")
+
+
+#: Twisted's listening ports announce themselves through the legacy log ("GatewaySite starting on
+#: 9090", "(TCP Port 9090 Closed)"), whatever the factory says: the gateway logs its own line.
+_PORT_CHATTER = re.compile(r"^(\S+ starting on \d+|\((TCP|UDP) Port \d+ Closed\))$")
+
+
+def _port_chatter(event: dict[str, Any]) -> Any:
+    from twisted.logger import PredicateResult, formatEvent
+
+    if event.get("log_namespace") == "log_legacy" and _PORT_CHATTER.match(formatEvent(event)):
+        return PredicateResult.no
+    return PredicateResult.maybe
+
+
+def log_observer(out: Any, level: str = "info") -> Any:
+    """A text observer writing events at ``level`` and above (``debug`` shows everything, the known
+    third-party chatter included)."""
+    from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, textFileLogObserver
+
+    lowest = LogLevel.levelWithName(level)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=lowest)
+    predicates: list[Any] = [predicate]
+    if lowest >= LogLevel.info:
+        for namespace in QUIET_NAMESPACES:
+            predicate.setLogLevelForNamespace(namespace, max(lowest, LogLevel.warn))
+        predicates.insert(0, _port_chatter)
+    return FilteringLogObserver(textFileLogObserver(out), predicates)
+
+
 def _start_logging(config: Any) -> None:
-    """Log to stdout (journald under systemd) or to ``<logdir>/dhis2gw.log``, rotated daily."""
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    """Log to stdout (journald under systemd) or to ``<logdir>/dhis2gw.log``, rotated daily, at
+    ``server.log_level`` (info: one line per change of the service's state, warnings for real
+    problems; a line per delivery only at debug)."""
+    from twisted.logger import globalLogBeginner
 
     if config.server.log_to_stdout:
         out: Any = sys.stdout
@@ -77,7 +115,7 @@ def _start_logging(config: Any) -> None:
 
         os.makedirs(config.server.logdir, exist_ok=True)
         out = DailyLogFile("dhis2gw.log", config.server.logdir, defaultMode=0o640)
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(out)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([log_observer(out, config.server.log_level)], redirectStandardIO=False)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -143,6 +143,7 @@ class ServerConfig(_Section):
     workers: int
     access_log: bool
     shutdown_timeout: float
+    log_level: str = "info"  # debug | info | warn | error | critical: the lowest level written
 
     @property
     def redis_embedded(self) -> bool:

@@ -118,6 +118,7 @@ class GatewaySite(server.Site):
     """A Site using GatewayRequest, with no access log by default (it costs 30–50 %)."""
 
     requestFactory = GatewayRequest  # noqa: N815
+    noisy = False  # no "Starting factory" / "Stopping factory" lines: the listener logs its own one line
 
     def __init__(self, resource: Any, max_body_bytes: int, access_log: bool = False,
                  finish_observers: Optional[list[FinishObserver]] = None) -> None:

@@ -224,8 +224,9 @@ class Dispatcher(service.Service):
         name = next((n for n, b in self.breakers.items() if b is breaker), None)
         if name is None:
             return
-        self.log.info("Destination {dest}: breaker {state} ({reason})", dest=name, state=breaker.state,
-                      reason=breaker.reason)
+        # An open breaker is a real problem (deliveries to that DHIS2 stop): a warning; the rest is info.
+        emit = self.log.warn if breaker.state == OPEN else self.log.info
+        emit("Destination {dest}: breaker {state} ({reason})", dest=name, state=breaker.state, reason=breaker.reason)
         if breaker.state == OPEN and self.running and name not in self._probes:
             self._probes[name] = self.clock.callLater(self.probe_interval, self._probe, name)
 
