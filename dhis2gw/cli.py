@@ -7,6 +7,13 @@ stdout (journald under systemd), exactly like ``twistd -n dhis2gw --config …``
 * ``dhis2gw check-config --config F`` validates the configuration and prints a summary;
 * ``dhis2gw createuser USERNAME --role admin [--email E] [--password-stdin]`` creates a user
   (the password is prompted for, or read from standard input).
+
+Every command first reads the service's environment file, the way systemd reads it for the unit
+(`dhis2gw.envfile`): ``--env-file FILE``, else ``$DHIS2GW_ENV_FILE`` (the packaged
+``/usr/bin/dhis2gw`` sets it to ``/etc/default/dhis2gw``), so ``check-config`` and ``createuser``
+see the ``DHIS2GW_DB`` and secrets the service uses. A variable already set in the environment wins.
+Failures an operator can fix (no database, no terminal for the password) are one line on stderr,
+never a traceback.
 """
 from __future__ import annotations
 
@@ -24,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dhis2gw", description="DHIS2 gateway")
     parser.add_argument("--version", action="version", version=f"dhis2gw {__version__}")
     parser.add_argument("--config", "-c", default=None, help="YAML configuration file")
+    parser.add_argument("--env-file", default=None,
+                        help="environment file read like systemd's EnvironmentFile= (default: $DHIS2GW_ENV_FILE,"
+                             " which the Debian package sets to /etc/default/dhis2gw)")
     parser.add_argument("--role", "-r", default="all", choices=("all", "api", "worker"),
                         help="which parts to run (default: all)")
     parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
@@ -37,13 +47,48 @@ def _parser() -> argparse.ArgumentParser:
                        ("check-config", "validate the configuration and print a summary")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", "-c", dest="sub_config", default=None)
+        p.add_argument("--env-file", dest="sub_env_file", default=None)
     cu = sub.add_parser("createuser", help="create a user (e.g. the first admin)")
     cu.add_argument("username")
     cu.add_argument("--role", dest="user_role", default="admin", choices=("admin", "operator", "submitter"))
     cu.add_argument("--email", default=None)
     cu.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     cu.add_argument("--config", "-c", dest="sub_config", default=None)
+    cu.add_argument("--env-file", dest="sub_env_file", default=None)
+    run.add_argument("--env-file", dest="sub_env_file", default=None)
     return parser
+
+
+def load_env_file(args: argparse.Namespace, environ: Any = os.environ) -> Optional[str]:
+    """Add the environment file's variables to ``environ``; the file read (None: none).
+
+    A file named with ``--env-file`` must exist; the default one (``$DHIS2GW_ENV_FILE``) may be
+    absent, as systemd's ``EnvironmentFile=-…`` may."""
+    from dhis2gw import envfile
+
+    named = getattr(args, "sub_env_file", None) or args.env_file
+    path = named or environ.get("DHIS2GW_ENV_FILE") or None
+    if not path:
+        return None
+    try:
+        values = envfile.read(path)
+    except envfile.EnvFileError as e:
+        sys.stderr.write(f"dhis2gw: {e}\n")
+        raise SystemExit(2) from None
+    if values is None:
+        if named:
+            sys.stderr.write(f"dhis2gw: the environment file {path} does not exist\n")
+            raise SystemExit(2)
+        return None
+    envfile.apply(values, environ)
+    return str(path)
+
+
+def _database_problem(config: Any, error: BaseException) -> None:
+    """Exit with one line naming the database (password hidden) and why it did not answer."""
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    sys.stderr.write(f"dhis2gw: cannot use the database {config.database.redacted_uri}: {reason}\n")
+    raise SystemExit(1)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -125,6 +170,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     path = getattr(args, "sub_config", None) or args.config
     try:
         print(check_config(path, os.environ))
+        if getattr(args, "env_file_read", None):
+            print(f"environment file: {args.env_file_read}")
     except ConfigError as e:
         sys.stderr.write(f"dhis2gw: configuration error: {e}\n")
         return 2
@@ -139,11 +186,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     config, embedded = start_embedded(_config(args), exclusive=False)
 
     async def main(reactor: Any) -> None:
+        import psycopg2
+
         try:
             report = await migrate(config.database.dsn(), config.server.migrations_path, reactor)
         except MigrationError as e:
             sys.stderr.write(f"dhis2gw: {e}\n")
             raise SystemExit(1) from None
+        except psycopg2.Error as e:
+            _database_problem(config, e)
         applied = ", ".join(str(v) for v in report.applied) or "none"
         print(f"schema at version {report.current} (applied now: {applied})")
 
@@ -158,6 +209,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        sys.stderr.write("dhis2gw: no terminal to ask for the password: pass it on standard input with"
+                         " --password-stdin (e.g. printf '%s\\n' \"$PASSWORD\" | dhis2gw createuser NAME"
+                         " --password-stdin)\n")
+        raise SystemExit(2)
     first = getpass.getpass("Password: ")
     second = getpass.getpass("Password (again): ")
     if first != second:
@@ -177,7 +233,18 @@ def cmd_createuser(args: argparse.Namespace) -> int:
     config, embedded = start_embedded(_config(args), exclusive=False)
 
     async def main(reactor: Any) -> None:
-        await migrate(config.database.dsn(), config.server.migrations_path, reactor)
+        import psycopg2
+
+        from dhis2gw.storage.database import DatabaseUnavailable
+        from dhis2gw.storage.migrations import MigrationError
+
+        try:
+            await migrate(config.database.dsn(), config.server.migrations_path, reactor)
+        except MigrationError as e:
+            sys.stderr.write(f"dhis2gw: {e}\n")
+            raise SystemExit(1) from None
+        except psycopg2.Error as e:
+            _database_problem(config, e)
         db = Database(reactor, config.database.dsn(), size=1, max_start_delay=2)
         db.startService()
         try:
@@ -187,6 +254,8 @@ def cmd_createuser(args: argparse.Namespace) -> int:
         except ValueError as e:
             sys.stderr.write(f"dhis2gw: {e}\n")
             raise SystemExit(2) from None
+        except (psycopg2.Error, DatabaseUnavailable) as e:
+            _database_problem(config, e)
         finally:
             await db.stopService()
         print(message)
@@ -245,6 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Console-script entry point."""
     args = _parser().parse_args(argv)
+    args.env_file_read = load_env_file(args)
     command = args.command or "run"
     handlers = {"run": cmd_run, "migrate": cmd_migrate, "check-config": cmd_check_config,
                 "createuser": cmd_createuser}

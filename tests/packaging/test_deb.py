@@ -20,7 +20,7 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = re.search(r"^version\s*=\s*(\S+)", (ROOT / "setup.cfg").read_text(), re.M).group(1)  # type: ignore[union-attr]
+VERSION = re.search(r'^__version__ = "(\S+)"$', (ROOT / "dhis2gw/__init__.py").read_text(), re.M).group(1)  # type: ignore[union-attr]
 VENV = "opt/venvs/dhis2gw"
 SITE = f"{VENV}/lib/python3.11/site-packages"
 MISSING = [tool for tool in ("dpkg-buildpackage", "dh", "dpkg-deb") if shutil.which(tool) is None]
