@@ -158,3 +158,22 @@ class VersionTests(SynchronousTestCase):
         top = (ROOT / "debian" / "changelog").read_text().splitlines()[0]
         self.assertEqual(re.match(r"^dhis2gw \(([^)]+)\)", top).group(1), __version__)  # type: ignore[union-attr]
         self.assertIn('dhis2gw/__init__.py', (ROOT / "scripts" / "build-deb.sh").read_text())
+
+
+class ReproducibleBuildSettingsTests(SynchronousTestCase):
+    """What makes two ``make deb`` builds byte-identical, checked without building (the real double
+    build is ``DHIS2GW_DEB_TWICE=1 pytest tests/packaging/test_deb.py -k twice``)."""
+
+    def test_build_script_settings(self) -> None:
+        """Times from the changelog, a fixed staging directory (pip's RECORD hashes the scripts while
+        their #! line names it), no byte-code, a fixed locale and zone."""
+        script = (ROOT / "scripts" / "build-deb.sh").read_text()
+        self.assertIn("SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -l debian/changelog -S Timestamp)", script)
+        self.assertIn("export SOURCE_DATE_EPOCH", script)
+        self.assertIn('work="${TMPDIR:-/tmp}/dhis2gw-deb-build-$(id -u)"', script)
+        self.assertNotIn("mktemp", script)
+        self.assertIn("PYTHONDONTWRITEBYTECODE=1", script)
+        self.assertIn("LC_ALL=C.UTF-8 TZ=UTC", script)
+        rules = (ROOT / "debian" / "rules").read_text()
+        self.assertIn("--no-compile", rules)
+        self.assertIn("-name __pycache__ -type d -prune -exec rm -rf {} +", rules)

@@ -138,6 +138,21 @@ class PackageBuildTests(SynchronousTestCase):
         self.assertNotIn("error", result.stderr.lower().replace("running with root privileges", ""))
 
 
+class ReproducibleBuildTests(SynchronousTestCase):
+    """Two builds of one checkout are the same bytes (opt-in: a second build takes minutes)."""
+
+    @pytest.mark.skipif(os.environ.get("DHIS2GW_DEB_TWICE") != "1", reason="set DHIS2GW_DEB_TWICE=1 to build twice")
+    def test_built_twice_same_bytes(self) -> None:
+        """A second build of the same tree gives a byte-identical .deb."""
+        first = built_package()
+        out = Path(tempfile.mkdtemp(prefix="dhis2gw-deb-again-"))
+        self.addCleanup(shutil.rmtree, out, True)
+        result = _run(str(ROOT / "scripts" / "build-deb.sh"), str(out), timeout=1100)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        second = Path(result.stdout.strip().splitlines()[-1])
+        self.assertEqual(first.read_bytes(), second.read_bytes(), f"{first} and {second} differ")
+
+
 class SystemdUnitTests(SynchronousTestCase):
     """The unit passes systemd-analyze and carries the hardening the issue asks for."""
 
