@@ -115,7 +115,10 @@ class Dispatcher(service.Service):
         return defer.Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        if self._starting is not None:
+        # While it still waits for the database nothing has started (``_start`` returns once
+        # ``ready`` fires and the service is no longer running); waiting for it here would hold a
+        # SIGTERM for as long as PostgreSQL stays unreachable.
+        if self._starting is not None and (self.ready is None or self.ready.called):
             await self._starting
         for loop in self._loops:
             if loop.running:

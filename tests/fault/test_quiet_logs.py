@@ -1,5 +1,6 @@
 """Quiet logs by default, measured on a real process: a start, 1,000 deliveries and a stop of the
-gateway at the default log level write fewer than 30 lines (stdout and stderr together).
+gateway at the default log level write fewer than 30 lines (stdout and stderr together). And a
+gateway still waiting for PostgreSQL stops on SIGTERM, having said why it waits in one line per try.
 
 At the default level (info) the gateway logs one line per state change of the service and a
 warning for each real problem; a line per delivery appears only at debug, when asked.
@@ -65,3 +66,39 @@ class QuietLogsTests(SynchronousTestCase):
         self.assertLess(len(lines), MAX_LINES, "\n".join(lines))
         for noise in NOISE:
             self.assertNotIn(noise, output)
+
+    def test_stops_while_waiting_for_postgresql(self) -> None:
+        """PostgreSQL unreachable: one short warning per attempt (the reason, no Failure dump), and
+        SIGTERM stops the gateway at once (it used to wait for the database for ever)."""
+        import signal
+        import subprocess
+        import time
+
+        from tests.support.processes import VENV_BIN
+        from tests.support.services import ROOT, redis_prefix, services, test_environ
+
+        state = tempfile.mkdtemp(prefix="dhis2gw-nodb-")
+        env = dict(test_environ("postgresql://postgres@127.0.0.1:1/nowhere", redis_prefix()),
+                   DHIS2GW_REDIS=services().redis_address, DHIS2GW_STATE_DIR=state,
+                   DHIS2GW_SERVER_PORT=str(free_port()))
+        log = open(f"{state}/out.log", "wb")
+        proc = subprocess.Popen([str(VENV_BIN / "dhis2gw")], env=dict(__import__("os").environ, **env), cwd=str(ROOT),
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            time.sleep(3)
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            proc.wait(20)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+        output = open(f"{state}/out.log").read()
+        shutil.rmtree(state, ignore_errors=True)
+        self.assertLess(took, 10, output)
+        waits = [line for line in output.splitlines() if "PostgreSQL not reachable" in line]
+        self.assertTrue(waits, output)
+        for line in waits:
+            self.assertNotIn("Failure", line)
+            self.assertIn("Connection refused", line)
