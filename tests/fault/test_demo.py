@@ -4,7 +4,9 @@ real process with its embedded PostgreSQL, Redis and DHIS2 simulator:
 * the banner's copy-and-paste commands, run as printed by ``sh``, submit data and then show that
   very submission (not ``/submissions/1``);
 * the org units are synced from the simulator at start (``/api/v2/orgunits`` is not empty);
-* docs/tracker.md's example, posted as it stands, is accepted (202) and delivered.
+* docs/tracker.md's example, posted as it stands, is accepted (202) and delivered;
+* its start and stop say nothing of the known third-party noise (XDG_RUNTIME_DIR, PEP 302,
+  un-awaited coroutines, "Starting factory"), and it exits cleanly on SIGTERM.
 """
 from __future__ import annotations
 
@@ -126,3 +128,12 @@ class DemoTests(SynchronousTestCase):
         self.assertEqual(code, 202, answer)
         final = self.wait_delivered(answer["submission_id"], token)
         self.assertEqual(final["status"], "delivered", final)
+
+    def test_zz_stop_is_clean_and_quiet(self) -> None:
+        """(Last.) SIGTERM stops the demo with status 0 and none of the known noise in its output."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.proc.wait(60), 0)
+        output = self.output()
+        for noise in ("XDG_RUNTIME_DIR", "PEP 302", "was never awaited", "Starting factory", "Stopping factory",
+                      "Traceback"):
+            self.assertNotIn(noise, output)
