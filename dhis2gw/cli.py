@@ -9,12 +9,20 @@ stdout (journald under systemd), exactly like ``twistd -n dhis2gw --config …``
   (the password is prompted for, or read from standard input);
 * ``dhis2gw import-legacy --from URI [--dry-run] [--requeue]`` imports the database of an
   original Go dhis2gw (``dhis2gw.legacy``; docs/upgrade-from-go.md).
+
+Every command first reads the service's environment file, the way systemd reads it for the unit
+(`dhis2gw.envfile`): ``--env-file FILE``, else ``$DHIS2GW_ENV_FILE`` (the packaged
+``/usr/bin/dhis2gw`` sets it to ``/etc/default/dhis2gw``), so ``check-config`` and ``createuser``
+see the ``DHIS2GW_DB`` and secrets the service uses. A variable already set in the environment wins.
+Failures an operator can fix (no database, no terminal for the password) are one line on stderr,
+never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import getpass
 import os
+import re
 import sys
 from typing import Any, Optional, Sequence
 
@@ -25,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dhis2gw", description="DHIS2 gateway")
     parser.add_argument("--version", action="version", version=f"dhis2gw {__version__}")
     parser.add_argument("--config", "-c", default=None, help="YAML configuration file")
+    parser.add_argument("--env-file", default=None,
+                        help="environment file read like systemd's EnvironmentFile= (default: $DHIS2GW_ENV_FILE,"
+                             " which the Debian package sets to /etc/default/dhis2gw)")
     parser.add_argument("--role", "-r", default="all", choices=("all", "api", "worker"),
                         help="which parts to run (default: all)")
     parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
@@ -38,16 +49,52 @@ def _parser() -> argparse.ArgumentParser:
                        ("check-config", "validate the configuration and print a summary")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", "-c", dest="sub_config", default=None)
+        p.add_argument("--env-file", dest="sub_env_file", default=None)
     cu = sub.add_parser("createuser", help="create a user (e.g. the first admin)")
     cu.add_argument("username")
     cu.add_argument("--role", dest="user_role", default="admin", choices=("admin", "operator", "submitter"))
     cu.add_argument("--email", default=None)
     cu.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     cu.add_argument("--config", "-c", dest="sub_config", default=None)
+    cu.add_argument("--env-file", dest="sub_env_file", default=None)
+    run.add_argument("--env-file", dest="sub_env_file", default=None)
     from dhis2gw.legacy.command import add_arguments as add_import_legacy
 
     add_import_legacy(sub)
+    sub.choices["import-legacy"].add_argument("--env-file", dest="sub_env_file", default=None)
     return parser
+
+
+def load_env_file(args: argparse.Namespace, environ: Any = os.environ) -> Optional[str]:
+    """Add the environment file's variables to ``environ``; the file read (None: none).
+
+    A file named with ``--env-file`` must exist; the default one (``$DHIS2GW_ENV_FILE``) may be
+    absent, as systemd's ``EnvironmentFile=-…`` may."""
+    from dhis2gw import envfile
+
+    named = getattr(args, "sub_env_file", None) or args.env_file
+    path = named or environ.get("DHIS2GW_ENV_FILE") or None
+    if not path:
+        return None
+    try:
+        values = envfile.read(path)
+    except envfile.EnvFileError as e:
+        sys.stderr.write(f"dhis2gw: {e}\n")
+        raise SystemExit(2) from None
+    if values is None:
+        if named:
+            sys.stderr.write(f"dhis2gw: the environment file {path} does not exist\n")
+            raise SystemExit(2)
+        return None
+    envfile.apply(values, environ)
+    return str(path)
+
+
+def _database_problem(config: Any, error: BaseException) -> None:
+    """Exit with one line naming the database (password hidden) and why it did not answer."""
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    sys.stderr.write(f"dhis2gw: cannot use the database {config.database.redacted_uri}: {reason}\n")
+    raise SystemExit(1)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -71,9 +118,46 @@ def _react(main: Any) -> None:
     task.react(runner)
 
 
+#: Third-party namespaces that chatter at info about their own plumbing: at the default level only
+#: their warnings and errors are written (treq's connection pools log "Starting factory" /
+#: "Stopping factory" for every DHIS2 connection; APScheduler announces each job it adds).
+QUIET_NAMESPACES = ("twisted.web.client._HTTP11ClientFactory", "twisted.internet.protocol", "apscheduler",
+                    "txredisapi")
+
+
+#: Twisted's listening ports announce themselves through the legacy log ("GatewaySite starting on
+#: 9090", "(TCP Port 9090 Closed)"), whatever the factory says: the gateway logs its own line.
+_PORT_CHATTER = re.compile(r"^(\S+ starting on \d+|\((TCP|UDP) Port \d+ Closed\))$")
+
+
+def _port_chatter(event: dict[str, Any]) -> Any:
+    from twisted.logger import PredicateResult, formatEvent
+
+    if event.get("log_namespace") == "log_legacy" and _PORT_CHATTER.match(formatEvent(event)):
+        return PredicateResult.no
+    return PredicateResult.maybe
+
+
+def log_observer(out: Any, level: str = "info") -> Any:
+    """A text observer writing events at ``level`` and above (``debug`` shows everything, the known
+    third-party chatter included)."""
+    from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, textFileLogObserver
+
+    lowest = LogLevel.levelWithName(level)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=lowest)
+    predicates: list[Any] = [predicate]
+    if lowest >= LogLevel.info:
+        for namespace in QUIET_NAMESPACES:
+            predicate.setLogLevelForNamespace(namespace, max(lowest, LogLevel.warn))
+        predicates.insert(0, _port_chatter)
+    return FilteringLogObserver(textFileLogObserver(out), predicates)
+
+
 def _start_logging(config: Any) -> None:
-    """Log to stdout (journald under systemd) or to ``<logdir>/dhis2gw.log``, rotated daily."""
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    """Log to stdout (journald under systemd) or to ``<logdir>/dhis2gw.log``, rotated daily, at
+    ``server.log_level`` (info: one line per change of the service's state, warnings for real
+    problems; a line per delivery only at debug)."""
+    from twisted.logger import globalLogBeginner
 
     if config.server.log_to_stdout:
         out: Any = sys.stdout
@@ -82,7 +166,7 @@ def _start_logging(config: Any) -> None:
 
         os.makedirs(config.server.logdir, exist_ok=True)
         out = DailyLogFile("dhis2gw.log", config.server.logdir, defaultMode=0o640)
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(out)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([log_observer(out, config.server.log_level)], redirectStandardIO=False)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -92,6 +176,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     path = getattr(args, "sub_config", None) or args.config
     try:
         print(check_config(path, os.environ))
+        if getattr(args, "env_file_read", None):
+            print(f"environment file: {args.env_file_read}")
     except ConfigError as e:
         sys.stderr.write(f"dhis2gw: configuration error: {e}\n")
         return 2
@@ -106,11 +192,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     config, embedded = start_embedded(_config(args), exclusive=False)
 
     async def main(reactor: Any) -> None:
+        import psycopg2
+
         try:
             report = await migrate(config.database.dsn(), config.server.migrations_path, reactor)
         except MigrationError as e:
             sys.stderr.write(f"dhis2gw: {e}\n")
             raise SystemExit(1) from None
+        except psycopg2.Error as e:
+            _database_problem(config, e)
         applied = ", ".join(str(v) for v in report.applied) or "none"
         print(f"schema at version {report.current} (applied now: {applied})")
 
@@ -125,6 +215,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        sys.stderr.write("dhis2gw: no terminal to ask for the password: pass it on standard input with"
+                         " --password-stdin (e.g. printf '%s\\n' \"$PASSWORD\" | dhis2gw createuser NAME"
+                         " --password-stdin)\n")
+        raise SystemExit(2)
     first = getpass.getpass("Password: ")
     second = getpass.getpass("Password (again): ")
     if first != second:
@@ -144,7 +239,18 @@ def cmd_createuser(args: argparse.Namespace) -> int:
     config, embedded = start_embedded(_config(args), exclusive=False)
 
     async def main(reactor: Any) -> None:
-        await migrate(config.database.dsn(), config.server.migrations_path, reactor)
+        import psycopg2
+
+        from dhis2gw.storage.database import DatabaseUnavailable
+        from dhis2gw.storage.migrations import MigrationError
+
+        try:
+            await migrate(config.database.dsn(), config.server.migrations_path, reactor)
+        except MigrationError as e:
+            sys.stderr.write(f"dhis2gw: {e}\n")
+            raise SystemExit(1) from None
+        except psycopg2.Error as e:
+            _database_problem(config, e)
         db = Database(reactor, config.database.dsn(), size=1, max_start_delay=2)
         db.startService()
         try:
@@ -154,6 +260,8 @@ def cmd_createuser(args: argparse.Namespace) -> int:
         except ValueError as e:
             sys.stderr.write(f"dhis2gw: {e}\n")
             raise SystemExit(2) from None
+        except (psycopg2.Error, DatabaseUnavailable) as e:
+            _database_problem(config, e)
         finally:
             await db.stopService()
         print(message)
@@ -225,6 +333,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Console-script entry point."""
     args = _parser().parse_args(argv)
+    args.env_file_read = load_env_file(args)
     command = args.command or "run"
     handlers = {"run": cmd_run, "migrate": cmd_migrate, "check-config": cmd_check_config,
                 "createuser": cmd_createuser, "import-legacy": cmd_import_legacy}

@@ -320,6 +320,8 @@ KEYS: tuple[Key, ...] = (
     _k("server", "static_directory", "DHIS2GW_STATIC_DIR", nonempty_text, "./static"),
     _k("server", "logdir", "DHIS2GW_LOGDIR", nonempty_text, "/var/log/dhis2gw"),
     _k("server", "log_to_stdout", "DHIS2GW_LOG_TO_STDOUT", boolean, True),
+    _k("server", "log_level", "DHIS2GW_LOG_LEVEL", choice("debug", "info", "warn", "error", "critical",
+                                                          synonyms={"warning": "warn"}), "info"),
     _k("server", "docs_directory", "RTC_DOCS_DIR", nonempty_text, "./docs/md_docs"),
     _k("server", "migrations_dir", ("DHIS2GW_MIGRATTIONS_DIR", "DHIS2GW_MIGRATIONS_DIR"), migrations_location,
        "file:///usr/share/dhis2gw/db/migrations"),

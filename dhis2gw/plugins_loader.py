@@ -246,8 +246,11 @@ def load_plugins(gateway: Any) -> PluginReport:
             report.skip(name, origin, error, module, interface_names)
             continue
         report.loaded.append(PluginRecord(name, interface_names, origin, module))
-        log.info("Plugin {name} loaded ({interfaces}) from {origin}", name=name,
-                 interfaces=", ".join(interface_names), origin=origin)
+        log.debug("Plugin {name} loaded ({interfaces}) from {origin}", name=name,
+                  interfaces=", ".join(interface_names), origin=origin)
+    plugins = [r.name for r in report.loaded if not r.builtin]
+    if plugins:  # one line for all of them (each one's origin at debug)
+        log.info("Plugins loaded: {names}", names=", ".join(plugins))
     return report
 
 

@@ -17,14 +17,29 @@ for tool in dpkg-buildpackage dh dpkg-parsechangelog; do
         exit 3
     fi
 done
-version=$(sed -n 's/^version *= *//p' setup.cfg)
+# The version lives in one place, dhis2gw/__init__.py (setup.cfg reads it from there; `dhis2gw
+# --version` and /health print it); the changelog's top entry must name the same one.
+version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' dhis2gw/__init__.py)
 deb_version=$(dpkg-parsechangelog -l debian/changelog -S Version)
-if [ "$version" != "$deb_version" ]; then
-    echo "build-deb: setup.cfg says $version but debian/changelog says $deb_version: add a changelog entry (dch -v $version)" >&2
+if [ -z "$version" ] || [ "$version" != "$deb_version" ]; then
+    echo "build-deb: dhis2gw/__init__.py says ${version:-nothing} but debian/changelog says $deb_version: add a changelog entry (dch -v $version)" >&2
     exit 2
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/dhis2gw-deb.XXXXXX")
+# Reproducible: two builds of one tree give the same bytes.
+# - every timestamp in the package is the changelog's date (dpkg-deb clamps file times to it);
+# - the build runs in a fixed directory: pip records the hashes of the venv's scripts while their
+#   #! line still names the staging path, so a random directory made each build's RECORD files
+#   and direct_url.json differ (one build at a time per user: the lock);
+# - no byte-code is shipped (postinst compiles it), file lists are sorted by dpkg-deb.
+SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -l debian/changelog -S Timestamp)
+export SOURCE_DATE_EPOCH
+export PYTHONDONTWRITEBYTECODE=1 LC_ALL=C.UTF-8 TZ=UTC
+work="${TMPDIR:-/tmp}/dhis2gw-deb-build-$(id -u)"
+exec 9>"$work.lock"
+flock 9
+rm -rf "$work"
+mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT INT TERM
 src="$work/dhis2gw-$version"
 mkdir -p "$src"

@@ -11,8 +11,8 @@ from kivy.core.clipboard import Clipboard
 from kivy.metrics import dp
 from kivymd.app import MDApp
 from kivymd.uix.boxlayout import MDBoxLayout
+from kivy.uix.screenmanager import NoTransition
 from kivymd.uix.screenmanager import MDScreenManager
-from kivymd.uix.transition import MDFadeSlideTransition
 
 from dhis2gw_admin.model import AdminModel
 from dhis2gw_admin.screens.dashboard import DashboardScreen
@@ -49,7 +49,11 @@ class AdminApp(MDApp):
         settings = SettingsStore(self.settings_path or Path(self.user_data_dir) / "settings.json")
         model = self.model = AdminModel(self.reactor, self.server_url, settings, clipboard=Clipboard.copy,
                                         force_server=bool(self.server_url))
-        self.manager = MDScreenManager(transition=MDFadeSlideTransition())
+        # No animated transition: KivyMD's MDFadeSlideTransition alternates its direction ("in", then
+        # "out") at every switch, and a screen that left with an "out" stays faded out and moved away
+        # when it comes back with another "out" — the dashboard after log out and log in again was
+        # such a blank screen, its data loaded and invisible.
+        self.manager = MDScreenManager(transition=NoTransition())
         self.screens = {
             "login": LoginScreen(model.login),
             "dashboard": DashboardScreen(model.dashboard),
@@ -88,6 +92,13 @@ class AdminApp(MDApp):
         self.show("dashboard" if logged_in else "login")
 
     def show(self, name: str) -> None:
+        """Show a screen; asking for the screen already shown loads it again (after an error, the
+        operator's click on its button is the retry)."""
+        if self.manager.current == name:
+            reload = getattr(self.screens[name], "reload", None)
+            if reload is not None:
+                reload()
+            return
         self.manager.current = name
 
     def open_detail(self, submission_id: int) -> None:

@@ -258,6 +258,16 @@ class DocsPages:
     async def landing(self, call: Call) -> Response:
         return Response(raw=await self._in_thread(self._render_index), content_type=HTML)
 
+    @route("GET", "/docs", public=True, summary="Redirect to the documentation index", tags=("ui",),
+           responses={302: "to /, the documentation index"})
+    async def docs_root(self, call: Call) -> Response:
+        return Response(status=302, headers={"Location": "/"}, raw=b"", content_type=HTML)
+
+    @route("GET", "/docs/", public=True, summary="Redirect to the documentation index", tags=("ui",),
+           responses={302: "to /, the documentation index"})
+    async def docs_root_slash(self, call: Call) -> Response:
+        return Response(status=302, headers={"Location": "/"}, raw=b"", content_type=HTML)
+
     @route("GET", "/docs/<page>", public=True, summary="A documentation page", tags=("ui",))
     async def page(self, call: Call, page: str) -> Response:
         name = page[:-3] if page.endswith(".md") else page

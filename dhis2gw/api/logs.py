@@ -64,6 +64,23 @@ def log_item(row: dict[str, Any], tz: Optional[tzinfo] = None) -> dict[str, Any]
     return out
 
 
+_UID = re.compile(r"^[A-Za-z][A-Za-z0-9]{10}$")
+
+
+def payload_uids(value: Any, found: Optional[set[str]] = None) -> set[str]:
+    """Every string in a (DHIS2) payload shaped like a UID."""
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        for item in value.values():
+            payload_uids(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            payload_uids(item, found)
+    elif isinstance(value, str) and _UID.match(value):
+        found.add(value)
+    return found
+
+
 def attempts_from_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per attempt: when it started, how it ended."""
     attempts: dict[int, dict[str, Any]] = {}
@@ -133,6 +150,7 @@ class LogsApi:
         out["attempts_detail"] = attempts_from_events(events)
         out["errors"] = [e for e in events if e["event"] in _ERROR_EVENTS and (e["detail"] or e["http_status"])]
         out["events"] = events
+        out["names"] = await self.logs.names_of(sorted(payload_uids(row.get("dhis2_payload"))))
         return out
 
     # --- delete and purge ------------------------------------------------------------------

@@ -29,11 +29,16 @@ class QueueApi:
 
     :param known_destinations: callable returning the configured destination names.
     :param dispatcher: the Dispatcher of this process, or None (role ``api``).
+    :param about: who answers (``name``, ``version``, ``timezone``), shown by the admin dashboard.
+    :param urls: destination name → its DHIS2 base URL (no credentials).
     """
 
     def __init__(self, clock: IReactorTime, queue: SubmissionQueue, logs: LogStore, known_destinations: Any,
-                 dispatcher: Optional[Any] = None) -> None:
+                 dispatcher: Optional[Any] = None, about: Optional[dict[str, Any]] = None,
+                 urls: Optional[dict[str, str]] = None) -> None:
         self.clock = clock
+        self.about = dict(about or {})
+        self.urls = dict(urls or {})
         self.queue = queue
         self.logs = logs
         self.known_destinations = known_destinations
@@ -41,7 +46,7 @@ class QueueApi:
 
     async def destination_status(self, name: str, waiting: dict[str, Any], redis_ok: bool) -> dict[str, Any]:
         """The status of one destination."""
-        out: dict[str, Any] = {"destination": name, "ready": None, "processing": None, "delayed": None,
+        out: dict[str, Any] = {"destination": name, "url": self.urls.get(name), "ready": None, "processing": None, "delayed": None,
                                "paused": None}
         if redis_ok:
             depth = await self.queue.depth(name)
@@ -83,7 +88,7 @@ class QueueApi:
             except RedisUnavailable:
                 redis_ok = False
                 items.append(await self.destination_status(name, waiting.get(name, {}), False))
-        return {"destinations": items, "redis": redis_ok}
+        return {"destinations": items, "redis": redis_ok, "gateway": self.about}
 
     def _known(self, destination: str) -> None:
         if destination not in set(self.known_destinations()):

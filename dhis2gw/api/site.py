@@ -196,6 +196,7 @@ class GatewaySite(server.Site):
 
     requestFactory = GatewayRequest  # noqa: N815
     protocol = GatewayChannel
+    noisy = False  # no "Starting factory" / "Stopping factory" lines: the listener logs its own one line
 
     def __init__(self, resource: Any, max_body_bytes: int, access_log: bool = False,
                  finish_observers: Optional[list[FinishObserver]] = None, trusted_proxies: Sequence[str] = (),

@@ -117,7 +117,10 @@ class Dispatcher(service.Service):
         return defer.Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        if self._starting is not None:
+        # While it still waits for the database nothing has started (``_start`` returns once
+        # ``ready`` fires and the service is no longer running); waiting for it here would hold a
+        # SIGTERM for as long as PostgreSQL stays unreachable.
+        if self._starting is not None and (self.ready is None or self.ready.called):
             await self._starting
         for loop in self._loops:
             if loop.running:
@@ -241,8 +244,9 @@ class Dispatcher(service.Service):
         name = next((n for n, b in self.breakers.items() if b is breaker), None)
         if name is None:
             return
-        self.log.info("Destination {dest}: breaker {state} ({reason})", dest=name, state=breaker.state,
-                      reason=breaker.reason)
+        # An open breaker is a real problem (deliveries to that DHIS2 stop): a warning; the rest is info.
+        emit = self.log.warn if breaker.state == OPEN else self.log.info
+        emit("Destination {dest}: breaker {state} ({reason})", dest=name, state=breaker.state, reason=breaker.reason)
         if breaker.state == OPEN and self.running and name not in self._probes:
             self._probes[name] = self.clock.callLater(self.probe_interval, self._probe, name)
 

@@ -63,6 +63,8 @@ LOG_DETAIL: dict[str, Any] = {
         "errors": {"type": "array", "items": {"type": "object"}},
         "attempts_detail": {"type": "array", "items": {"type": "object"}},
         "events": {"type": "array", "items": EVENT},
+        "names": {"type": "object", "description": "code and name of each UID of dhis2_payload the gateway knows",
+                  "additionalProperties": {"type": "object"}},
     },
 }
 
@@ -147,7 +149,7 @@ QUEUE_DESTINATION: dict[str, Any] = {
     "type": "object",
     "required": ["destination", "paused"],
     "properties": {
-        "destination": {"type": "string"}, "ready": _INT_OR_NULL, "processing": _INT_OR_NULL,
+        "destination": {"type": "string"}, "url": _STR_OR_NULL, "ready": _INT_OR_NULL, "processing": _INT_OR_NULL,
         "delayed": _INT_OR_NULL, "waiting_rows": {"type": "integer"},
         "oldest_waiting_at": _TS, "oldest_waiting_seconds": {"type": ["number", "null"]},
         "in_flight": _INT_OR_NULL, "paused": {"type": ["boolean", "null"]},
@@ -161,5 +163,8 @@ QUEUE_STATUS: dict[str, Any] = {
     "type": "object",
     "required": ["destinations"],
     "properties": {"destinations": {"type": "array", "items": QUEUE_DESTINATION},
-                   "redis": {"type": "boolean"}},
+                   "redis": {"type": "boolean"},
+                   "gateway": {"type": "object", "description": "which gateway answers: name, version, time zone",
+                               "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                                              "timezone": {"type": "string"}}}},
 }

@@ -8,9 +8,11 @@ Shared objects go to ``gateway.parts``: ``"logs"`` (LogStore), ``"requeue"`` (Re
 """
 from __future__ import annotations
 
+import socket
 from typing import Any, Optional
 
 from dhis2gw.api.docs import DocsPages, OpenApiArea, SwaggerArea
+from dhis2gw import __version__
 from dhis2gw.api.logs import LogsApi
 from dhis2gw.api.reports import ReportsApi
 from dhis2gw.storage.reports import ReportStore
@@ -55,7 +57,11 @@ def install(gateway: Any) -> None:
 
     gateway.mount(LogsApi(logs, gateway.store, requeue, config.server.tzinfo))
     gateway.mount(ReportsApi(ReportStore(gateway.db)))
-    gateway.mount(QueueApi(gateway.reactor, gateway.queue, logs, destination_names, gateway.dispatcher))
+    about = {"name": config.api.dhis2_country or socket.gethostname(), "version": __version__,
+             "timezone": config.server.timezone}
+    urls = {name: entry.base_url for name, entry in config.destinations().items()}
+    gateway.mount(QueueApi(gateway.reactor, gateway.queue, logs, destination_names, gateway.dispatcher,
+                           about=about, urls=urls))
     gateway.mount(OpenApiArea(lambda: gateway.router.routes if gateway.router is not None else []), prefix="")
     gateway.mount(SwaggerArea(gateway.reactor), prefix="")
     gateway.mount(DocsPages(gateway.reactor, config.server.docs_directory, config.server.templates_directory,

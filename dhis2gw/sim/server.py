@@ -27,7 +27,9 @@ class SimulatorServer:
         site = Site(sim.app.resource())
         if not access_log:
             site.log = lambda request: None  # type: ignore[method-assign]
+        site.noisy = False  # no "Starting factory" / "Stopping factory" lines
         self.factory = WrappingFactory(site)
+        self.factory.noisy = False
         self.port: int | None = None
         self._listening: IListeningPort | None = None
         self._outage_call: Any = None

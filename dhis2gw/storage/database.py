@@ -160,9 +160,11 @@ class Database(service.Service):
                 await pool.start()
             except Exception as e:  # noqa: BLE001 - any failure to connect means "retry"
                 pool.close()
+                if isinstance(e, defer.FirstError):  # the pool's first failed connection: say why it failed
+                    e = e.subFailure.value
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
                 self.log.warn("PostgreSQL not reachable (attempt {attempt}): {error}; retrying in {delay:.1f}s",
-                              attempt=attempt, error=str(e).strip().splitlines()[0] if str(e).strip() else repr(e),
-                              delay=delay)
+                              attempt=attempt, error=reason, delay=delay)
                 await deferLater(self.reactor, delay, lambda: None)
                 delay = min(delay * 2 * (0.75 + random.random() / 2), self._max_start_delay)
                 continue

@@ -251,6 +251,25 @@ class LogStore:
             user = found.get(("u", str(row.get("submitter_id"))), {})
             row["submitter"] = user.get("name")
 
+    async def names_of(self, uids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Codes and names the gateway knows for DHIS2 UIDs (the detail view shows "OPD ↔ Re46C6Apebu"):
+        data elements and category option combos from the mappings, org units from the org-unit cache.
+        ``{uid: {"code", "name", "type"}}``; UIDs nobody knows are left out."""
+        if not uids:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for hit in await self.db.fetch(
+                "logs.names_of",
+                "SELECT 'organisationUnit' AS type, uid::text AS uid, code, name FROM organisation_units"
+                " WHERE uid = ANY(%s::bpchar[])"
+                " UNION ALL SELECT 'dataElement', dataelement, code, name FROM dhis2_mappings"
+                " WHERE what = 'de' AND dataelement = ANY(%s::text[])"
+                " UNION ALL SELECT 'categoryOptionCombo', category_option_combo, code, name FROM dhis2_mappings"
+                " WHERE what = 'co' AND category_option_combo = ANY(%s::text[])",
+                (list(uids), list(uids), list(uids))):
+            out.setdefault(hit["uid"].strip(), {"code": hit["code"], "name": hit["name"], "type": hit["type"]})
+        return out
+
     async def _bounded_count(self, where: str, params: list[Any], cap: int) -> tuple[int, bool]:
         """The exact number of matching rows up to ``count_cap``; above it, the planner's estimate.
 

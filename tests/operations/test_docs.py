@@ -105,6 +105,11 @@ class SwaggerAndDocsTests(OperationsTestCase):
         self.assertIn(b"<code>DELETE /api/v2/logs/purge", html)
         code, ctype, css = await self.get("/static/style.css")
         self.assertEqual((code, ctype), (200, "text/css; charset=utf-8"))
+        # /docs and /docs/ lead to the index of the pages (/), not to a 404
+        for path in ("/docs", "/docs/"):
+            response = await treq.get(self.url(path), allow_redirects=False, persistent=False)
+            self.assertEqual((response.code, response.headers.getRawHeaders("location")), (302, ["/"]), path)
+            await response.content()
 
     async def test_unknown_pages_and_traversal(self) -> None:
         """Unknown pages are 404 (HTML for browsers, JSON otherwise); traversal never escapes the directories."""

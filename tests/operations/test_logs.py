@@ -251,6 +251,24 @@ class LogsFilterTests(OperationsTestCase):
         code, body = await self.call("GET", "/api/v2/logs/999999999")
         self.assertEqual((code, body["error"]["code"]), (404, "not_found"))
 
+    async def test_detail_names_the_uids_of_its_payload(self) -> None:
+        """GET /logs/{id} gives the code and name the gateway knows for each UID of the DHIS2 payload
+        (data elements from the mappings, org units from the org-unit cache): OPD ↔ Re46C6Apebu."""
+        sid = self.ids["end_of_to"]
+        await self.sql("INSERT INTO dhis2_mappings (uid, code, what, name, dataelement) VALUES"
+                       " ('MapOPD00001', 'OPD', 'de', 'OPD visits', 'Re46C6Apebu') RETURNING id")
+        await self.sql("INSERT INTO organisation_units (uid, code, name, level, path) VALUES"
+                       " ('ty5AJ6ZU5f7', 'UG-KAL-HC3', 'Kaliro Town HC III', 5, '/ty5AJ6ZU5f7')"
+                       " ON CONFLICT (uid) DO UPDATE SET code = EXCLUDED.code RETURNING uid")
+        await self.sql("UPDATE submissions SET dhis2_payload = %s WHERE id = %s RETURNING id", (json.dumps(
+            {"dataSet": "uFaVMlw4qxK", "orgUnit": "ty5AJ6ZU5f7", "period": "202401",
+             "dataValues": [{"dataElement": "Re46C6Apebu", "value": "5"}]}), sid))
+        code, body = await self.call("GET", f"/api/v2/logs/{sid}")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(body["names"]["Re46C6Apebu"], {"code": "OPD", "name": "OPD visits", "type": "dataElement"})
+        self.assertEqual(body["names"]["ty5AJ6ZU5f7"]["type"], "organisationUnit")
+        self.assertNotIn("uFaVMlw4qxK", body["names"])  # a data set nobody mapped: no guess
+
     async def test_submitter_may_not_list(self) -> None:
         """The logs are for operators and admins: a submitter gets 403, an operator 200."""
         code, body = await self.call("GET", "/api/v2/logs", who="submitter")

@@ -34,6 +34,10 @@ class QueueApiTests(OperationsTestCase):
         self.assertEqual(main["in_flight"], 0)
         self.assertEqual(main["breaker"]["state"], "closed")
         self.assertTrue(body["redis"])
+        # which gateway answers and where "main" delivers: the admin dashboard names both
+        self.assertEqual(main["url"], self.gateway.config.api.dhis2_base_url)
+        self.assertEqual(set(body["gateway"]), {"name", "version", "timezone"})
+        self.assertEqual(body["gateway"]["timezone"], self.gateway.config.server.timezone)
         code, body = await self.call("POST", "/api/v2/queue/main/resume", who="operator")
         self.assertEqual((code, body["paused"]), (200, False))
         self.assertFalse(await self.gateway.queue.is_paused("main"))

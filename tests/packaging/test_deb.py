@@ -20,7 +20,7 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = re.search(r"^version\s*=\s*(\S+)", (ROOT / "setup.cfg").read_text(), re.M).group(1)  # type: ignore[union-attr]
+VERSION = re.search(r'^__version__ = "(\S+)"$', (ROOT / "dhis2gw/__init__.py").read_text(), re.M).group(1)  # type: ignore[union-attr]
 VENV = "opt/venvs/dhis2gw"
 SITE = f"{VENV}/lib/python3.11/site-packages"
 MISSING = [tool for tool in ("dpkg-buildpackage", "dh", "dpkg-deb") if shutil.which(tool) is None]
@@ -136,6 +136,21 @@ class PackageBuildTests(SynchronousTestCase):
         errors = [line for line in result.stdout.splitlines() if line.startswith("E:")]
         self.assertEqual(errors, [], result.stdout[-3000:])
         self.assertNotIn("error", result.stderr.lower().replace("running with root privileges", ""))
+
+
+class ReproducibleBuildTests(SynchronousTestCase):
+    """Two builds of one checkout are the same bytes (opt-in: a second build takes minutes)."""
+
+    @pytest.mark.skipif(os.environ.get("DHIS2GW_DEB_TWICE") != "1", reason="set DHIS2GW_DEB_TWICE=1 to build twice")
+    def test_built_twice_same_bytes(self) -> None:
+        """A second build of the same tree gives a byte-identical .deb."""
+        first = built_package()
+        out = Path(tempfile.mkdtemp(prefix="dhis2gw-deb-again-"))
+        self.addCleanup(shutil.rmtree, out, True)
+        result = _run(str(ROOT / "scripts" / "build-deb.sh"), str(out), timeout=1100)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        second = Path(result.stdout.strip().splitlines()[-1])
+        self.assertEqual(first.read_bytes(), second.read_bytes(), f"{first} and {second} differ")
 
 
 class SystemdUnitTests(SynchronousTestCase):

@@ -23,20 +23,27 @@ class DashboardScreen(MDScreen):
         self.queue_box = vbox(spacing=6)
         self.status = label("")
         self.error = label("", color=ERROR_COLOR)
+        self.gateway = label("")
         body = vbox(
             hbox(label("Dashboard", bold=True, role="large"), self.status,
                  button("Refresh", lambda: vm.spawn(vm.refresh()), style="outlined", size_hint_x=None)),
-            self.error, label("Submissions per status", bold=True), self.counts_grid,
+            self.gateway, self.error, label("Submissions per status", bold=True), self.counts_grid,
             label("Queues per destination", bold=True), self.queue_box, padding=16, spacing=12)
         scroll = MDScrollView()
         scroll.add_widget(body)
         self.add_widget(scroll)
         vm.bind(counts=self._counts, destinations=self._queues, error=lambda _v, t: setattr(self.error, "text", t),
+                gateway_text=lambda _v, t: setattr(self.gateway, "text", t),
                 updated_at=lambda _v, t: setattr(self.status, "text", f"updated {t}, refreshes every "
                                                                       f"{int(vm.interval)} s"))
 
     def on_enter(self, *args: Any) -> None:
+        self.vm.message = ""
         self.vm.start_auto_refresh()
+
+    def reload(self) -> None:
+        """The Dashboard button while the dashboard is shown: refresh now."""
+        self.vm.spawn(self.vm.refresh())
 
     def on_leave(self, *args: Any) -> None:
         self.vm.stop_auto_refresh()
@@ -64,9 +71,12 @@ class DashboardScreen(MDScreen):
                       if d.get("paused") else
                       button("Pause", lambda n=name: self.vm.spawn(self.vm.pause(n)), style="outlined",
                              size_hint_x=None))
-            card.add_widget(hbox(label(name, bold=True), label(d["paused_text"],
-                                 color=ERROR_COLOR if d.get("paused") else None), action))
-            card.add_widget(label(f"Queue: {d['depth_text']}; waiting in database: {d.get('waiting_rows', 0)}"))
+            action.disabled = bool(d.get("stale"))
+            card.add_widget(hbox(label(d.get("title") or name, bold=True), label(
+                d["paused_text"], color=ERROR_COLOR if d.get("paused") or d.get("stale") else None), action))
+            card.add_widget(label("Queue: unknown" if d.get("stale") else
+                                  f"Queue: {d['depth_text']}; waiting in database: {d.get('waiting_rows', 0)}"))
             card.add_widget(label(f"Oldest waiting: {d['oldest_text']}"))
-            card.add_widget(label(f"Circuit breaker: {d['breaker_text']}"))
+            card.add_widget(label(f"Circuit breaker: {d['breaker_text']}",
+                                  color=ERROR_COLOR if d.get("stale") or "open" in d["breaker_text"] else None))
             self.queue_box.add_widget(card)

@@ -14,7 +14,7 @@ from dhis2gw_admin.screens.widgets import ERROR_COLOR, STATUS_COLORS, button, di
 from dhis2gw_admin.viewmodels.detail import DetailVM
 
 MAX_SHOWN = 20000  # characters of a payload drawn on screen (copy takes everything)
-SECTIONS = (("error_reports", "Conflicts and errors from DHIS2 and the gateway"), ("conflicts", "DHIS2 conflicts"),
+SECTIONS = (("error_reports", "Errors reported by DHIS2"), ("conflicts", "DHIS2 conflicts"),
             ("attempts", "Attempts"), ("events", "Events timeline"), ("payload", "Submitted payload"),
             ("dhis2_payload", "DHIS2 payload"), ("response", "DHIS2 response"))
 
@@ -71,7 +71,7 @@ class DetailScreen(MDScreen):
             self.summary.add_widget(label(name, bold=True))
             self.summary.add_widget(label(str(value)))
         for key, widget in self.section_labels.items():
-            text = self.vm.section_text(key)
+            text = self.vm.display_text(key)
             if key in ("conflicts", "error_reports", "attempts", "events"):
                 text = "\n".join("• " + line for line in text.splitlines()) or "none"
             widget.text = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "\n… (copy to see everything)"

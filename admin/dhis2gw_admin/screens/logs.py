@@ -94,6 +94,10 @@ class LogsScreen(MDScreen):
                                                "Status: " + (", ".join(s) or "any")))
 
     def on_enter(self, *args: Any) -> None:
+        self.vm.message = ""  # a banner belongs to the visit it was made in
+        self.reload()
+
+    def reload(self) -> None:
         self.vm.spawn(self.vm.load())
 
     # --- filters -----------------------------------------------------------------------------------

@@ -75,6 +75,10 @@ class MappingsScreen(MDScreen):
                                           ext=[".csv", ".xlsx"])
 
     def on_enter(self, *args: Any) -> None:
+        self.vm.message = ""  # a banner belongs to the visit it was made in
+        self.reload()
+
+    def reload(self) -> None:
         self.vm.spawn(self.vm.load())
 
     def apply(self) -> None:

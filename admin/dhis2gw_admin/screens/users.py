@@ -5,11 +5,12 @@ from typing import Any
 
 from kivy.metrics import dp
 from kivymd.uix.boxlayout import MDBoxLayout
+from kivymd.uix.menu import MDDropdownMenu
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
 from dhis2gw_admin.screens.widgets import ERROR_COLOR, button, dialog, field, hbox, label, vbox
-from dhis2gw_admin.viewmodels.users import UsersVM
+from dhis2gw_admin.viewmodels.users import ROLES, UsersVM
 
 
 class UsersScreen(MDScreen):
@@ -20,13 +21,15 @@ class UsersScreen(MDScreen):
         self.vm = vm
         self.new_username = field("Username", width=150)
         self.new_password = field("Password", password=True, width=170)
-        self.new_role = field("Role (admin/operator/submitter)", "operator", width=230)
+        # A role is one of three: a menu, not free text.
+        self.new_role = "operator"
+        self.role_button = button("Role: operator", self._role_menu, style="outlined", size_hint_x=None)
         self.new_name = field("Full name")
         self.message = label("")
         self.error = label("", color=ERROR_COLOR)
         self.rows = vbox(spacing=2)
         self.create_button = button("Create user", self.create, size_hint_x=None)
-        top = vbox(hbox(self.new_username, self.new_password, self.new_role, self.new_name, self.create_button),
+        top = vbox(hbox(self.new_username, self.new_password, self.role_button, self.new_name, self.create_button),
                    self.message, self.error,
                    hbox(*(label(t, bold=True, size_hint_x=w) for t, w in (
                        ("Username", 0.18), ("Role", 0.12), ("Full name", 0.2), ("State", 0.12), ("Last login", 0.18))),
@@ -41,12 +44,28 @@ class UsersScreen(MDScreen):
                 message=lambda _v, t: setattr(self.message, "text", t))
 
     def on_enter(self, *args: Any) -> None:
+        self.vm.message = ""  # a banner belongs to the visit it was made in
+        self.reload()
+
+    def reload(self) -> None:
         self.vm.spawn(self.vm.load())
+
+    def _role_menu(self) -> None:
+        def choose(role: str) -> None:
+            self.role_menu.dismiss()
+            self.choose_role(role)
+
+        self.role_menu = MDDropdownMenu(caller=self.role_button,
+                                        items=[{"text": r, "on_release": (lambda r=r: choose(r))} for r in ROLES])
+        self.role_menu.open()
+
+    def choose_role(self, role: str) -> None:
+        self.new_role = role
+        self.role_button.children[0].text = f"Role: {role}"
 
     def create(self) -> None:
         password, self.new_password.text = self.new_password.text, ""
-        self.vm.spawn(self.vm.create(self.new_username.text, password, self.new_role.text.strip(),
-                                     full_name=self.new_name.text))
+        self.vm.spawn(self.vm.create(self.new_username.text, password, self.new_role, full_name=self.new_name.text))
 
     def _rows(self, _vm: Any, items: list[dict[str, Any]]) -> None:
         self.rows.clear_widgets()

@@ -24,6 +24,8 @@ def destination_row(item: dict[str, Any]) -> dict[str, Any]:
     state = breaker.get("state") or "unknown (no worker in this process)"
     reason = breaker.get("reason") or ""
     row = dict(item)
+    row["title"] = f"{item['destination']}: DHIS2 at {item['url']}" if item.get("url") else item["destination"]
+    row["stale"] = False
     row["breaker_text"] = f"{state}: {reason}" if reason else state
     row["oldest_text"] = age_text(item.get("oldest_waiting_seconds"))
     row["depth_text"] = (f"ready {item.get('ready') if item.get('ready') is not None else '?'}, "
@@ -34,6 +36,14 @@ def destination_row(item: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def stale_row(row: dict[str, Any], when: str) -> dict[str, Any]:
+    """A destination as last seen, once the gateway stopped answering: nothing in it is claimed as
+    current (no "running / breaker closed" under an error saying the gateway cannot be reached)."""
+    unknown = f"unknown: the gateway did not answer (last seen {when})" if when else "unknown: the gateway did not answer"
+    return {**row, "stale": True, "paused_text": "state unknown", "breaker_text": unknown,
+            "depth_text": "unknown", "oldest_text": "unknown"}
+
+
 class DashboardVM(ViewModel):
     """Counts, queues and the per-destination hand brake."""
 
@@ -41,6 +51,7 @@ class DashboardVM(ViewModel):
     destinations = Field([])    # destination_row() dicts
     redis_ok = Field(True)
     updated_at = Field("")
+    gateway_text = Field("")    # which gateway this is: name, address, version, time zone
 
     def __init__(self, api: GatewayApi, clock: Any, interval: float = 15.0) -> None:
         self.api = api
@@ -57,14 +68,25 @@ class DashboardVM(ViewModel):
         finally:
             windows = (await stats)["windows"]  # awaited either way, so its failure is never left unhandled
         self.counts = {w: {s: int(windows.get(w, {}).get(s, 0)) for s in STATUSES} for w in WINDOWS}
+        about = queue.get("gateway") or {}
+        address = getattr(getattr(self.api, "client", None), "base_url", "")
+        details = ", ".join(x for x in (f"dhis2gw {about['version']}" if about.get("version") else "",
+                                        about.get("timezone", "")) if x)
+        self.gateway_text = (f"Gateway {about.get('name') or address} at {address}"
+                             + (f" ({details})" if details else ""))
         self.redis_ok = bool(queue.get("redis", True))
         self.destinations = [destination_row(d) for d in queue.get("destinations", [])]
         self.updated_at = datetime.fromtimestamp(now).strftime("%H:%M:%S")
         return True
 
     async def refresh(self) -> bool:
-        """Reload everything; True on success."""
-        return bool(await self.guard(self._load()))
+        """Reload everything; True on success. On failure the error is shown and what was shown
+        before is marked unknown (it no longer describes the gateway)."""
+        if await self.guard(self._load()):
+            return True
+        if self.destinations and not all(d.get("stale") for d in self.destinations):
+            self.destinations = [stale_row(d, self.updated_at) for d in self.destinations]
+        return False
 
     async def pause(self, destination: str) -> None:
         if await self.guard(self.api.pause(destination)) is not None:

@@ -49,18 +49,79 @@ def _walk_error_reports(node: Any, out: list[str]) -> None:
             _walk_error_reports(item, out)
 
 
-def error_report_lines(response: Any, errors: list[dict[str, Any]]) -> list[str]:
-    """DHIS2 error reports in the response, then the gateway's error events."""
+def error_report_lines(response: Any, already_said: str = "") -> list[str]:
+    """What DHIS2 itself reported (error reports, or the description of an ERROR/WARNING answer).
+
+    The gateway's own account of each attempt is in the attempts list, not here: every message is
+    shown once. A line the summary's error already says (``already_said``) is left out too."""
     out: list[str] = []
     _walk_error_reports(response, out)
     if isinstance(response, dict) and not out and response.get("status") in ("ERROR", "WARNING"):
         description = response.get("description") or response.get("message")
         if description:
             out.append(str(description))
-    for e in errors:
-        status = f"HTTP {e['http_status']}: " if e.get("http_status") else ""
-        out.append(f"{short_time(e.get('at'))} {e.get('event')}: {status}{e.get('detail') or ''}".strip())
-    return out
+    unique = list(dict.fromkeys(line for line in out if line))
+    return [line for line in unique if not already_said or line not in already_said]
+
+
+def with_status(http_status: Any, detail: Optional[str]) -> str:
+    """``HTTP 500 — detail`` without saying "HTTP 500" twice when the detail starts with it."""
+    detail = (detail or "").strip()
+    if not http_status:
+        return detail
+    prefix = f"HTTP {http_status}"
+    if detail.startswith(prefix):
+        return detail
+    return f"{prefix} — {detail}" if detail else prefix
+
+
+def attempt_line(a: dict[str, Any]) -> str:
+    """``#2: failed — HTTP 500 — 5 ms — reason (started …)``."""
+    detail = (a.get("detail") or "").strip()
+    status = a.get("http_status")
+    if status and detail.startswith(f"HTTP {status}"):
+        detail = detail[len(f"HTTP {status}"):].lstrip(" :—-")
+    parts = [f"#{a['attempt']}: {a.get('outcome') or 'in progress'}"]
+    if status:
+        parts.append(f"HTTP {status}")
+    if a.get("duration_ms") is not None:
+        parts.append(f"{a['duration_ms']} ms")
+    if detail:
+        parts.append(detail)
+    return " — ".join(parts) + f" (started {short_time(a.get('started_at')) or '?'})"
+
+
+def event_line(e: dict[str, Any], attempt_details: dict[int, str]) -> str:
+    """One event of the timeline; an attempt's outcome names the attempt instead of repeating its
+    detail (the attempts list says it)."""
+    text = f"{short_time(e.get('at'))}  {e.get('event')}"
+    if e.get("status") and e.get("status") != e.get("event"):
+        text += f" (now {e['status']})"
+    if e.get("actor"):
+        text += f" by {e['actor']}"
+    detail = (e.get("detail") or "").strip()
+    attempt = e.get("attempt")
+    if attempt is not None and detail and attempt_details.get(attempt) == detail:
+        return text + f" (attempt #{attempt})"
+    if attempt is not None and e.get("event") == "processing":
+        return text + f" (attempt #{attempt})"
+    return text + (f" — {detail}" if detail else "")
+
+
+def annotate_uids(text: str, names: dict[str, dict[str, Any]]) -> str:
+    """Put the code (and name) the gateway knows beside each UID of a JSON text, line by line:
+    ``"dataElement": "Re46C6Apebu",   // OPD (OPD visits)`` (the app's font has no arrows)."""
+    if not names:
+        return text
+    out = []
+    for line in text.splitlines():
+        notes = []
+        for uid, known in names.items():
+            if f'"{uid}"' in line:
+                code, name = known.get("code") or "", known.get("name") or ""
+                notes.append(" ".join(x for x in (code, f"({name})" if name and name != code else "") if x) or uid)
+        out.append(f"{line}   // {'; '.join(notes)}" if notes else line)
+    return "\n".join(out)
 
 
 class DetailVM(ViewModel):
@@ -78,12 +139,17 @@ class DetailVM(ViewModel):
     attempts = Field([])
     events = Field([])
     deleted = Field(False)
+    names = Field({})             # UID → {"code", "name", "type"} (what the gateway knows)
 
     def __init__(self, api: GatewayApi, clipboard: Optional[Callable[[str], None]] = None) -> None:
         self.api = api
         self.clipboard = clipboard
 
     async def _load(self, submission_id: int) -> bool:
+        if submission_id != self.submission_id:
+            # A banner ("queued again") belongs to the submission it was about.
+            self.message = ""
+            self.submission = {}
         s = await self.api.get_log(submission_id)
         self.submission_id = s["id"]
         self.status = s.get("status", "")
@@ -95,27 +161,28 @@ class DetailVM(ViewModel):
             ("Endpoint", s.get("endpoint") or ""), ("Created", short_time(s.get("created_at"))),
             ("Last attempt", short_time(s.get("last_attempt_at")) or "—"),
             ("Finished", short_time(s.get("finished_at")) or "—"),
-            ("Attempts", str(s.get("attempts", 0))), ("HTTP status", str(s.get("http_status") or "—")),
+            ("Attempts", str(s.get("attempts", 0))),
             ("Import count", ", ".join(f"{k} {v}" for k, v in count.items()) if count else "—"),
-            ("Error", s.get("error") or "—"),
+            ("Error", with_status(s.get("http_status"), s.get("reason") or s.get("error")) or "—"),
         ]
+        unit = s.get("org_unit")
+        if unit:
+            self.summary.append(("Org unit", f"{s.get('org_unit_name') or unit} ({s.get('org_unit_code') or 'no code'}),"
+                                             f" UID {unit}"))
+            self.summary.append(("Period / data set", f"{s.get('period') or '—'} / {s.get('data_set') or '—'}"))
+        self.names = dict(s.get("names") or {})
         self.payload_text = pretty_json(s.get("payload"))
         self.dhis2_payload_text = pretty_json(s.get("dhis2_payload"))
         self.response_text = pretty_json(s.get("response"))
         self.conflicts = [conflict_line(c) for c in (s.get("conflicts") or [])]
-        self.error_reports = error_report_lines(s.get("response"), s.get("errors") or [])
-        self.attempts = [
-            f"#{a['attempt']}: {a.get('outcome') or 'in progress'}"
-            f"{' — HTTP ' + str(a['http_status']) if a.get('http_status') else ''}"
-            f"{' — ' + str(a['duration_ms']) + ' ms' if a.get('duration_ms') is not None else ''}"
-            f"{' — ' + a['detail'] if a.get('detail') else ''} (started {short_time(a.get('started_at')) or '?'})"
-            for a in s.get("attempts_detail") or []]
-        self.events = [
-            f"{short_time(e.get('at'))}  {e.get('event')}"
-            f"{' → ' + e['status'] if e.get('status') and e.get('status') != e.get('event') else ''}"
-            f"{' by ' + e['actor'] if e.get('actor') else ''}"
-            f"{' — ' + e['detail'] if e.get('detail') else ''}"
-            for e in s.get("events") or []]
+        said = s.get("reason") or s.get("error") or ""
+        conflicts_said = "\n".join(self.conflicts)
+        self.error_reports = [line for line in error_report_lines(s.get("response"), said)
+                              if line not in conflicts_said]
+        attempts = s.get("attempts_detail") or []
+        self.attempts = [attempt_line(a) for a in attempts]
+        details = {a["attempt"]: (a.get("detail") or "").strip() for a in attempts if a.get("attempt") is not None}
+        self.events = [event_line(e, details) for e in s.get("events") or []]
         self.submission = s  # last: screens redraw on this one, with every section ready
         return True
 
@@ -160,6 +227,11 @@ class DetailVM(ViewModel):
         if section not in values:
             raise KeyError(section)
         return values[section]
+
+    def display_text(self, section: str) -> str:
+        """The text of one section as shown: the DHIS2 payload with codes beside its UIDs."""
+        text = self.section_text(section)
+        return annotate_uids(text, self.names) if section == "dhis2_payload" else text
 
     def copy(self, section: str) -> str:
         """Put one section on the clipboard; returns the text copied."""

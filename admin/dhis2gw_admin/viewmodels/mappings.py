@@ -54,9 +54,10 @@ class MappingsVM(ViewModel):
 
     async def _load(self) -> bool:
         answer = await self.api.list_mappings({**self.filters, "page": self.page, "page_size": self.page_size})
-        self.items = answer.get("items", [])
+        # The counts first: the screen draws its footer when the items change.
         self.total = int(answer.get("total") or 0)
         self.pages = int(answer.get("pages") or answer.get("total_pages") or 0)
+        self.items = answer.get("items", [])
         return True
 
     async def load(self) -> bool:

@@ -32,9 +32,9 @@ class UsersVM(ViewModel):
     async def _load(self) -> bool:
         answer = await self.api.list_users({"q": self.text.strip() or None, "page": self.page,
                                             "page_size": self.page_size})
+        self.total = int(answer.get("total") or 0)
         self.items = [{**u, "last_login": short_time(u.get("last_login_at")) or "never",
                        "state": "active" if u.get("is_active") else "deactivated"} for u in answer.get("items", [])]
-        self.total = int(answer.get("total") or 0)
         return True
 
     async def load(self) -> bool:

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -57,9 +58,10 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.proc.port}"
         self.create_user("boss", "admin")
         self.token = self.call("POST", "/users/getToken", {"username": "boss", "password": PASSWORD})["access_token"]
+        self.sync_org_units()  # org-unit names and codes in the logs, as in the demo
 
     def create_user(self, name: str, role: str) -> None:
-        subprocess.run([str(ROOT / ".venv" / "bin" / "dhis2gw"), "createuser", name, "--role", role,
+        subprocess.run([str(Path(sys.executable).parent / "dhis2gw"), "createuser", name, "--role", role,
                         "--password-stdin"], input=PASSWORD.encode(), env=dict(os.environ, **self.env), check=True,
                        cwd=str(ROOT), capture_output=True, timeout=60)
 
@@ -78,6 +80,82 @@ class Gateway:
         body = {"dataSet": DS_HMIS, "period": "202401", "orgUnit": facility_uids()[facility],
                 "dataValues": [{"dataElement": DE_OPD, "categoryOptionCombo": COC, "value": str(value)}]}
         return int(self.call("POST", "/aggregate", body)["submission_id"])
+
+    def seed_realistic(self, facilities: int = 2000, periods: tuple[str, ...] = (
+            "202401", "202402", "202403", "202404", "202405", "202406")) -> int:
+        """A national-sized picture for the screenshots: ``facilities`` more facilities in the
+        org-unit cache and, for each facility and period of the HMIS data set, the latest submission
+        (mostly delivered, some partial, rejected, failed or missing) spread over the last 7 days,
+        made by ``boss``; the four demo mappings instead of the import test's sample rows.
+        Rows are final (nothing for the dispatcher to send). Returns the facilities in the cache."""
+        import psycopg2
+        import psycopg2.extras
+
+        from dhis2gw.devmode import SAMPLE_MAPPINGS
+        from tests.support.processes import COC, DE_OPD, DS_HMIS
+
+        districts = ("Kaliro", "Kasese", "Gulu", "Mbale", "Lira", "Arua", "Masaka", "Mbarara", "Hoima", "Soroti",
+                     "Jinja", "Tororo", "Kabale", "Moroto", "Kitgum", "Iganga", "Mubende", "Busia", "Luwero",
+                     "Mityana")
+        places = ("Town", "Central", "North", "South", "East", "West", "Hill", "Valley", "Market", "Lake")
+        kinds = ("Health Centre II", "Health Centre III", "Health Centre IV", "Hospital")
+        reasons = {
+            "partial": "Period {p} is after the latest open future period: 1 value ignored (E7641)"
+                       " (WARNING imported=2 updated=0 ignored=1 deleted=0)",
+            "rejected": "Org unit {ou} is not assigned to data set uFaVMlw4qxK (E7603)"
+                        " (ERROR imported=0 updated=0 ignored=3 deleted=0)",
+            "failed": "HTTP 500: An unexpected error has occurred; retries exhausted (3 retries)",
+        }
+        conn = psycopg2.connect(self.dsn)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM users WHERE username = 'boss'")
+            boss = cur.fetchone()[0]
+            cur.execute("SELECT uid FROM organisation_units WHERE level = 1")
+            root = (cur.fetchone() or ["pDomLOJBzpp"])[0]
+            units = []
+            for i in range(facilities):
+                uid = f"F{i:010d}"
+                name = (f"{districts[i % 20]} {places[i // 20 % 10]} {kinds[i // 200 % 4]}"
+                        + (f" {chr(66 + i // 800 - 1)}" if i >= 800 else ""))
+                units.append((uid, f"UG-{districts[i % 20][:3].upper()}-{i:04d}", name, 5, f"/{root}/{uid}", root))
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO organisation_units (uid, code, name, level, path, parent_uid) VALUES %s"
+                     " ON CONFLICT (uid) DO NOTHING", units, page_size=1000)
+            rows = []
+            for i, (uid, _code, _name, _level, _path, _parent) in enumerate(units):
+                for n, period in enumerate(periods):
+                    r = (i * 37 + n * 53) % 100
+                    if 78 <= r < 84:
+                        continue  # nothing arrived for this facility and month
+                    status = ("delivered" if r < 78 else "partial" if r < 90 else "rejected" if r < 96
+                              else "failed")
+                    payload = {"dataSet": DS_HMIS, "period": period, "orgUnit": uid,
+                               "dataValues": [{"dataElement": DE_OPD, "categoryOptionCombo": COC,
+                                               "value": str(40 + (i * 7 + n) % 300)}]}
+                    error = reasons.get(status, "").format(p=period, ou=uid) or None
+                    age = f"{(i * 13 + n * 97) % (7 * 24 * 60)} minutes"
+                    rows.append((f"S{i:05d}{n:05d}", boss, json.dumps(payload), json.dumps(payload), status,
+                                 4 if status == "failed" else 1, error, 500 if status == "failed" else 200, age))
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO submissions (uid, kind, destination, endpoint, submitter_id, payload, dhis2_payload,"
+                     " status, attempts, error, http_status, value_count, created_at, last_attempt_at, finished_at)"
+                     " SELECT v.uid, 'aggregate', 'main', '/api/v2/aggregate', v.sub, v.p::jsonb, v.d::jsonb, v.st,"
+                     " v.att, v.err, v.http, 1, now() - v.age::interval, now() - v.age::interval + interval '2 s',"
+                     " now() - v.age::interval + interval '2 s'"
+                     " FROM (VALUES %s) AS v(uid, sub, p, d, st, att, err, http, age)", rows, page_size=2000)
+            cur.execute("DELETE FROM dhis2_mappings")
+            for n, (code, de, name) in enumerate(SAMPLE_MAPPINGS):
+                cur.execute("INSERT INTO dhis2_mappings (uid, code, what, name, dataset, dataelement,"
+                            " category_option_combo) VALUES (%s, %s, 'de', %s, %s, %s, %s)",
+                            (f"Map{n:08d}", code, name, DS_HMIS, de, COC))
+            cur.execute("SELECT count(*) FROM organisation_units WHERE level = 5")
+            total = int(cur.fetchone()[0])
+        conn.close()
+        return total
+
+    def sync_org_units(self) -> None:
+        """What the demo does at start: the org-unit hierarchy of the simulator into the cache."""
+        self.call("POST", "/sync/orgunits")
 
     def wait_status(self, sid: int, wanted: str, timeout: float = 30) -> None:
         from tests.support.processes import wait_until

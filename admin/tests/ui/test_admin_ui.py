@@ -2,7 +2,9 @@
 
 The tests run in order and share one window (one per process): log in, dashboard, filter the
 log list, open a failed submission, requeue it and see its status change, requeue from a row,
-mappings import with progress, users, log out.
+mappings import with progress, users, log out from Users and in again, Logs during a gateway
+outage, and last the README's screenshots of every screen on a national-sized picture (2,000 more
+facilities, six months of submissions) — the report screen included.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from conftest import OUTPUT, PASSWORD, ROOT, Driver, Gateway
@@ -65,8 +68,10 @@ def test_login_then_dashboard(ui: Driver, gateway: Gateway) -> None:
     texts = [w.text for w in dash.counts_grid.children]
     assert "3" in texts and "last 24 h" in texts
     assert app.who.text == "boss (admin)"
+    ui.until(lambda: gateway.url in dash.gateway.text, what="the gateway named")
+    assert any(gateway.sim.base_url in w.text for card in dash.queue_box.children for w in card.walk()
+               if hasattr(w, "text")), "the destination's DHIS2 URL"
     ui.screenshot("02-dashboard")
-    _publish("02-dashboard.png", "admin-dashboard.png")
 
 
 def test_filter_logs(ui: Driver, gateway: Gateway) -> None:
@@ -100,7 +105,6 @@ def test_filter_logs(ui: Driver, gateway: Gateway) -> None:
     for row in logs.row_widgets.values():
         assert offsets(row) == offsets(logs.header), (offsets(logs.header), offsets(row))
     ui.screenshot("03-logs")
-    _publish("03-logs.png", "admin-logs.png")
 
 
 def test_open_failed_and_requeue(ui: Driver, gateway: Gateway) -> None:
@@ -116,7 +120,6 @@ def test_open_failed_and_requeue(ui: Driver, gateway: Gateway) -> None:
     assert "Re46C6Apebu" in detail.section_labels["dhis2_payload"].text
     assert not detail.requeue_button.disabled
     ui.screenshot("04-detail")
-    _publish("04-detail.png", "admin-detail.png")
     ui.click(detail.requeue_button)
     ui.until(lambda: detail.status.text in ("QUEUED", "PROCESSING", "DELIVERED"), what="status changed")
     assert "queued again" in detail.message.text
@@ -132,9 +135,11 @@ def test_requeue_from_row(ui: Driver, gateway: Gateway) -> None:
     app = ui.app
     app.show("logs")
     logs = app.screens["logs"]
-    app.model.logs.spawn(app.model.logs.load())
+    # the screen is in place (its entry loads the rows) before anything is clicked on it
+    ui.until(lambda: app.manager.current == "logs" and not app.manager.transition.is_active, what="logs shown")
     sid = STATE["failed"][1]
     ui.until(lambda: sid in logs.row_widgets and len(logs.row_widgets) == 2, what="two failed rows left")
+    ui.pump(0.3)
     ui.click(logs.row_widgets[sid].requeue_button)
     ui.until(lambda: sid not in logs.row_widgets, what="row requeued")
     assert "queued again" in logs.message.text
@@ -166,7 +171,6 @@ def test_mappings_import(ui: Driver, gateway: Gateway) -> None:
     ui.until(lambda: "Row 3, dataelement" in screen.import_errors.text, what="row errors")
     ui.until(lambda: "nothing was imported" in screen.error.text, what="all-or-nothing refusal")
     ui.screenshot("07-mappings")
-    _publish("07-mappings.png", "admin-mappings.png")
 
 
 def test_users(ui: Driver, gateway: Gateway) -> None:
@@ -177,13 +181,88 @@ def test_users(ui: Driver, gateway: Gateway) -> None:
     ui.until(lambda: screen.rows.children, what="users listed")
     ui.type_into(screen.new_username, "clerk")
     ui.type_into(screen.new_password, "clerk-Password-123")
-    ui.type_into(screen.new_role, "submitter")
+    ui.click(screen.role_button)  # a menu of the three roles, not free text
+    from kivymd.uix.menu.menu import MDDropdownTextItem
+    from kivy.core.window import Window
+
+    item = ui.until(lambda: next((w for root in Window.children for w in root.walk()
+                                  if isinstance(w, MDDropdownTextItem) and getattr(w, "text", "") == "submitter"),
+                                 None), what="role menu")
+    ui.click(item)
+    ui.until(lambda: screen.new_role == "submitter", what="role chosen")
     ui.type_into(screen.new_name, "A Clerk")
     ui.click(screen.create_button)
     ui.until(lambda: "User clerk created" in screen.message.text, what="user created")
     ui.until(lambda: len(screen.rows.children) == 2, what="two users")
+    assert "clerk" in [c.text for row in screen.rows.children for c in row.children if hasattr(c, "text")]
     ui.screenshot("08-users")
-    _publish("08-users.png", "admin-users.png")
+
+
+def _login(ui: Driver, password: str = PASSWORD) -> None:
+    login = ui.app.screens["login"]
+    ui.until(lambda: ui.app.manager.current == "login", what="login screen")
+    ui.type_into(login.username, "boss")
+    ui.type_into(login.password, password)
+    ui.click(login.login_button)
+    ui.until(lambda: ui.app.manager.current == "dashboard", what="dashboard")
+
+
+def _on_screen(app: Any, name: str) -> bool:
+    """The screen is the one shown, whole and opaque: in the manager, at its place, not faded out
+    (a screen left half-way through a transition has its widgets and data but shows nothing)."""
+    screen = app.screens[name]
+    manager = app.manager
+    return (manager.current == name and not manager.transition.is_active and screen.parent is manager
+            and screen.opacity == 1 and abs(screen.y - manager.y) < 1 and abs(screen.x - manager.x) < 1)
+
+
+def _count_cells(dash: Any) -> list[str]:
+    """The numbers shown in the dashboard's counts grid (empty when the grid is blank)."""
+    return [w.text for w in dash.counts_grid.children if w.text.isdigit()]
+
+
+def test_logout_from_users_then_login_shows_counts(ui: Driver, gateway: Gateway) -> None:
+    """Log out from the Users screen, log in again: the dashboard shows its counts and queues again
+    (it used to stay blank until the app restarted)."""
+    app = ui.app
+    assert app.manager.current == "users"
+    ui.click(app.logout_button)
+    _login(ui)
+    dash = app.screens["dashboard"]
+    ui.until(lambda: len(_count_cells(dash)) == 14 and dash.queue_box.children, what="counts and queues shown")
+    assert sum(app.model.dashboard.counts["7d"].values()) >= 5
+    assert not dash.error.text
+    ui.pump(1.0)  # any transition has long ended
+    assert _on_screen(app, "dashboard"), (dash.opacity, dash.pos, app.manager.pos)
+    ui.screenshot("09-dashboard-after-login-again")
+
+
+def test_logs_while_gateway_down_then_back(ui: Driver, gateway: Gateway) -> None:
+    """Logs opened while the gateway is down say so in a sentence; once it is back, the next visit
+    (or Refresh) shows the rows again."""
+    app = ui.app
+    app.model.logs.clear_filters()  # the filter of the earlier test would hide rows
+    gateway.proc.stop()
+    try:
+        ui.click(app.nav_buttons["logs"])
+        logs = app.screens["logs"]
+        ui.until(lambda: "Cannot reach the gateway" in logs.error.text, what="outage message")
+        assert "Traceback" not in logs.error.text
+        ui.pump(1.0)
+        assert _on_screen(app, "logs"), (logs.opacity, logs.pos)
+        ui.screenshot("10-logs-gateway-down")
+    finally:
+        gateway.proc.start()
+    # The operator clicks Logs again (the screen already shown): that is the retry.
+    ui.click(app.nav_buttons["logs"])
+    ui.until(lambda: len(logs.row_widgets) >= 5, what="rows after the gateway came back")
+    assert not logs.error.text
+    ui.pump(1.0)
+    assert _on_screen(app, "logs"), (logs.opacity, logs.pos)
+    # ... and the dashboard, visited during the outage, is not stuck either.
+    ui.click(app.nav_buttons["dashboard"])
+    dash = app.screens["dashboard"]
+    ui.until(lambda: not dash.error.text and len(_count_cells(dash)) == 14, what="dashboard after the outage")
 
 
 def test_logout(ui: Driver, gateway: Gateway) -> None:
@@ -194,3 +273,66 @@ def test_logout(ui: Driver, gateway: Gateway) -> None:
     assert app.screens["login"].password.text == ""
     assert app.screens["login"].server.text == gateway.url
     assert PASSWORD not in Path(app.settings_path).read_text()
+
+
+def test_every_screen_on_realistic_data(ui: Driver, gateway: Gateway) -> None:
+    """A national-sized picture (2,000 more facilities, six months of the HMIS data set): the report
+    renders its 2,000+ facilities (paged) and every screen is captured for the README."""
+    app = ui.app
+    facilities = gateway.seed_realistic(2000)
+    assert facilities >= 2000
+    if app.manager.current != "login":
+        ui.click(app.logout_button)
+    _login(ui)
+    dash = app.screens["dashboard"]
+    ui.until(lambda: app.model.dashboard.counts.get("7d", {}).get("delivered", 0) > 5000, what="national counts")
+    ui.until(lambda: dash.queue_box.children and gateway.url in dash.gateway.text, what="queues")
+    ui.until(lambda: _on_screen(app, "dashboard"), what="dashboard on screen")
+    ui.screenshot("20-dashboard")
+    _publish("20-dashboard.png", "admin-dashboard.png")
+
+    ui.click(app.nav_buttons["logs"])
+    logs = app.screens["logs"]
+    ui.until(lambda: len(logs.row_widgets) == 20, what="a page of rows")
+    assert "submission(s)" in logs.page_label.text
+    ui.until(lambda: _on_screen(app, "logs"), what="logs on screen")
+    ui.screenshot("21-logs")
+    _publish("21-logs.png", "admin-logs.png")
+
+    sid = STATE["failed"][2]  # failed for real against the simulator (its trail, its DHIS2 answer)
+    app.open_detail(sid)
+    detail = app.screens["detail"]
+    ui.until(lambda: detail.title.text == f"Submission {sid}" and detail.status.text == "FAILED", what="detail")
+    assert "// OPD (OPD visits)" in detail.section_labels["dhis2_payload"].text  # the code beside the UID
+    ui.until(lambda: _on_screen(app, "detail"), what="detail on screen")
+    ui.screenshot("22-detail")
+    _publish("22-detail.png", "admin-detail.png")
+
+    ui.click(app.nav_buttons["report"])
+    report = app.screens["report"]
+    ui.type_into(report.periods, "202401,202402,202403,202404,202405,202406")
+    started = time.monotonic()
+    ui.click(report.apply_button)
+    ui.until(lambda: len(getattr(report, "row_widgets", [])) == app.model.report.page_size, timeout=60, what="report rows")
+    took = time.monotonic() - started
+    assert f"of {facilities} facilities" in report.page_label.text, report.page_label.text
+    assert len(report.header.children) == 7  # facility + six months
+    print(f"\nreport of {facilities} facilities x 6 periods shown in {took:.2f} s (request + first page)")
+    ui.until(lambda: _on_screen(app, "report"), what="report on screen")
+    ui.screenshot("23-report")
+    _publish("23-report.png", "admin-report.png")
+
+    ui.click(app.nav_buttons["mappings"])
+    mappings = app.screens["mappings"]
+    ui.until(lambda: len(mappings.rows.children) == 4, what="the four demo mappings")
+    assert mappings.page_label.text.endswith("— 4 mapping(s)"), mappings.page_label.text
+    ui.until(lambda: _on_screen(app, "mappings"), what="mappings on screen")
+    ui.screenshot("24-mappings")
+    _publish("24-mappings.png", "admin-mappings.png")
+
+    ui.click(app.nav_buttons["users"])
+    users = app.screens["users"]
+    ui.until(lambda: len(users.rows.children) >= 2, what="users")
+    ui.until(lambda: _on_screen(app, "users"), what="users on screen")
+    ui.screenshot("25-users")
+    _publish("25-users.png", "admin-users.png")

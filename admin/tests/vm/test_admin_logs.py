@@ -68,10 +68,25 @@ class LogsViewModelTests(AdminGatewayCase):
         self.assertIn('"dataElement": "Re46C6Apebu"', detail.dhis2_payload_text)
         self.assertIn('"value": "20"', detail.payload_text)
         self.assertTrue(detail.attempts and detail.attempts[0].startswith("#1: failed — HTTP 500"), detail.attempts)
-        self.assertTrue(any("failed: HTTP 500" in line for line in detail.error_reports), detail.error_reports)
         self.assertTrue(any("queued" in e for e in detail.events), detail.events)
         self.assertIn(("Status", "failed"), detail.summary)
+        # Every message once: the attempt's reason is in the attempts list only (the timeline names the
+        # attempt), DHIS2's own message once, never "HTTP 500: HTTP 500".
+        reason = detail.submission["attempts_detail"][0]["detail"]
+        shown = [str(v) for _k, v in detail.summary] + detail.error_reports + detail.attempts + detail.events
+        self.assertEqual(sum(reason in line for line in shown), 1, shown)
+        self.assertFalse(any("HTTP 500: HTTP 500" in line or "HTTP 500 — HTTP 500" in line for line in shown))
+        self.assertTrue(any(line.endswith("(attempt #1)") and " failed" in line for line in detail.events),
+                        detail.events)
+        # Codes beside UIDs: the mapping's code and name next to the data element's UID.
+        await self.gateway.db.execute("test.mapping", "INSERT INTO dhis2_mappings (uid, code, what, name, dataelement)"
+                                      " VALUES ('MapOPD00001', 'OPD', 'de', 'OPD visits', 'Re46C6Apebu')")
+        self.assertTrue(await detail.load(failed[0]))
+        self.assertTrue(any("Re46C6Apebu" in line and line.endswith("// OPD (OPD visits)")
+                            for line in detail.display_text("dhis2_payload").splitlines()),
+                        detail.display_text("dhis2_payload"))
         copied = detail.copy("dhis2_payload")
+        self.assertNotIn("//", copied)  # a copy is the payload itself
         self.assertEqual(self.copied, [copied])
         self.assertIn("uFaVMlw4qxK", copied)
         # requeue from the list row
@@ -84,6 +99,10 @@ class LogsViewModelTests(AdminGatewayCase):
         # requeue from the detail view
         self.assertTrue(await detail.load(failed[1]))
         self.assertTrue(await detail.requeue())
+        self.assertIn("queued again", detail.message.lower())
+        self.assertTrue(await detail.load(failed[2]))
+        self.assertEqual(detail.message, "")  # the banner stays with the submission it was about
+        self.assertTrue(await detail.load(failed[1]))
         self.assertIn(detail.status, ("queued", "processing", "delivered"))
         self.assertTrue(any("requeued" in e or "queued" in e for e in detail.events))
         await self.wait_status(failed[1], ("delivered",))

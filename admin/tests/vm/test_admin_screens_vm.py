@@ -43,6 +43,29 @@ class DashboardViewModelTests(AdminGatewayCase):
         await vm.pause("nowhere")
         self.assertEqual(vm.error, "No DHIS2 destination named 'nowhere' is configured.")
 
+    async def test_names_the_gateway_and_no_stale_state_after_an_error(self) -> None:
+        """The dashboard names the gateway (address, version, zone) and each destination's DHIS2 URL;
+        when a refresh fails, the queue cards stop claiming "running / breaker closed" under the error."""
+        model = await self.logged_in()
+        vm = model.dashboard
+        self.assertTrue(await vm.refresh())
+        self.assertIn(f"at {self.base}", vm.gateway_text)
+        self.assertIn(self.config.server.timezone, vm.gateway_text)
+        main = {d["destination"]: d for d in vm.destinations}["main"]
+        self.assertEqual(main["title"], f"main: DHIS2 at {self.config.api.dhis2_base_url}")
+        address = model.client.base_url
+        model.client.base_url = "http://127.0.0.1:9"  # the gateway is gone (nothing listens there)
+        self.assertFalse(await vm.refresh())
+        self.assertIn("Cannot reach the gateway", vm.error)
+        main = {d["destination"]: d for d in vm.destinations}["main"]
+        self.assertTrue(main["stale"])
+        self.assertNotIn("closed", main["breaker_text"])
+        self.assertNotEqual(main["paused_text"], "running")
+        model.client.base_url = address  # back: the next refresh shows the real state again
+        self.assertTrue(await vm.refresh())
+        self.assertEqual(vm.error, "")
+        self.assertFalse({d["destination"]: d for d in vm.destinations}["main"]["stale"])
+
     async def test_auto_refresh(self) -> None:
         """Auto-refresh reloads on its interval until stopped (and stops at logout)."""
         model = await self.logged_in()
@@ -85,8 +108,12 @@ class MappingsViewModelTests(AdminGatewayCase):
         self.assertEqual(progress[-1], 1.0)
         self.assertIn("3000 new", vm.message)
         self.assertEqual(vm.total, 3000)
+        # the footer is drawn when the items arrive: the total is already the new one then
+        totals: list[int] = []
+        vm.bind(items=lambda _vm, _items: totals.append(vm.total))
         self.assertTrue(await vm.apply(code="C000042"))
         self.assertEqual([m["code"] for m in vm.items], ["C000042"])
+        self.assertEqual(totals, [1])
         self.assertEqual(vm.items[0]["dataelement"], "Re46C6Apebu")
         out = Path(tempfile.mkdtemp(prefix="admin-export-"))
         saved = await vm.export("csv", out)
