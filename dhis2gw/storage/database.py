@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from txpostgres import reconnection, txpostgres
+from txpostgres import reconnection, retrying, txpostgres
 
 from dhis2gw.jsoncodec import document_text
 
@@ -102,6 +102,37 @@ class _Connection(txpostgres.Connection):
             self._poll_quietly()
 
 
+class _Detector(reconnection.DeadConnectionDetector):
+    """txpostgres's dead-connection detector whose reconnection loop can be stopped.
+
+    txpostgres keeps retrying a dead connection for ever, on the reactor, even after its pool is
+    closed; a stopped gateway must leave nothing scheduled behind it.
+    """
+
+    _log = Logger()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._retrying: Optional[defer.Deferred[Any]] = None
+
+    def startReconnecting(self, f: Failure) -> None:  # noqa: N802 - txpostgres's name
+        call = retrying.RetryingCall(self.reconnect)
+        call.reactor = self.reactor
+        d = call.start(self.reconnectionIterator())
+        self._retrying = d
+        d.addCallback(lambda _: self.connectionRecovered())
+        d.addErrback(self._reconnect_failed)
+
+    def _reconnect_failed(self, failure: Failure) -> None:
+        if not failure.check(defer.CancelledError):
+            self._log.failure("PostgreSQL reconnection failed", failure)
+
+    def stop(self) -> None:
+        """Give up reconnecting (the pool is closing)."""
+        if self._retrying is not None and not self._retrying.called:
+            self._retrying.cancel()
+
+
 class _Pool(txpostgres.ConnectionPool):
     """A txpostgres pool whose connections reconnect after the server restarts."""
 
@@ -110,10 +141,15 @@ class _Pool(txpostgres.ConnectionPool):
         super().__init__(None, dsn, min=size, cursor_factory=psycopg2.extras.RealDictCursor)
 
     def connectionFactory(self, reactor: Any, cooperator: Any) -> txpostgres.Connection:  # noqa: N802
-        detector = reconnection.DeadConnectionDetector(
-            deathChecker=_death_checker, reconnectionIterator=_reconnection_delays, reactor=reactor
-        )
+        detector = _Detector(deathChecker=_death_checker, reconnectionIterator=_reconnection_delays, reactor=reactor)
         return _Connection(reactor, cooperator, detector=detector)
+
+    def close(self) -> None:
+        """Stop every connection's reconnection loop, then close the connections."""
+        for connection in self.connections:
+            if isinstance(connection.detector, _Detector):
+                connection.detector.stop()
+        super().close()
 
 
 class Database(service.Service):

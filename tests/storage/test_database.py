@@ -69,3 +69,38 @@ class UnreachableDatabaseTests(TestCase):
         db = Database(reactor, f"postgresql://postgres@127.0.0.1:{free_port()}/none", size=1)
         with self.assertRaises(DatabaseUnavailable):
             await db.fetch("t", "SELECT 1")
+
+
+class ReconnectionStopsTests(TestCase):
+    """A closed pool leaves no reconnection scheduled (a stopped gateway leaves the reactor clean)."""
+
+    def test_close_stops_reconnecting(self) -> None:
+        """A dead connection reconnects on the clock until its pool is closed; then nothing is left."""
+        import psycopg2
+        from twisted.internet.task import Clock
+        from twisted.python.failure import Failure
+
+        from dhis2gw.storage.database import _Pool
+
+        clock = Clock()
+        pool = _Pool(clock, "dbname=unused", 1)
+        connection = next(iter(pool.connections))
+        attempts: list[int] = []
+
+        def connect(*_: object) -> defer.Deferred[None]:
+            attempts.append(1)
+            return defer.fail(psycopg2.OperationalError("server closed the connection"))
+
+        connection.connect = connect  # type: ignore[method-assign]
+        connection.close = lambda: None  # type: ignore[method-assign]  # never connected: nothing to close
+        connection.detector.setReconnectable(connection)
+        connection.detector.checkForDeadConnection(Failure(psycopg2.OperationalError("gone")))
+        clock.advance(0.2)
+        clock.advance(0.5)
+        self.assertEqual(len(attempts), 2)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)  # the next try is scheduled
+        pool.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(60)
+        self.assertEqual(len(attempts), 2)
+        self.assertEqual(self.flushLoggedErrors(), [])
