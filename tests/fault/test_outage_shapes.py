@@ -24,9 +24,10 @@ outage: about 20 probe intervals, 10 backoff caps and, for ``hang``, two full ro
 timeout + read-back timeout + health-check timeout. ``make fault`` sets
 DHIS2GW_SHAPES_SUBMISSIONS=2000, DHIS2GW_SHAPES_OUTAGE=600 and DHIS2GW_SHAPES_PRODUCTION=1: a
 10-minute outage per shape with the production defaults (``backoff_base: 30``, cap 1 h,
-``max_retries: 3``; read timeout 120 s, probe every 15 s), and then also measures the undisturbed
-drain rate (the same number of submissions queued while the destination is paused, then resumed)
-against the drain rate after recovery, which must reach 90 % of it. DHIS2GW_SHAPES_ONLY=db_down,hang
+``max_retries: 3``; read timeout 120 s, probe every 15 s), and also measures the undisturbed drain
+rate (the same number of submissions queued while the destination is paused, then resumed; once
+before the outage and once after, as the machine's speed drifts) against the drain rate after
+recovery, which must reach 90 % of their mean. DHIS2GW_SHAPES_ONLY=db_down,hang
 runs some shapes only; DHIS2GW_SHAPES_VERSIONS=2.40 some versions only.
 """
 from __future__ import annotations
@@ -142,7 +143,14 @@ def test_outage_shape_fails_nothing(rigs: list[ShapeRig], shape: str) -> None:
     wait_batches(rigs, batches, max(60, N * 0.5), samples)
     drained = time.monotonic() - recovered
 
-    for rig, batch, sample, before in zip(rigs, batches, samples, undisturbed):
+    seen_after = [(rig.stored(), rig.writes(), rig.breaker()[0]) for rig in rigs]
+    # A second undisturbed run right after: this machine's speed drifts with its other load, so the
+    # recovery rate is compared with the mean of the runs just before and just after the outage.
+    undisturbed_after = _undisturbed_rates(rigs) if MEASURE_RATES else [0.0] * len(rigs)
+
+    for rig, batch, sample, first, second, (stored, writes, state) in zip(rigs, batches, samples, undisturbed,
+                                                                          undisturbed_after, seen_after):
+        before = (first + second) / 2
         v = rig.version
         states = seen[v]
         assert ("open", reason) in states, f"{v}: the breaker never opened with reason {reason}: {Counter(states)}"
@@ -156,13 +164,11 @@ def test_outage_shape_fails_nothing(rigs: list[ShapeRig], shape: str) -> None:
         assert not spent, f"{v}: retries spent: {spent[:3]}"
         assert any(event in r["events"] for r in rows), f"{v}: no {event} event: {rows[0]['events']}"
 
-        stored, writes = rig.stored(), rig.writes()
         wrong = {k for k, value in batch.values.items() if stored.get(k) != value}
         imports = Counter(writes.get(k, 0) - batch.writes_before.get(k, 0) for k in batch.values)
         assert not wrong, f"{v}: {len(wrong)} values missing or not as sent"
         assert imports == {1: N}, f"{v}: imports per value {dict(imports)}"
 
-        state, _ = rig.breaker()
         assert state == "closed", f"{v}: breaker {state} after the outage"
         attempts = Counter(r["attempts"] for r in rows)
         line = (f"\n[outage shapes] {shape} {OUTAGE:.0f} s at DHIS2 {v}: {N} queued in {queued:.1f} s; breaker "
@@ -170,7 +176,8 @@ def test_outage_shape_fails_nothing(rigs: list[ShapeRig], shape: str) -> None:
                 f" all delivered {drained:.1f} s after recovery; each value imported once")
         if MEASURE_RATES:
             after = sample.rate(recovered)
-            line += f"; drain undisturbed {before:.1f}/s, after recovery {after:.1f}/s ({after / before:.0%})"
+            line += (f"; drain undisturbed {first:.1f}/s before and {second:.1f}/s after, after recovery"
+                     f" {after:.1f}/s ({after / before:.0%} of their mean)")
         print(line, flush=True)
         if MEASURE_RATES:
             assert after >= before * MIN_RECOVERY, f"{v}: drained at {after:.1f}/s after recovery vs {before:.1f}/s"

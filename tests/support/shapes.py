@@ -137,18 +137,26 @@ class ShapeRig:
     # --- the gateway's side ----------------------------------------------------------------------
     def submit(self, count: int) -> Batch:
         """POST ``count`` native dataValueSets (one value each, a natural key of its own within the batch)."""
+        assert self.gateway is not None
         facilities = facility_uids()
         number, self.next_batch = self.next_batch, self.next_batch + 1
         batch = Batch([], {}, self.writes())
-        for i in range(count):
-            ou, pe = facilities[i % len(facilities)], _period("202312", i // len(facilities))
-            value = str(number * 100_000 + i + 1)
-            code, body = _request(self.url("/api/v2/aggregate"), {
-                "dataSet": DS_HMIS, "period": pe, "orgUnit": ou,
-                "dataValues": [{"dataElement": DE_OPD, "value": value}]}, self.headers)
-            assert code == 202, (code, body)
-            batch.ids.append(int(body["submission_id"]))
-            batch.values[(ou, pe)] = value
+        conn = http.client.HTTPConnection("127.0.0.1", self.gateway.port, timeout=30)  # one keep-alive connection
+        try:
+            for i in range(count):
+                ou, pe = facilities[i % len(facilities)], _period("202312", i // len(facilities))
+                value = str(number * 100_000 + i + 1)
+                body = json.dumps({"dataSet": DS_HMIS, "period": pe, "orgUnit": ou,
+                                   "dataValues": [{"dataElement": DE_OPD, "value": value}]})
+                conn.request("POST", "/api/v2/aggregate", body,
+                             {"Content-Type": "application/json", **self.headers})
+                resp = conn.getresponse()
+                answer = json.loads(resp.read())
+                assert resp.status == 202, (resp.status, answer)
+                batch.ids.append(int(answer["submission_id"]))
+                batch.values[(ou, pe)] = value
+        finally:
+            conn.close()
         return batch
 
     def breaker(self) -> tuple[Optional[str], Optional[str]]:
