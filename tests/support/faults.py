@@ -334,7 +334,8 @@ def failed_details(dsn: str, limit: int = 5) -> list[dict[str, Any]]:
 
 def check_zero_loss(run: TwoWorkerRun) -> dict[str, int]:
     """Assert: all delivered, none failed, the simulator holds exactly every value sent and one of
-    each tracker object. Returns the simulator's re-import count (imports beyond one per value)."""
+    each tracker object. Returns the simulator's re-import count (imports beyond one per value), the
+    number of values, and the tracker objects with the writes the simulator took for them."""
     counts = status_counts(run.dsn)
     assert counts == {"delivered": run.total}, f"{counts}; failed: {failed_details(run.dsn)}"
     store = run.sim.control("store")
@@ -352,4 +353,8 @@ def check_zero_loss(run: TwoWorkerRun) -> dict[str, int]:
             assert len(uids) == len(set(uids)) == run.tracker_count, (kind, len(uids))
             assert set(uids) == {ids[position] for ids in run.tracker_ids}, kind
     reimports = sum(max(0, c["count"] - 1) for c in store["writeCounts"] if isinstance(c["key"], list))
-    return {"reimports": reimports, "values": len(values)}
+    tracker_uids = {uid for ids in run.tracker_ids for uid in ids}
+    tracker_writes = sum(c["count"] for c in store["writeCounts"]
+                         if isinstance(c["key"], str) and c["key"] in tracker_uids)
+    return {"reimports": reimports, "values": len(values), "tracker_objects": len(tracker_uids),
+            "tracker_writes": tracker_writes}
