@@ -23,7 +23,7 @@ import psycopg2
 import psycopg2.extras
 
 from dhis2gw.dhis2.uids import generate_uid
-from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis
+from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from tests.support.processes import (DE_OPD, GatewayProcess, SimulatorProcess, expected_values, seed_submissions,
                                      status_counts, wait_until)
 from tests.support.services import (_apply_migrations_blocking, create_database, delete_redis_prefix, drop_database,
@@ -158,6 +158,8 @@ def worker_environ(dsn: str, redis_address: str, prefix: str, sim: SimulatorProc
         "DHIS2GW_REDIS_TIMEOUT": "1",
         "DHIS2GW_REQUEST_LOG": "false",
         "DHIS2GW_DHIS2_READ_TIMEOUT": "30",
+        # A port of its own, not test_environ's 9090: fault runs of several checkouts share this machine.
+        "DHIS2GW_SERVER_PORT": str(free_port()),
     })
     if batching:
         # Small batches so a few hundred submissions still take many requests (faults hit mid-batch).
