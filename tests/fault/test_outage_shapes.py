@@ -61,6 +61,10 @@ SHAPES = {
 }
 ONLY = [s for s in os.environ.get("DHIS2GW_SHAPES_ONLY", "").split(",") if s]
 
+#: Each test waits out its outage, its drain and (at full size) two undisturbed drains: more than the
+#: suite's 600 s per test at ``make fault`` size.
+pytestmark = pytest.mark.timeout(int(300 + 2 * OUTAGE + N))
+
 
 @pytest.fixture(scope="module")
 def rigs() -> Iterator[list[ShapeRig]]:
