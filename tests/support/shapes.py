@@ -100,7 +100,6 @@ class ShapeRig:
             self._create_user()
             self.gateway = GatewayProcess(self.env)
             self.gateway.start()
-            self.headers = self._bearer()
         except BaseException:
             self.close()
             raise
@@ -115,6 +114,11 @@ class ShapeRig:
                                  "--role", "admin", "--password-stdin"], input=PASSWORD + "\n", text=True,
                                 env=dict(os.environ, **self.env), capture_output=True)
         assert create.returncode == 0, create.stderr
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """A Bearer header with a fresh access token (a 10-minute outage outlives one)."""
+        return self._bearer()
 
     def _bearer(self) -> dict[str, str]:
         code, body = _request(self.url("/api/v2/users/getToken"), {"username": "shapes", "password": PASSWORD})
@@ -141,6 +145,7 @@ class ShapeRig:
         facilities = facility_uids()
         number, self.next_batch = self.next_batch, self.next_batch + 1
         batch = Batch([], {}, self.writes())
+        headers = {"Content-Type": "application/json", **self.headers}
         conn = http.client.HTTPConnection("127.0.0.1", self.gateway.port, timeout=30)  # one keep-alive connection
         try:
             for i in range(count):
@@ -148,8 +153,7 @@ class ShapeRig:
                 value = str(number * 100_000 + i + 1)
                 body = json.dumps({"dataSet": DS_HMIS, "period": pe, "orgUnit": ou,
                                    "dataValues": [{"dataElement": DE_OPD, "value": value}]})
-                conn.request("POST", "/api/v2/aggregate", body,
-                             {"Content-Type": "application/json", **self.headers})
+                conn.request("POST", "/api/v2/aggregate", body, headers)
                 resp = conn.getresponse()
                 answer = json.loads(resp.read())
                 assert resp.status == 202, (resp.status, answer)
