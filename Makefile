@@ -12,10 +12,12 @@ test:
 setup:
 	scripts/dev.sh setup
 
-# The fault suite at full size (the normal suite runs each scenario small).
+# The fault suite at full size (the normal suite runs each scenario small); the outage shapes
+# (tests/fault/test_outage_shapes.py) run 10 minutes each with the production retry settings.
 fault: setup
 	DHIS2GW_FAULT_SUBMISSIONS=5000 DHIS2GW_OUTAGE_SUBMISSIONS=1000 DHIS2GW_2W_SUBMISSIONS=20000 \
 	DHIS2GW_2W_LATENCY=0.05 DHIS2GW_2W_CONCURRENCY=5 DHIS2GW_2W_OUTAGE=300 \
+	DHIS2GW_SHAPES_SUBMISSIONS=2000 DHIS2GW_SHAPES_OUTAGE=600 DHIS2GW_SHAPES_PRODUCTION=1 \
 	.venv/bin/pytest tests/fault tests/delivery/test_outage.py -v -s
 
 # Benchmarks print figures and append them to bench-results/*.md (never timed assertions).

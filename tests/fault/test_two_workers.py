@@ -31,8 +31,12 @@ MIN_RECOVERY = 0.5
 
 
 def _scenario(name: str, fault: Callable[[TwoWorkerRun], tuple[float, float]], *, batching: bool = False,
-              tracker: int = 0, **rig: Any) -> None:
-    """Run ``fault`` (returns (fault_start, recovered) monotonic times) in a fresh two-worker rig."""
+              tracker: int = 0, max_imports_per_value: float | None = None, **rig: Any) -> None:
+    """Run ``fault`` (returns (fault_start, recovered) monotonic times) in a fresh two-worker rig.
+
+    ``max_imports_per_value`` bounds the imports the simulator took per aggregate value (and per
+    tracker object), where the scenario promises few re-imports.
+    """
     count = N * 3 if batching else N  # batches of 5 drain faster: give the fault time to land mid-run
     with TwoWorkerRun(count, latency=LATENCY, max_concurrent=CONCURRENCY, batching=batching, tracker=tracker,
                       **rig) as run:
@@ -41,13 +45,18 @@ def _scenario(name: str, fault: Callable[[TwoWorkerRun], tuple[float, float]], *
         outcome = check_zero_loss(run)
         before, after = drain_rates(run, fault_start, recovered)
         took = time.monotonic() - run.started
+        per_value = (outcome['values'] + outcome['reimports']) / max(1, outcome['values'])
+        per_object = outcome["tracker_writes"] / max(1, outcome["tracker_objects"])
         print(f"\n[two-workers] {name}{' (batched)' if batching else ''}: {run.total} submissions in {took:.1f} s;"
               f" drain before {before:.1f}/s, after recovery {after:.1f}/s ({after / before:.0%});"
-              f" re-imports {outcome['reimports']}; imports per value"
-              f" {(outcome['values'] + outcome['reimports']) / max(1, outcome['values']):.3f}")
+              f" re-imports {outcome['reimports']}; imports per value {per_value:.3f}"
+              + (f"; tracker writes per object {per_object:.3f}" if outcome["tracker_objects"] else ""))
         if after < before * 0.8:
             print(f"[two-workers] per second from the fault on: {run.sampler.timeline(fault_start)}")
         assert after >= before * MIN_RECOVERY, f"backlog drained at {after:.1f}/s after recovery vs {before:.1f}/s"
+        if max_imports_per_value is not None:
+            assert per_value <= max_imports_per_value, f"{per_value:.3f} imports per value"
+            assert per_object <= max_imports_per_value, f"{per_object:.3f} tracker writes per object"
 
 
 def _kill_loop(run: TwoWorkerRun) -> tuple[float, float]:
@@ -141,16 +150,23 @@ def test_dhis2_outage() -> None:
 #: A lost answer is read back from DHIS2 before anything is posted again (delivery/outcome_rules.py),
 #: so 10 % of answers lost spends no retry: these scenarios run with the default max_retries (3).
 LOSSY_RETRIES = None
+#: The read-back resolves most lost answers (the issue's goal is 1.05 imports per value on average;
+#: a lost answer whose read-back finds the data missing is posted again). Bound with room for noise.
+MAX_IMPORTS_PER_VALUE = 1.10
 
 
 def test_commit_then_drop_ten_percent() -> None:
-    """10 % of imports are stored by DHIS2 but the answer is lost: redelivery is harmless, values exact."""
-    _scenario("commit-then-drop 10 %", _commit_then_drop, tracker=TRACKER, max_retries=LOSSY_RETRIES)
+    """10 % of imports are stored by DHIS2 but the answer is lost, with the default max_retries: nothing
+    fails, the read-back confirms the lost answers (at most 1.10 imports per value), values exact."""
+    _scenario("commit-then-drop 10 %", _commit_then_drop, tracker=TRACKER, max_retries=LOSSY_RETRIES,
+              max_imports_per_value=MAX_IMPORTS_PER_VALUE)
 
 
 def test_commit_then_drop_batched() -> None:
-    """Commit-then-drop with batching on: a dropped batch is retried whole, values exact."""
-    _scenario("commit-then-drop 10 %", _commit_then_drop, batching=True, max_retries=LOSSY_RETRIES)
+    """Commit-then-drop with batching on and the default max_retries: each row of a dropped batch is
+    read back (at most 1.10 imports per value), nothing fails, values exact."""
+    _scenario("commit-then-drop 10 %", _commit_then_drop, batching=True, max_retries=LOSSY_RETRIES,
+              max_imports_per_value=MAX_IMPORTS_PER_VALUE)
 
 
 def test_slow_dhis2_bodies() -> None:

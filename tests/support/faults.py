@@ -23,7 +23,7 @@ import psycopg2
 import psycopg2.extras
 
 from dhis2gw.dhis2.uids import generate_uid
-from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis
+from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from tests.support.processes import (DE_OPD, GatewayProcess, SimulatorProcess, expected_values, seed_submissions,
                                      status_counts, wait_until)
 from tests.support.services import (_apply_migrations_blocking, create_database, delete_redis_prefix, drop_database,
@@ -158,6 +158,8 @@ def worker_environ(dsn: str, redis_address: str, prefix: str, sim: SimulatorProc
         "DHIS2GW_REDIS_TIMEOUT": "1",
         "DHIS2GW_REQUEST_LOG": "false",
         "DHIS2GW_DHIS2_READ_TIMEOUT": "30",
+        # A port of its own, not test_environ's 9090: fault runs of several checkouts share this machine.
+        "DHIS2GW_SERVER_PORT": str(free_port()),
     })
     if batching:
         # Small batches so a few hundred submissions still take many requests (faults hit mid-batch).
@@ -334,7 +336,8 @@ def failed_details(dsn: str, limit: int = 5) -> list[dict[str, Any]]:
 
 def check_zero_loss(run: TwoWorkerRun) -> dict[str, int]:
     """Assert: all delivered, none failed, the simulator holds exactly every value sent and one of
-    each tracker object. Returns the simulator's re-import count (imports beyond one per value)."""
+    each tracker object. Returns the simulator's re-import count (imports beyond one per value), the
+    number of values, and the tracker objects with the writes the simulator took for them."""
     counts = status_counts(run.dsn)
     assert counts == {"delivered": run.total}, f"{counts}; failed: {failed_details(run.dsn)}"
     store = run.sim.control("store")
@@ -352,4 +355,8 @@ def check_zero_loss(run: TwoWorkerRun) -> dict[str, int]:
             assert len(uids) == len(set(uids)) == run.tracker_count, (kind, len(uids))
             assert set(uids) == {ids[position] for ids in run.tracker_ids}, kind
     reimports = sum(max(0, c["count"] - 1) for c in store["writeCounts"] if isinstance(c["key"], list))
-    return {"reimports": reimports, "values": len(values)}
+    tracker_uids = {uid for ids in run.tracker_ids for uid in ids}
+    tracker_writes = sum(c["count"] for c in store["writeCounts"]
+                         if isinstance(c["key"], str) and c["key"] in tracker_uids)
+    return {"reimports": reimports, "values": len(values), "tracker_objects": len(tracker_uids),
+            "tracker_writes": tracker_writes}
