@@ -265,3 +265,34 @@ class DatabaseDownTests(DeliveryRig):
         self.assertEqual(rows[0]["f"], 0)
         self.assertEqual({k[2]: v.value for k, v in self.sim.store.data_values.items()}, {f: "5" for f in FACILITIES})
         self.assertIn("destination_suspect", await self.events(ids[0]))
+
+
+class NothingStored:
+    """Nothing stored is ``rejected`` whatever the status string DHIS2 gives it (WARNING, ERROR)."""
+
+    async def test_only_value_ignored_is_rejected(self) -> None:
+        """The only value is ignored (a period beyond the data set's open future periods, E7641 or
+        2.43's E8030): nothing stored, so ``rejected`` — never ``partial`` — and no retry spent."""
+        self.make_dispatcher()  # type: ignore[attr-defined]
+        sid = await self.submit({"dataSet": DS_HMIS, "period": "203001", "orgUnit": FACILITIES[0],  # type: ignore[attr-defined]
+                                 "dataValues": [{"dataElement": DE_OPD, "value": "4"}]})
+        await self.wait_final([sid])  # type: ignore[attr-defined]
+        row = await self.store.get(sid)  # type: ignore[attr-defined]
+        self.assertEqual((row["status"], row["job_failures"]), ("rejected", 0))  # type: ignore[attr-defined]
+        self.assertTrue(row["conflicts"])  # type: ignore[attr-defined]
+        self.assertEqual(self.sim.store.data_values, {})  # type: ignore[attr-defined]
+
+
+class NothingStored236Tests(NothingStored, DeliveryRig):
+    version = "2.36"
+
+
+class NothingStored240Tests(NothingStored, DeliveryRig):
+    version = "2.40"
+
+
+class NothingStored242Tests(NothingStored, DeliveryRig):
+    version = "2.42"
+
+# (Not at 2.43+: there a superuser, as the simulator's DHIS2 account is, may write future periods.
+# Nothing stored on 2.43 is covered by the fixture tests: E8030 and E8128 refusals are rejected.)
