@@ -11,7 +11,7 @@ stdout (journald under systemd), exactly like ``twistd -n dhis2gw --config …``
   original Go dhis2gw (``dhis2gw.legacy``; docs/upgrade-from-go.md).
 
 Every command first reads the service's environment file, the way systemd reads it for the unit
-(`dhis2gw.envfile`): ``--env-file FILE``, else ``$DHIS2GW_ENV_FILE`` (the packaged
+(`dhis2gw.config.envfile`): ``--env-file FILE``, else ``$DHIS2GW_ENV_FILE`` (the packaged
 ``/usr/bin/dhis2gw`` sets it to ``/etc/default/dhis2gw``), so ``check-config`` and ``createuser``
 see the ``DHIS2GW_DB`` and secrets the service uses. A variable already set in the environment wins.
 Failures an operator can fix (no database, no terminal for the password) are one line on stderr,
@@ -70,7 +70,7 @@ def load_env_file(args: argparse.Namespace, environ: Any = os.environ) -> Option
 
     A file named with ``--env-file`` must exist; the default one (``$DHIS2GW_ENV_FILE``) may be
     absent, as systemd's ``EnvironmentFile=-…`` may."""
-    from dhis2gw import envfile
+    from dhis2gw.config import envfile
 
     named = getattr(args, "sub_env_file", None) or args.env_file
     path = named or environ.get("DHIS2GW_ENV_FILE") or None
@@ -230,7 +230,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def cmd_createuser(args: argparse.Namespace) -> int:
     """``dhis2gw createuser``."""
-    from dhis2gw.cli_users import create_user_command
+    from dhis2gw.runtime.cli_users import create_user_command
     from dhis2gw.storage.database import Database
     from dhis2gw.storage.migrations import migrate
     from dhis2gw.tap import start_embedded
@@ -293,7 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from dhis2gw.tap import build_gateway, start_embedded
 
-    from dhis2gw.embedded import StateDirBusy
+    from dhis2gw.runtime.embedded import StateDirBusy
 
     config = _config(args)
     try:
@@ -305,7 +305,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     role = getattr(args, "sub_role", None) or args.role
     listen_fd, helpers = args.listen_fd, None
     if listen_fd is None and config.server.workers > 1 and role in ("all", "api"):
-        from dhis2gw.workers import ApiHelpers, bind_listening_socket
+        from dhis2gw.runtime.workers import ApiHelpers, bind_listening_socket
 
         sock = bind_listening_socket(config.server.host, config.server.port)
         listen_fd = sock.fileno()
@@ -318,7 +318,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.demo:
         from twisted.internet import defer
 
-        from dhis2gw import devmode
+        from dhis2gw.runtime import devmode
 
         sim_server = devmode.start_simulator(reactor, config)
         reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(sim_server.stop()))

@@ -82,7 +82,7 @@ def start_embedded(config: Any, exclusive: bool = True) -> tuple[Any, list[Any]]
     """
     from dataclasses import replace
 
-    from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis, StateDirBusy, StateDirLock, ensure_database
+    from dhis2gw.runtime.embedded import EmbeddedPostgres, EmbeddedRedis, StateDirBusy, StateDirLock, ensure_database
 
     servers: list[Any] = []
     state_dir = config.server.state_dir
@@ -115,7 +115,7 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
     from dhis2gw.api.health import HealthApi
     from dhis2gw.api.routing import Router
     from dhis2gw.api.site import GatewaySite
-    from dhis2gw.lifecycle import ApiListener, EmbeddedServers, OrderedServices, stop_reactor
+    from dhis2gw.runtime.lifecycle import ApiListener, EmbeddedServers, OrderedServices, stop_reactor
     from dhis2gw.queue.connection import RedisConnections
     from dhis2gw.storage.database import Database
     from dhis2gw.storage.migrations import MigrationError, migrate
@@ -145,7 +145,7 @@ def build_gateway(config: Any, reactor: Any, role: str = "all",
 
     from dhis2gw.delivery.dispatcher import Dispatcher
     from dhis2gw.delivery.retry import RetryPolicy
-    from dhis2gw.destinations import Destinations
+    from dhis2gw.dhis2.destinations import Destinations
     from dhis2gw.queue.feed import SubmissionQueue
     from dhis2gw.storage.submissions import SubmissionStore
 
@@ -273,7 +273,7 @@ def makeService(options: Options | dict[str, Any]) -> service.IService:  # noqa:
     """Build the gateway's service tree (twistd entry point)."""
     from twisted.internet import reactor
 
-    from dhis2gw.embedded import StateDirBusy
+    from dhis2gw.runtime.embedded import StateDirBusy
 
     config = load(options)
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dhis2gw.config_schema import KEYS
+from dhis2gw.config.schema import KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 

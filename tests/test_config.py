@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from dhis2gw.config import (
     DEV_CONFIG_PATH, Config, ConfigError, check_config, ensure_dev_secret, load_config,
 )
-from dhis2gw.config_schema import KEYS
+from dhis2gw.config.schema import KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROD_CONF = str(ROOT / "conf" / "dhis2gw.yml")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from dhis2gw.config_schema import KEYS
+from dhis2gw.config.schema import KEYS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

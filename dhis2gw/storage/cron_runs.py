@@ -19,7 +19,7 @@ from dhis2gw.storage.database import Database, cursor_fetch, json_param
 
 def _lock_key(job: str) -> int:
     """A stable 32-bit advisory-lock key for a job name."""
-    return zlib.crc32(f"dhis2gw.cron:{job}".encode()) - 2**31
+    return zlib.crc32(f"dhis2gw.runtime.cron:{job}".encode()) - 2**31
 
 
 class CronRunStore:

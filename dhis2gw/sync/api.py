@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import ANY_USER, OPERATOR, Call, Response, route
-from dhis2gw.cron import CronJob, JobBusy, JobRunner, next_fire_time
+from dhis2gw.runtime.cron import CronJob, JobBusy, JobRunner, next_fire_time
 from dhis2gw.storage.cron_runs import CronRunStore
 from dhis2gw.storage.orgunit_propagation import PropagationStore
 from dhis2gw.storage.orgunit_tree import OrgUnitStore, UnitQuery

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from twisted.logger import Logger
 
-from dhis2gw.cron import Cron, CronJob, JobRunner
+from dhis2gw.runtime.cron import Cron, CronJob, JobRunner
 from dhis2gw.kinds.orgunit import OrgUnitKind
 from dhis2gw.storage.cron_runs import CronRunStore
 from dhis2gw.storage.orgunit_propagation import PropagationStore

@@ -7,7 +7,7 @@ import tempfile
 import treq
 from twisted.internet import reactor, threads
 
-from dhis2gw.embedded import EmbeddedPostgres, free_port
+from dhis2gw.runtime.embedded import EmbeddedPostgres, free_port
 from tests.support.gateway import GatewayTestCase
 
 

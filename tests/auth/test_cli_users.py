@@ -7,7 +7,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from dhis2gw.auth.passwords import PasswordHasher
-from dhis2gw.cli_users import create_user_command
+from dhis2gw.runtime.cli_users import create_user_command
 from dhis2gw.storage.database import Database
 from tests.support.services import migrated_database
 

@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dhis2gw.api.errors import ApiError
 from dhis2gw.auth.throttle import LoginThrottle, RedisLoginThrottle
-from dhis2gw.embedded import free_port
+from dhis2gw.runtime.embedded import free_port
 from dhis2gw.queue.connection import RedisConnections
 from tests.auth.harness import AuthApiTestCase
 from tests.support.services import delete_redis_prefix, redis_prefix, services

@@ -30,7 +30,7 @@ from typing import Any
 import psycopg2
 
 from dhis2gw.dhis2.uids import generate_uid
-from dhis2gw.embedded import free_port, wait_for_port
+from dhis2gw.runtime.embedded import free_port, wait_for_port
 from tests.bench.report import write_report
 from tests.support.processes import GatewayProcess
 from tests.support.services import (_apply_migrations_blocking, create_database, delete_redis_prefix,

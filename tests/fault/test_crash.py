@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import psycopg2
 
-from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis
+from dhis2gw.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.support.faults import worker_environ
 from tests.support.processes import (DE_OPD, GatewayProcess, SimulatorProcess, expected_values, seed_submissions,
                                      status_counts, wait_until)

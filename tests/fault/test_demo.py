@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from dhis2gw.embedded import free_port
+from dhis2gw.runtime.embedded import free_port
 from tests.support.processes import VENV_BIN
 from tests.support.services import ROOT
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from dhis2gw.embedded import free_port, wait_for_port
+from dhis2gw.runtime.embedded import free_port, wait_for_port
 from tests.support.processes import VENV_BIN
 from tests.support.services import ROOT
 

@@ -8,7 +8,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from dhis2gw.embedded import EmbeddedPostgres
+from dhis2gw.runtime.embedded import EmbeddedPostgres
 from dhis2gw.storage.database import Database, DatabaseUnavailable
 
 

@@ -12,7 +12,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from dhis2gw.embedded import free_port
+from dhis2gw.runtime.embedded import free_port
 from tests.support.faults import worker_environ
 from tests.support.processes import GatewayProcess, SimulatorProcess, seed_submissions, status_counts, wait_until
 from tests.support.services import _apply_migrations_blocking, create_database, drop_database, redis_prefix, services

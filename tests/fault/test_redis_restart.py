@@ -9,7 +9,7 @@ from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from dhis2gw.embedded import EmbeddedRedis
+from dhis2gw.runtime.embedded import EmbeddedRedis
 from dhis2gw.queue.connection import RedisConnections, RedisUnavailable
 
 

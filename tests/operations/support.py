@@ -55,7 +55,7 @@ class OperationsTestCase(GatewayTestCase):
         return gateway
 
     async def _user_header(self, username: str, role: str) -> str:
-        from dhis2gw.cli_users import create_user_command
+        from dhis2gw.runtime.cli_users import create_user_command
 
         await create_user_command(self.gateway.db, username, role, ADMIN_PASSWORD)
         return "Basic " + base64.b64encode(f"{username}:{ADMIN_PASSWORD}".encode()).decode()

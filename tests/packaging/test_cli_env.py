@@ -33,7 +33,7 @@ def _run(*argv: str, env: dict[str, str], stdin: str | None = None) -> subproces
 
 
 class EnvFileSyntaxTests(SynchronousTestCase):
-    """``dhis2gw.envfile.parse`` follows systemd's EnvironmentFile= rules, not the shell's."""
+    """``dhis2gw.config.envfile.parse`` follows systemd's EnvironmentFile= rules, not the shell's."""
 
     def test_systemd_rules(self) -> None:
         """Comments, blanks, quotes, escapes, continuations, surrounding spaces; no $ expansion."""
@@ -65,21 +65,21 @@ class EnvFileSyntaxTests(SynchronousTestCase):
         self.assertEqual(values, {"DHIS2GW_MIGRATE_ON_INSTALL": "no"})
 
     def test_get_and_exec_for_maintainer_scripts(self) -> None:
-        """``python -m dhis2gw.envfile FILE --get NAME`` and ``FILE -- COMMAND`` (what postinst uses)."""
+        """``python -m dhis2gw.config.envfile FILE --get NAME`` and ``FILE -- COMMAND`` (what postinst uses)."""
         path = Path(tempfile.mkdtemp()) / "default"
         path.write_text("DHIS2GW_MIGRATE_ON_INSTALL=yes\nSECRET='pa$$word'\n")
-        get = subprocess.run([sys.executable, "-m", "dhis2gw.envfile", str(path), "--get",
+        get = subprocess.run([sys.executable, "-m", "dhis2gw.config.envfile", str(path), "--get",
                               "DHIS2GW_MIGRATE_ON_INSTALL", "no"], capture_output=True, text=True, env=_env())
         self.assertEqual((get.returncode, get.stdout), (0, "yes\n"))
-        missing = subprocess.run([sys.executable, "-m", "dhis2gw.envfile", str(path.with_name("none")), "--get",
+        missing = subprocess.run([sys.executable, "-m", "dhis2gw.config.envfile", str(path.with_name("none")), "--get",
                                   "DHIS2GW_MIGRATE_ON_INSTALL", "no"], capture_output=True, text=True, env=_env())
         self.assertEqual(missing.stdout, "no\n")
-        run = subprocess.run([sys.executable, "-m", "dhis2gw.envfile", str(path), "--", "sh", "-c",
+        run = subprocess.run([sys.executable, "-m", "dhis2gw.config.envfile", str(path), "--", "sh", "-c",
                               'printf %s "$SECRET"'], capture_output=True, text=True, env=_env())
         self.assertEqual(run.stdout, "pa$$word")
         postinst = (ROOT / "debian" / "dhis2gw.postinst").read_text()
         self.assertNotRegex(postinst, r"(^|[\s;(&|])\. /etc/default/dhis2gw", "postinst must not source it as shell")
-        self.assertIn("-m dhis2gw.envfile /etc/default/dhis2gw", postinst)
+        self.assertIn("-m dhis2gw.config.envfile /etc/default/dhis2gw", postinst)
 
 
 class CliEnvironmentFileTests(SynchronousTestCase):

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from twisted.logger import globalLogPublisher
 
 from dhis2gw.config import load_config
-from dhis2gw.lifecycle import OrderedServices
+from dhis2gw.runtime.lifecycle import OrderedServices
 from dhis2gw.tap import Gateway
 
 ROOT = Path(__file__).resolve().parents[2]

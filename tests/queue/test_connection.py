@@ -5,7 +5,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from dhis2gw.embedded import free_port
+from dhis2gw.runtime.embedded import free_port
 from dhis2gw.queue.connection import RedisConnections, RedisUnavailable
 from tests.support.services import delete_redis_prefix, redis_prefix, services
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
-from dhis2gw.embedded import free_port
+from dhis2gw.runtime.embedded import free_port
 from dhis2gw.storage.database import Database, DatabaseUnavailable, cursor_fetch, json_param, shielded
 from tests.support.services import migrated_database
 

@@ -23,7 +23,7 @@ import psycopg2
 import psycopg2.extras
 
 from dhis2gw.dhis2.uids import generate_uid
-from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from dhis2gw.runtime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from tests.support.processes import (DE_OPD, GatewayProcess, SimulatorProcess, expected_values, seed_submissions,
                                      status_counts, wait_until)
 from tests.support.services import (_apply_migrations_blocking, create_database, delete_redis_prefix, drop_database,

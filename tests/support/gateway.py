@@ -8,7 +8,7 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from dhis2gw.config import load_config
-from dhis2gw.embedded import free_port
+from dhis2gw.runtime.embedded import free_port
 from dhis2gw.tap import Gateway, build_gateway
 from tests.support.services import delete_redis_prefix, migrated_database, redis_prefix, test_environ
 
@@ -87,7 +87,7 @@ class GatewayTestCase(TestCase):
     async def user_token(self, username: str, role: str, password: str = "a-Long-enough-pass-1",
                          source_name: Optional[str] = None) -> str:
         """Create a user (if needed) and return a Bearer access token for it."""
-        from dhis2gw.cli_users import create_user_command
+        from dhis2gw.runtime.cli_users import create_user_command
 
         try:
             await create_user_command(self.gateway.db, username, role, password)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 import psycopg2
 import psycopg2.extras
 
-from dhis2gw.embedded import free_port, wait_for_port
+from dhis2gw.runtime.embedded import free_port, wait_for_port
 from tests.support.services import ROOT
 
 VENV_BIN = Path(sys.executable).parent

@@ -81,7 +81,7 @@ def services() -> TestServices:
     pg = urlsplit(pg_uri)
     embedded = False
     if not _answers(pg.hostname or "127.0.0.1", pg.port or 5432) or not _answers(rhost, int(rport)):
-        from dhis2gw.embedded import EmbeddedPostgres, EmbeddedRedis
+        from dhis2gw.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 
         state = tempfile.mkdtemp(prefix="dhis2gw-test-")
         embedded = True

@@ -20,7 +20,7 @@ from typing import Any, Optional
 import psycopg2
 import psycopg2.extras
 
-from dhis2gw.embedded import free_port
+from dhis2gw.runtime.embedded import free_port
 from tests.support.processes import DE_OPD, DS_HMIS, GatewayProcess, SimulatorProcess, _period, facility_uids
 from tests.support.services import delete_redis_prefix, drop_database, migrated_database, redis_prefix, test_environ
 

@@ -19,7 +19,7 @@ from twisted.trial.unittest import TestCase
 from dhis2gw.config import load_config
 from dhis2gw.delivery.dispatcher import Dispatcher
 from dhis2gw.delivery.retry import RetryPolicy
-from dhis2gw.destinations import Destinations
+from dhis2gw.dhis2.destinations import Destinations
 from dhis2gw.kinds.orgunit import OrgUnitKind
 from dhis2gw.queue.connection import RedisConnections
 from dhis2gw.queue.feed import SubmissionQueue

@@ -6,7 +6,7 @@ from typing import Any
 import treq
 from twisted.internet import reactor
 
-from dhis2gw.cron import Cron
+from dhis2gw.runtime.cron import Cron
 from dhis2gw.tap import Gateway, build_gateway
 from tests.support.fake_auth import StaticAuthenticator
 from tests.sync.support import SyncRig
@@ -19,7 +19,7 @@ class OrgUnitApiTests(SyncRig):
         await super().rig_setup()
         from dhis2gw.api.routing import Router
         from dhis2gw.api.site import GatewaySite
-        from dhis2gw.lifecycle import OrderedServices
+        from dhis2gw.runtime.lifecycle import OrderedServices
         from dhis2gw.sync.wiring import install
 
         self.start_dispatcher()

@@ -9,7 +9,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
-from dhis2gw.cron import Cron, CronJob, JobRunner
+from dhis2gw.runtime.cron import Cron, CronJob, JobRunner
 from dhis2gw.storage.cron_runs import CronRunStore
 from dhis2gw.storage.database import Database
 from tests.support.services import migrated_database

@@ -41,7 +41,7 @@ class Gateway:
     """The gateway and simulator subprocesses, with blocking helpers for test set-up."""
 
     def __init__(self) -> None:
-        from dhis2gw.embedded import free_port
+        from dhis2gw.runtime.embedded import free_port
         from tests.support.processes import GatewayProcess, SimulatorProcess
         from tests.support.services import migrated_database, redis_prefix, test_environ
 
@@ -91,7 +91,7 @@ class Gateway:
         import psycopg2
         import psycopg2.extras
 
-        from dhis2gw.devmode import SAMPLE_MAPPINGS
+        from dhis2gw.runtime.devmode import SAMPLE_MAPPINGS
         from tests.support.processes import COC, DE_OPD, DS_HMIS
 
         districts = ("Kaliro", "Kasese", "Gulu", "Mbale", "Lira", "Arua", "Masaka", "Mbarara", "Hoima", "Soroti",

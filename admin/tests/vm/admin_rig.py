@@ -24,7 +24,7 @@ class AdminGatewayCase(GatewayTestCase):
 
     async def start_gateway(self) -> Any:
         gateway = await super().start_gateway()
-        from dhis2gw.cli_users import create_user_command
+        from dhis2gw.runtime.cli_users import create_user_command
 
         await create_user_command(self.gateway.db, "boss", "admin", PASSWORD)
         await create_user_command(self.gateway.db, "oper", "operator", PASSWORD)

@@ -90,7 +90,7 @@ class UnreachableTests(TestCase):
 
     async def test_refused_connection_is_explained(self) -> None:
         """A refused connection names the address and suggests the gateway is not running."""
-        from dhis2gw.embedded import free_port
+        from dhis2gw.runtime.embedded import free_port
 
         client = GatewayClient(reactor, f"127.0.0.1:{free_port()}")
         self.addCleanup(client.close)

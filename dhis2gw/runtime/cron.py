@@ -41,7 +41,7 @@ from twisted.logger import Logger, LogLevel
 
 from dhis2gw.storage.cron_runs import CronRunStore
 
-log = Logger(namespace="dhis2gw.cron")
+log = Logger(namespace="dhis2gw.runtime.cron")
 
 Work = Callable[[], Awaitable[Any]]
 

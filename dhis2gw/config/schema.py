@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlunsplit
 
-from dhis2gw.config_sections import EMBEDDED, InvalidValue, parse_redis_address, split_url
+from dhis2gw.config.sections import EMBEDDED, InvalidValue, parse_redis_address, split_url
 
 MIB = 1024 * 1024
 DEFAULT_DATABASE_URI = "postgres://username:password@localhost/dhis2gw?sslmode=disable"

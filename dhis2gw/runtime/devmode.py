@@ -44,7 +44,7 @@ def start_simulator(reactor: Any, config: Any) -> Any:
     from twisted.internet import defer
 
     def cannot_listen(failure: Any) -> None:
-        from dhis2gw.lifecycle import stop_reactor
+        from dhis2gw.runtime.lifecycle import stop_reactor
 
         stop_reactor(reactor, f"the demo DHIS2 simulator cannot listen on port {url.port}:"
                               f" {failure.getErrorMessage()}")
@@ -59,7 +59,7 @@ def start_simulator(reactor: Any, config: Any) -> Any:
 
 async def bootstrap(gateway: Any) -> None:
     """Create the demo users and mappings (once) and print how to use them."""
-    from dhis2gw.cli_users import create_user_command
+    from dhis2gw.runtime.cli_users import create_user_command
     from dhis2gw.dhis2.uids import generate_uid
 
     config = gateway.config

@@ -1,7 +1,7 @@
 """
 Typed, validated dhis2gw configuration: defaults, overridden by a YAML file, overridden by the environment.
 
-Every key, its environment variable and its default are listed once in `dhis2gw.config_schema.KEYS`;
+Every key, its environment variable and its default are listed once in `dhis2gw.config.schema.KEYS`;
 ``conf/dhis2gw.yml`` documents them for operators.  Loading is strict: an unknown key, a bad value or a
 missing required secret raises `ConfigError` with one line naming the key, so a typo stops start-up
 instead of silently using a default (the original ignored its own sample file's typos).  Two typos of
@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from dhis2gw.config_schema import KEYS, LEGACY_IGNORED, LEGACY_IGNORED_SECTIONS, SECTIONS, SERVER_ENTRY_KEYS, \
+from dhis2gw.config.schema import KEYS, LEGACY_IGNORED, LEGACY_IGNORED_SECTIONS, SECTIONS, SERVER_ENTRY_KEYS, \
     SERVER_NAME, Key
-from dhis2gw.config_sections import ApiConfig, AuthConfig, Config, ConfigError, DatabaseConfig, DeliveryConfig, \
+from dhis2gw.config.sections import ApiConfig, AuthConfig, Config, ConfigError, DatabaseConfig, DeliveryConfig, \
     InvalidValue, QueueConfig, RequestLogConfig, ServerConfig, ServerEntry, parse_redis_address, redact_url
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 # conf/dev.yml of a source checkout (the embedded development default); absent from an installed package.
-DEV_CONFIG_PATH = Path(__file__).resolve().parent.parent / "conf" / "dev.yml"
+DEV_CONFIG_PATH = Path(__file__).resolve().parents[2] / "conf" / "dev.yml"
 MIN_JWT_SECRET_LENGTH = 32
 _SECTION_CLASSES: dict[str, type] = {
     "database": DatabaseConfig, "server": ServerConfig, "api": ApiConfig, "auth": AuthConfig,

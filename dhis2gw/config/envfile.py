@@ -9,8 +9,8 @@ service therefore all read it with this one parser (or systemd's own) and see th
 
 Run as a program it serves the maintainer scripts, which must not source the file:
 
-* ``python -m dhis2gw.envfile FILE --get NAME [DEFAULT]`` prints one value;
-* ``python -m dhis2gw.envfile FILE -- COMMAND ARG…`` runs a command with the file's variables
+* ``python -m dhis2gw.config.envfile FILE --get NAME [DEFAULT]`` prints one value;
+* ``python -m dhis2gw.config.envfile FILE -- COMMAND ARG…`` runs a command with the file's variables
   added to the environment (like ``env``; variables already set win, as under systemd).
 """
 from __future__ import annotations
@@ -129,10 +129,10 @@ def apply(values: Mapping[str, str], environ: MutableMapping[str, str]) -> list[
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m dhis2gw.envfile FILE --get NAME [DEFAULT]`` | ``FILE -- COMMAND ARG…``."""
+    """``python -m dhis2gw.config.envfile FILE --get NAME [DEFAULT]`` | ``FILE -- COMMAND ARG…``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 2:
-        sys.stderr.write("usage: python -m dhis2gw.envfile FILE --get NAME [DEFAULT] | FILE -- COMMAND ARG...\n")
+        sys.stderr.write("usage: python -m dhis2gw.config.envfile FILE --get NAME [DEFAULT] | FILE -- COMMAND ARG...\n")
         return 2
     try:
         values = read(args[0]) or {}
@@ -146,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         environ = dict(os.environ)
         apply(values, environ)
         os.execvpe(args[2], args[2:], environ)
-    sys.stderr.write("usage: python -m dhis2gw.envfile FILE --get NAME [DEFAULT] | FILE -- COMMAND ARG...\n")
+    sys.stderr.write("usage: python -m dhis2gw.config.envfile FILE --get NAME [DEFAULT] | FILE -- COMMAND ARG...\n")
     return 2
 
 
