@@ -98,14 +98,9 @@ def _database_problem(config: Any, error: BaseException) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from dhis2gw.config import ConfigError, ensure_dev_secret, load_config
+    from dhis2gw.wiring.entry import load_config_or_exit
 
-    path = getattr(args, "sub_config", None) or args.config
-    try:
-        return ensure_dev_secret(load_config(path, os.environ))
-    except ConfigError as e:
-        sys.stderr.write(f"dhis2gw: configuration error: {e}\n")
-        raise SystemExit(2) from None
+    return load_config_or_exit(getattr(args, "sub_config", None) or args.config)
 
 
 def _react(main: Any) -> None:
@@ -187,7 +182,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """``dhis2gw migrate``."""
     from dhis2gw.storage.migrations import MigrationError, migrate
-    from dhis2gw.tap import start_embedded
+    from dhis2gw.runtime.embedded import start_embedded
 
     config, embedded = start_embedded(_config(args), exclusive=False)
 
@@ -233,7 +228,7 @@ def cmd_createuser(args: argparse.Namespace) -> int:
     from dhis2gw.runtime.cli_users import create_user_command
     from dhis2gw.storage.database import Database
     from dhis2gw.storage.migrations import migrate
-    from dhis2gw.tap import start_embedded
+    from dhis2gw.runtime.embedded import start_embedded
 
     password = _read_password(args)
     config, embedded = start_embedded(_config(args), exclusive=False)
@@ -277,7 +272,7 @@ def cmd_createuser(args: argparse.Namespace) -> int:
 def cmd_import_legacy(args: argparse.Namespace) -> int:
     """``dhis2gw import-legacy`` (dhis2gw.legacy.command)."""
     from dhis2gw.legacy.command import run
-    from dhis2gw.tap import start_embedded
+    from dhis2gw.runtime.embedded import start_embedded
 
     config, embedded = start_embedded(_config(args), exclusive=False)
     try:
@@ -288,44 +283,25 @@ def cmd_import_legacy(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the gateway in the foreground until SIGTERM/SIGINT."""
+    """Run the gateway in the foreground until SIGTERM/SIGINT (the service tree of
+    `dhis2gw.wiring.entry.make_service`, which ``twistd dhis2gw`` runs too)."""
     from twisted.internet import reactor
 
-    from dhis2gw.tap import build_gateway, start_embedded
-
     from dhis2gw.runtime.embedded import StateDirBusy
+    from dhis2gw.wiring.entry import make_service
 
     config = _config(args)
+    config_path = getattr(args, "sub_config", None) or args.config
     try:
-        config, embedded = start_embedded(config)
+        _, top = make_service(config, reactor, config_path=config_path,
+                              role=getattr(args, "sub_role", None) or args.role, demo=args.demo,
+                              listen_fd=args.listen_fd)
     except StateDirBusy as e:
         sys.stderr.write(f"{e}\n")
         return 1
     _start_logging(config)
-    role = getattr(args, "sub_role", None) or args.role
-    listen_fd, helpers = args.listen_fd, None
-    if listen_fd is None and config.server.workers > 1 and role in ("all", "api"):
-        from dhis2gw.runtime.workers import ApiHelpers, bind_listening_socket
-
-        sock = bind_listening_socket(config.server.host, config.server.port)
-        listen_fd = sock.fileno()
-        helpers = ApiHelpers(reactor, config.server.workers - 1, listen_fd,
-                             getattr(args, "sub_config", None) or args.config, config)
-    gateway = build_gateway(config, reactor, role, embedded, listen_fd=listen_fd)
-    if helpers is not None:
-        reactor.callWhenRunning(helpers.start)
-        reactor.addSystemEventTrigger("before", "shutdown", helpers.stop)
-    if args.demo:
-        from twisted.internet import defer
-
-        from dhis2gw.runtime import devmode
-
-        sim_server = devmode.start_simulator(reactor, config)
-        reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(sim_server.stop()))
-        reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(devmode.bootstrap(gateway)).addErrback(
-            lambda f: print(f"dhis2gw: demo bootstrap failed: {f.getErrorMessage()}", file=sys.stderr)))
-    gateway.service.startService()
-    reactor.addSystemEventTrigger("before", "shutdown", gateway.service.stopService)
+    top.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()
     return 0
 

@@ -10,7 +10,7 @@ import re
 from twisted.internet import reactor
 
 from dhis2gw.config import load_config
-from dhis2gw.tap import build_gateway
+from dhis2gw.wiring.root import build_gateway
 
 ROLE_NAMES = {frozenset({"admin"}): "admin", frozenset({"admin", "operator"}): "admin, operator",
               frozenset({"admin", "submitter"}): "admin, submitter",

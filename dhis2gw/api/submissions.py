@@ -61,7 +61,7 @@ class IngestApi:
                  base_path: str = "/api/v2", scope: Any = None, body_checks: Any = ()) -> None:
         self.kinds = kinds
         #: ``check(principal, body)`` callables run before ``prepare``; they raise ApiError to refuse
-        #: (plugins add theirs to ``gateway.parts["ingest_checks"]``, e.g. the callback URL policy).
+        #: (plugins add theirs to ``PluginContext.ingest_checks``, e.g. the callback URL policy).
         self.body_checks = list(body_checks)
         #: ``dhis2gw.api.scoping.SubmitterScope``: org units, data sets and delete permission (None: no checks).
         self.scope = scope
@@ -202,23 +202,3 @@ class IngestApi:
             for event in out["events"]:
                 event.pop("detail", None)
         return out
-
-
-def build_ingest(gateway: Any) -> IngestApi:
-    """The one ingest path of every kind (``/aggregate``, ``/tracker``, ``/submissions/<kind>``):
-    with submitter scoping and the body checks plugins register (the list is shared, so checks
-    added after this call apply too)."""
-    from dhis2gw.api.scoping import SubmitterScope
-    from dhis2gw.storage.scope import ScopeStore
-
-    dispatcher = gateway.dispatcher
-    api = IngestApi(gateway.kinds, gateway.store, gateway.queue, gateway.config.destinations(),
-                    wake=dispatcher.wake if dispatcher is not None else None,
-                    scope=SubmitterScope(ScopeStore(gateway.db)))
-    api.body_checks = gateway.parts.setdefault("ingest_checks", [])
-    return api
-
-
-def install(gateway: Any) -> None:
-    """Mount the ingest API (composition-root installer; runs after every kind is registered)."""
-    gateway.mount(build_ingest(gateway))

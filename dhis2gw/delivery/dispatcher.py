@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from dhis2gw.delivery.breaker import OPEN, CircuitBreaker
+from dhis2gw.delivery.observers import DeliveryEvents
 from dhis2gw.delivery.retry import RetryPolicy
 from dhis2gw.delivery.worker import DestinationWorker
 from dhis2gw.dhis2.outcome import OutcomeKind
@@ -54,7 +55,7 @@ class Dispatcher(service.Service):
                  heartbeat_seconds: float = 15.0, shutdown_timeout: float = 30.0, save_response: bool = True,
                  max_concurrent: Optional[dict[str, int]] = None, default_concurrency: int = 5,
                  ready: Optional[defer.Deferred[Any]] = None,
-                 observer: Optional[Callable[..., None]] = None, batching: Optional[Any] = None) -> None:
+                 events: Optional[DeliveryEvents] = None, batching: Optional[Any] = None) -> None:
         self.clock = clock
         self.queue = queue
         self.store = store
@@ -65,6 +66,8 @@ class Dispatcher(service.Service):
         self.housekeeping_interval = housekeeping_interval
         self.shutdown_timeout = shutdown_timeout
         self.ready = ready
+        #: Observers of recorded outcomes, recovered leases and reconciler passes (metrics, plugins).
+        self.events = events if events is not None else DeliveryEvents()
         self.breakers: dict[str, CircuitBreaker] = {
             name: CircuitBreaker(clock, breaker_threshold, on_change=self._breaker_changed)
             for name in destinations}
@@ -72,10 +75,10 @@ class Dispatcher(service.Service):
             name: DestinationWorker(name, clock, client, self.breakers[name], queue, store, kinds, policy,
                                     (max_concurrent or {}).get(name, default_concurrency),
                                     heartbeat_seconds=heartbeat_seconds, save_response=save_response,
-                                    observer=observer, batching=batching)
+                                    observer=self.events.outcomes, batching=batching)
             for name, client in destinations.items()}
         self._worker_options = dict(heartbeat_seconds=heartbeat_seconds, save_response=save_response,
-                                    observer=observer)
+                                    observer=self.events.outcomes)
         self._loops: list[task.LoopingCall] = []
         self._starting: Optional[defer.Deferred[None]] = None
         self._busy: set[defer.Deferred[Any]] = set()
@@ -187,6 +190,7 @@ class Dispatcher(service.Service):
                                         "lease expired; back to ready")
             for dest, _ in recovered:
                 self.wake(dest)
+            self.events.leases_expired(recovered)
         return recovered
 
     async def check_redis_lost(self) -> bool:
@@ -237,7 +241,9 @@ class Dispatcher(service.Service):
                           requeued=requeued, rescheduled=rescheduled, reset=reset)
             for worker in self.workers.values():
                 worker.wake()
-        return ReconcileReport(scanned, requeued, rescheduled, reset)
+        report = ReconcileReport(scanned, requeued, rescheduled, reset)
+        self.events.reconciled(report)
+        return report
 
     # --- breaker probes ----------------------------------------------------------------------
     def _breaker_changed(self, breaker: CircuitBreaker) -> None:

@@ -1,12 +1,14 @@
-"""The registry of delivery-outcome observers.
+"""Registries of delivery events: outcomes, lease expiries, reconciler passes.
 
-The composition root creates one :class:`OutcomeObservers` and hands it to the dispatcher (every
-worker tells it about each outcome it records) and to whatever wants to hear: the metrics, and
-plugins through ``PluginContext.outcomes``. Nothing wraps a worker's methods after it is built.
+The composition root creates one :class:`DeliveryEvents` and hands it to the dispatcher (every
+worker tells ``outcomes`` about each outcome it records; the reaper and the reconciler tell
+theirs) and to whatever wants to hear: the metrics, and plugins through
+``PluginContext.outcomes``. Nothing wraps a worker's or the dispatcher's methods after they are built.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
 
 from twisted.logger import Logger
 
@@ -16,7 +18,37 @@ from dhis2gw.dhis2.outcome import Outcome
 OutcomeObserver = Callable[[str, dict[str, Any], Outcome, str], None]
 
 
-class OutcomeObservers:
+F = TypeVar("F", bound=Callable[..., None])
+
+
+class Observers(Generic[F]):
+    """Callables told about one kind of event, in the order they were added.
+
+    An observer must return quickly (start any I/O as a Deferred of its own). One that raises is
+    logged and the others still run; whoever emits the event never notices.
+    """
+
+    log = Logger(namespace="dhis2gw.delivery")
+
+    def __init__(self) -> None:
+        self._observers: list[F] = []
+
+    def add(self, observer: F) -> None:
+        """Tell ``observer`` about every event from now on."""
+        self._observers.append(observer)
+
+    def __len__(self) -> int:
+        return len(self._observers)
+
+    def __call__(self, *args: Any) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(*args)
+            except Exception:  # noqa: BLE001 - an observer must never break delivery
+                self.log.failure("observer {observer!r} failed", observer=observer)
+
+
+class OutcomeObservers(Observers[OutcomeObserver]):
     """Callables told about every recorded delivery outcome, in the order they were added.
 
     An observer runs in the worker right after the outcome is committed: it must return quickly
@@ -24,21 +56,12 @@ class OutcomeObservers:
     delivery never notices.
     """
 
-    log = Logger(namespace="dhis2gw.delivery")
 
-    def __init__(self) -> None:
-        self._observers: list[OutcomeObserver] = []
+@dataclass
+class DeliveryEvents:
+    """What the dispatcher announces: each recorded outcome ``(destination, row, outcome, event)``,
+    the ``(destination, id)`` pairs whose lease the reaper recovered, and each reconciler report."""
 
-    def add(self, observer: OutcomeObserver) -> None:
-        """Tell ``observer`` about every outcome recorded from now on."""
-        self._observers.append(observer)
-
-    def __len__(self) -> int:
-        return len(self._observers)
-
-    def __call__(self, destination: str, row: dict[str, Any], outcome: Outcome, event: str) -> None:
-        for observer in list(self._observers):
-            try:
-                observer(destination, row, outcome, event)
-            except Exception:  # noqa: BLE001 - an observer must never break delivery
-                self.log.failure("outcome observer {observer!r} failed", observer=observer)
+    outcomes: OutcomeObservers = field(default_factory=OutcomeObservers)
+    leases_expired: Observers[Callable[[list[tuple[str, int]]], None]] = field(default_factory=Observers)
+    reconciled: Observers[Callable[[Any], None]] = field(default_factory=Observers)

@@ -119,14 +119,14 @@ class AggregateKind:
     request_schema = REQUEST_SCHEMA
 
     def __init__(self, mappings: MappingStore, mapping_scheme: str = "CODE", default_data_set: str = "",
-                 default_attribute_option_combo: str = "") -> None:
+                 default_attribute_option_combo: str = "", validator: Optional[Any] = None) -> None:
         self.mappings = mappings
         self.mapping_scheme = mapping_scheme.upper()
         self.default_data_set = default_data_set
         self.default_aoc = default_attribute_option_combo
         # Pre-validation against the DHIS2 metadata cache (dhis2gw.mapping.prevalidation.PreValidator),
-        # set by the mappings installer; None = no checks beyond the schema and the mappings.
-        self.validator: Optional[Any] = None
+        # on processes that serve the API; None = no checks beyond the schema and the mappings.
+        self.validator = validator
 
     # --- ingest ------------------------------------------------------------------------
     async def prepare(self, request: IngestRequest) -> Prepared:
@@ -274,11 +274,3 @@ def default_kind_options(config: Any) -> dict[str, Optional[str]]:
     """AggregateKind keyword arguments from the configuration."""
     return {"mapping_scheme": config.api.mapping_scheme, "default_data_set": config.api.dhis2_data_set,
             "default_attribute_option_combo": config.api.dhis2_attribute_option_combo}
-
-
-def install(gateway: Any) -> None:
-    """Register the aggregate kind (composition-root installer)."""
-    mappings = gateway.parts.get("mappings")
-    if mappings is None:
-        mappings = gateway.parts["mappings"] = MappingStore(gateway.db)
-    gateway.kinds["aggregate"] = AggregateKind(mappings, **default_kind_options(gateway.config))

@@ -32,14 +32,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from dhis2gw.kinds.read_back import read_back_tracker
-from dhis2gw.api.routing import Call, Response, route
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
 from dhis2gw.interfaces import IngestRequest, ISubmissionKind, KindError, Prepared
-from dhis2gw.kinds.tracker_schema import ACCEPTED_SCHEMA, QUERY_PARAMETERS, REQUEST_SCHEMA, SOURCE_ID_ATTRIBUTE
+from dhis2gw.kinds.tracker_schema import REQUEST_SCHEMA, SOURCE_ID_ATTRIBUTE
 from dhis2gw.kinds.tracker_schema import import_options
-from dhis2gw.kinds.tracker_uids import Slot, UidMap, collect, prepare_uids, render_relationship_items, uid_listing
+from dhis2gw.kinds.tracker_uids import Slot, UidMap, collect, prepare_uids, render_relationship_items
 
-SUBMITTERS = frozenset({"admin", "submitter"})
 
 
 @implementer(ISubmissionKind)
@@ -235,50 +233,3 @@ def _counts(slots: list[Slot]) -> str:
     names = {"TRACKED_ENTITY": "tracked entities", "ENROLLMENT": "enrollments", "EVENT": "events",
              "RELATIONSHIP": "relationships"}
     return ", ".join(f"{n} {names[t]}" for t, n in tally.items()) or "no objects"
-
-
-class TrackerApi:
-    """``POST /api/v2/tracker`` on top of the shared ingest path."""
-
-    def __init__(self, ingest: Any) -> None:
-        """``ingest``: an object with ``async ingest(kind_name, call)`` (dhis2gw.api.submissions.IngestApi)."""
-        self.ingest = ingest
-
-    @route("POST", "/tracker", roles=SUBMITTERS, body_schema=REQUEST_SCHEMA, status=202, log_body=False,
-           summary="Submit tracker data (tracked entities, enrollments, events, relationships)",
-           description="Flat or nested DHIS2 tracker payload; import options as query parameters. "
-                       "Objects without a UID get one now; `uids` maps each object's `reference` "
-                       "(or its JSON path) to its UID.",
-           tags=("submissions",), query=QUERY_PARAMETERS, response_schema=ACCEPTED_SCHEMA,
-           responses={200: "idempotent repeat: the first submission", 400: "invalid body or import options",
-                      409: "Idempotency-Key reused with another body",
-                      422: "duplicate or unresolvable references"})
-    async def post_tracker(self, call: Call) -> Response:
-        """Accept a tracker submission (202 with the UIDs)."""
-        response = await self.ingest.ingest("tracker", call)
-        if response.status == 200 and isinstance(response.body, dict) and "submission_id" in response.body:
-            # An Idempotency-Key repeat: prepare ran again and drew fresh UIDs for objects without
-            # a reference; answer the UIDs of the submission actually stored.
-            row = await self.ingest.store.get(response.body["submission_id"])
-            if row is not None and row.get("dhis2_payload"):
-                response.body["uids"] = uid_listing(row["payload"], row["dhis2_payload"],
-                                                    call.arg(SOURCE_ID_ATTRIBUTE))
-                response.body["payload"] = row["dhis2_payload"]
-        return response
-
-
-def install(gateway: Any) -> None:
-    """Register the tracker kind and mount ``POST /api/v2/tracker`` (composition-root installer)."""
-    from dhis2gw.api.submissions import build_ingest
-    from dhis2gw.storage.uid_map import UidMapStore
-
-    uid_map = gateway.parts.get("uid_map")
-    if uid_map is None:
-        uid_map = gateway.parts["uid_map"] = UidMapStore(gateway.db)
-    gateway.kinds["tracker"] = TrackerKind(uid_map, gateway.config.delivery.tracker_async_threshold_bytes)
-    ingest = gateway.parts.get("ingest")
-    if ingest is None:
-        # Built like dhis2gw.api.submissions.install's (which runs later), scoping included; only
-        # its ``ingest`` method is used here, so both share one code path for every kind.
-        ingest = build_ingest(gateway)
-    gateway.mount(TrackerApi(ingest))

@@ -9,5 +9,5 @@
   processes through a Redis version counter;
 * :mod:`.metadata_cache` — DHIS2 metadata per destination, persisted in ``metadata_cache``;
 * :mod:`.prevalidation` — checks of an aggregate payload against that metadata (E76xx codes);
-* :mod:`.wiring` — the composition-root installer.
+* the composition root (dhis2gw.wiring) builds these pieces and the aggregate kind from them.
 """

@@ -3,8 +3,10 @@
 Per destination: data sets (period type, org-unit assignments, attribute option combos and,
 per data element, the COCs valid in that data set — a data-set-element category combo
 overrides the element's own), aggregate data elements with value types, every category option
-combo, and org units with their paths. Refreshed every ``interval`` seconds on the injected
-clock and on demand (``POST /metadata/refresh``); persisted in ``metadata_cache`` so a restart
+combo, and org units with their paths. Refreshed by the cron job ``metadata_refresh``
+(dhis2gw.wiring.features), at start when the persisted snapshot is missing or stale, on demand
+(``POST /metadata/refresh``) and, when ``interval`` is given, by a loop of its own on the injected
+clock; persisted in ``metadata_cache`` so a restart
 does not need DHIS2 up. Other processes learn of a refresh through a :class:`SharedVersion`
 and reload from PostgreSQL. A snapshot older than ``max_age`` is *stale*: pre-validation then
 accepts without checking and says so.
@@ -145,7 +147,7 @@ class MetadataCache(service.Service):
     name = "metadata-cache"
 
     def __init__(self, db: Any, clients: dict[str, Any], clock: Any, version: Any = None,
-                 interval: float = 6 * 3600.0, max_age: float = 48 * 3600.0,
+                 interval: Optional[float] = None, max_age: float = 48 * 3600.0,
                  started: Optional[defer.Deferred[Any]] = None) -> None:
         self.store = MetadataCacheStore(db)
         self.clients = clients
@@ -185,8 +187,9 @@ class MetadataCache(service.Service):
         if not self.running:
             return
         assert self._loop is not None
-        self._loop.start(self.interval, now=False).addErrback(
-            lambda f: self.log.failure("Metadata refresh loop stopped", f))
+        if self.interval:
+            self._loop.start(self.interval, now=False).addErrback(
+                lambda f: self.log.failure("Metadata refresh loop stopped", f))
         if any(self.state(name) != "fresh" for name in self.clients):
             await self._tick()
 

@@ -1,6 +1,6 @@
 """Operations: the submission log, requeue, queue control, API documentation, docs pages and metrics.
 
-``dhis2gw.operations.wiring.install`` mounts the areas and hooks the metrics into the dispatcher
-and the site; the HTTP areas themselves live in ``dhis2gw.api.logs``, ``dhis2gw.api.queue`` and
-``dhis2gw.api.docs``.
+The composition root (``dhis2gw.wiring.root``) registers the metrics' observers on the
+dispatcher's ``DeliveryEvents`` and the site; the HTTP areas live in ``dhis2gw.api`` (``logs``,
+``queue``, ``reports``, ``docs``, ``metrics``).
 """

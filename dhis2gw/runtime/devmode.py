@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
+
+from dhis2gw.runtime.lifecycle import stop_reactor
 
 log = Logger()
 
@@ -32,29 +37,47 @@ DEMO_FACILITY = "ty5AJ6ZU5f7"  # Kaliro Town Health Centre III
 DEMO_DATA_SET = "uFaVMlw4qxK"
 
 
-def start_simulator(reactor: Any, config: Any) -> Any:
-    """Serve the simulator on the loopback port of ``api.dhis2_base_url`` (returns the server)."""
-    from dhis2gw.sim import Metadata, Simulator, SimulatorServer
+class DemoSimulator(service.Service):
+    """The DHIS2 simulator on the loopback port of ``api.dhis2_base_url``, for ``--demo``."""
 
-    url = urlsplit(config.api.dhis2_base_url or "http://127.0.0.1:8099")
-    if url.hostname not in ("127.0.0.1", "localhost"):
-        raise SystemExit("dhis2gw: --demo needs api.dhis2_base_url on 127.0.0.1 (it starts the simulator there)")
-    sim = Simulator("2.40", clock=reactor, metadata=Metadata.load_default())
-    server = SimulatorServer(sim, reactor)
-    from twisted.internet import defer
+    name = "demo-simulator"
 
-    def cannot_listen(failure: Any) -> None:
-        from dhis2gw.runtime.lifecycle import stop_reactor
+    def __init__(self, reactor: Any, config: Any) -> None:
+        from dhis2gw.sim import Metadata, Simulator, SimulatorServer
 
-        stop_reactor(reactor, f"the demo DHIS2 simulator cannot listen on port {url.port}:"
-                              f" {failure.getErrorMessage()}")
+        self.reactor = reactor
+        self.url = urlsplit(config.api.dhis2_base_url or "http://127.0.0.1:8099")
+        if self.url.hostname not in ("127.0.0.1", "localhost"):
+            raise SystemExit("dhis2gw: --demo needs api.dhis2_base_url on 127.0.0.1 (it starts the simulator there)")
+        self.server = SimulatorServer(Simulator("2.40", clock=reactor, metadata=Metadata.load_default()), reactor)
 
-    def listen() -> None:
-        d = defer.Deferred.fromCoroutine(server.start(url.port or 80))
-        d.addErrback(cannot_listen)
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        port = self.url.port or 80
 
-    reactor.callWhenRunning(listen)
-    return server
+        def cannot_listen(failure: Any) -> None:
+            stop_reactor(self.reactor, f"the demo DHIS2 simulator cannot listen on port {port}:"
+                                       f" {failure.getErrorMessage()}")
+
+        defer.Deferred.fromCoroutine(self.server.start(port)).addErrback(cannot_listen)
+
+    def stopService(self) -> defer.Deferred[None]:  # noqa: N802
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self.server.stop())
+
+
+class DemoBootstrap(service.Service):
+    """Creates the demo users and mappings once the gateway runs (`bootstrap`)."""
+
+    name = "demo-bootstrap"
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        defer.Deferred.fromCoroutine(bootstrap(self.gateway)).addErrback(
+            lambda f: print(f"dhis2gw: demo bootstrap failed: {f.getErrorMessage()}", file=sys.stderr))
 
 
 async def bootstrap(gateway: Any) -> None:
@@ -89,16 +112,14 @@ async def bootstrap(gateway: Any) -> None:
                 await store.create(generate_uid(), row)
             except DuplicateMapping:
                 pass
-        changed = getattr(gateway.parts.get("mappings"), "changed", None)
-        if changed is not None:
-            await changed()
-    sync = gateway.parts.get("orgunit_sync")
+        await gateway.mappings.cached.changed()
+    sync = gateway.orgunit_sync
     if sync is not None:
         try:
             await sync.run("demo")
         except Exception as e:  # noqa: BLE001 - the demo still runs; the cron schedule syncs later
             log.warn("demo: the org-unit sync failed ({error}); it runs again on its schedule", error=e)
-    listener = getattr(gateway, "listener", None)
+    listener = gateway.listener
     if listener is not None:
         await listener.listening  # the banner says "up" only once the API answers
     base = f"http://{config.server.host}:{config.server.port}"

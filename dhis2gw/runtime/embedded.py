@@ -19,7 +19,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from dataclasses import replace
+from typing import Any, Optional
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -293,3 +294,36 @@ def ensure_database(admin_uri: str, name: str) -> None:
                 cur.execute(f'CREATE DATABASE "{name}"')
     finally:
         conn.close()
+
+
+def start_embedded(config: Any, exclusive: bool = True) -> tuple[Any, list[Any]]:
+    """Start embedded PostgreSQL/Redis where the config says ``embedded`` (blocking: before the reactor).
+
+    Returns the config with real addresses filled in, and the started servers (the state
+    directory's lock first). A gateway (``exclusive``) takes the lock on ``state_dir`` or raises
+    ``StateDirBusy`` naming the holder's pid; a one-off command (migrate, createuser) uses the
+    running gateway's servers when the lock is held, and never stops what it did not start.
+    """
+    servers: list[Any] = []
+    state_dir = config.server.state_dir
+    os.makedirs(state_dir, exist_ok=True)
+    if "embedded" in (config.database.uri, config.server.redis_address):
+        lock = StateDirLock(state_dir)
+        try:
+            lock.acquire()
+            servers.append(lock)
+        except StateDirBusy:
+            if exclusive:
+                raise
+    if config.database.uri == "embedded":
+        pg = EmbeddedPostgres(state_dir)
+        pg.start()
+        servers.append(pg)
+        ensure_database(pg.uri, "dhis2gw")
+        config = replace(config, database=replace(config.database, uri=pg.uri.rsplit("/", 1)[0] + "/dhis2gw"))
+    if config.server.redis_address == "embedded":
+        redis = EmbeddedRedis(state_dir)
+        redis.start()
+        servers.append(redis)
+        config = replace(config, server=replace(config.server, redis_address=redis.address))
+    return config, servers

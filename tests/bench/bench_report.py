@@ -65,7 +65,7 @@ async def run_http(reactor: Any, dsn: str, repeat: int) -> list[tuple[str, float
 
     from dhis2gw.config import load_config
     from dhis2gw.runtime.embedded import free_port
-    from dhis2gw.tap import build_gateway
+    from dhis2gw.wiring.root import build_gateway
     from tests.support.fake_auth import StaticAuthenticator
     from tests.support.services import delete_redis_prefix, redis_prefix, test_environ
 

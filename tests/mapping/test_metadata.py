@@ -92,3 +92,44 @@ class MetadataCacheTests(MappingRig):
         unknown = await self.call("POST", "/api/v2/metadata/refresh?destination=nope")
         self.assertEqual(unknown.code, 404)
         self.assertEqual((await self.call("POST", "/api/v2/metadata/refresh", headers=SUBMITTER)).code, 403)
+
+
+class MetadataRefreshJobTests(MappingRig):
+    """The ``metadata_refresh`` cron job the composition root schedules, fired on a Clock."""
+
+    prevalidate = False
+
+    async def test_the_cron_fires_metadata_refresh(self) -> None:
+        """At the job's cron time the cron service refreshes every destination's metadata from
+        DHIS2, persists it, and records the run with what was refreshed."""
+        from datetime import datetime, timezone
+
+        from twisted.internet.task import deferLater
+
+        from dhis2gw.runtime.cron import Cron, JobRunner
+        from dhis2gw.storage.cron_runs import CronRunStore
+        from dhis2gw.wiring.features import METADATA_REFRESH_CRON, metadata_job
+
+        clock = Clock()
+        clock.advance(datetime(2024, 3, 1, 5, 0, tzinfo=timezone.utc).timestamp())
+        job = metadata_job(self.metadata)
+        self.assertEqual((job.name, job.cron_expression), ("metadata_refresh", METADATA_REFRESH_CRON))
+        cron = Cron(clock, JobRunner(CronRunStore(self.db)), [job], timezone.utc)
+        cron.startService()
+        self.addCleanup(cron.stopService)
+        self.assertEqual(cron.next_run("metadata_refresh"), datetime(2024, 3, 1, 6, 0, tzinfo=timezone.utc))
+        self.assertEqual(self.metadata.state("main"), "empty")
+        reads = sum(1 for r in self.sim.store.requests if r.path.endswith("/dataSets"))
+        clock.advance(3600)
+        for _ in range(50):
+            running = cron.in_flight()
+            if not running:
+                break
+            await defer.DeferredList(running)
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(self.metadata.state("main"), "fresh")
+        self.assertGreater(sum(1 for r in self.sim.store.requests if r.path.endswith("/dataSets")), reads)
+        rows = await self.db.fetch("t", "SELECT outcome, detail FROM cron_runs WHERE job = 'metadata_refresh'")
+        self.assertEqual([(r["outcome"], r["detail"]) for r in rows], [("ok", {"refreshed": ["main"], "failed": {}})])
+        persisted = await self.db.fetch("t", "SELECT count(*) AS n FROM metadata_cache WHERE destination = 'main'")
+        self.assertGreater(persisted[0]["n"], 0)

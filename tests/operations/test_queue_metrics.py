@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
-from dhis2gw.metrics import GatewayMetrics
+from dhis2gw.operations.metrics import GatewayMetrics
 from tests.operations.support import OperationsTestCase, real_auth_available
 
 

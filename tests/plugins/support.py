@@ -13,7 +13,7 @@ from twisted.logger import globalLogPublisher
 
 from dhis2gw.config import load_config
 from dhis2gw.runtime.lifecycle import OrderedServices
-from dhis2gw.tap import Gateway
+from dhis2gw.wiring.root import Gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "plugins"

@@ -9,7 +9,7 @@ from twisted.trial.unittest import TestCase
 
 from dhis2gw.config import load_config
 from dhis2gw.runtime.embedded import free_port
-from dhis2gw.tap import Gateway, build_gateway
+from dhis2gw.wiring.root import Gateway, build_gateway
 from tests.support.services import delete_redis_prefix, migrated_database, redis_prefix, test_environ
 
 

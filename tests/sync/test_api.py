@@ -7,29 +7,40 @@ import treq
 from twisted.internet import reactor
 
 from dhis2gw.runtime.cron import Cron
-from dhis2gw.tap import Gateway, build_gateway
+from dhis2gw.wiring.root import build_gateway
 from tests.support.fake_auth import StaticAuthenticator
 from tests.sync.support import SyncRig
 
 
 class OrgUnitApiTests(SyncRig):
-    """The areas installed by ``dhis2gw.sync.wiring.install`` on a Router with the test authenticator."""
+    """The sync's areas, built as the composition root builds them, on a Router with the test authenticator."""
 
     async def rig_setup(self) -> None:
         await super().rig_setup()
         from dhis2gw.api.routing import Router
         from dhis2gw.api.site import GatewaySite
-        from dhis2gw.runtime.lifecycle import OrderedServices
-        from dhis2gw.sync.wiring import install
+        from dhis2gw.api.sync import CronApi, OrgUnitsApi
+        from dhis2gw.kinds.orgunit import OrgUnitKind
+        from dhis2gw.runtime.cron import JobRunner
+        from dhis2gw.storage.cron_runs import CronRunStore
+        from dhis2gw.storage.orgunit_propagation import PropagationStore
+        from dhis2gw.storage.orgunit_tree import OrgUnitStore
+        from dhis2gw.wiring import features
 
         self.start_dispatcher()
-        self.gateway = Gateway(config=self.config, reactor=reactor, role="all", service=OrderedServices(),
-                               db=self.db, redis=self.redis, queue=self.queue, store=self.store,
-                               destinations=self.destinations, dispatcher=self.dispatcher)
-        install(self.gateway)
+        config = self.config
+        sync = features.build_sync(config, self.db, self.destinations.clients, self.store, self.queue,
+                                   self.dispatcher)
+        self.kind = OrgUnitKind(PropagationStore(self.db))
+        jobs = [features.sync_job(config, sync, "cron"), features.reconcile_job(config, self.dispatcher)]
+        runs = CronRunStore(self.db)
+        runner = JobRunner(runs)
+        self.cron_service = Cron(reactor, runner, jobs, config.server.tzinfo, ready=self.db.started)
         router = Router(StaticAuthenticator())
-        for prefix, area in self.gateway.areas:
-            router.mount(prefix, area)
+        router.mount("/api/v2", OrgUnitsApi(OrgUnitStore(self.db), PropagationStore(self.db), runner,
+                                            features.sync_job(config, sync, "manual"),
+                                            config.api.dhis2_district_oulevel_name))
+        router.mount("/api/v2", CronApi(runs, jobs, config.server.tzinfo, reactor, self.cron_service, "all"))
         self.routes = {(r.spec.method, r.full_path) for r in router.routes}
         port = reactor.listenTCP(0, GatewaySite(router.resource(), max_body_bytes=1 << 20), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -43,8 +54,7 @@ class OrgUnitApiTests(SyncRig):
     async def test_sync_now_then_query_the_tree(self) -> None:
         """An operator runs the sync; any user then filters the copied tree by level, parent, path,
         text and district (by the configured district level name), page by page."""
-        self.assertEqual(self.gateway.kinds["orgunit"].name, "orgunit")
-        self.assertIsInstance(self.gateway.parts["cron"], Cron)
+        self.assertEqual(self.kind.name, "orgunit")
         self.assertTrue({("GET", "/api/v2/orgunits"), ("POST", "/api/v2/sync/orgunits"),
                          ("GET", "/api/v2/cron")} <= self.routes)
         code, body = await self.call("GET", "/orgunits", "submitter")
@@ -106,7 +116,8 @@ class OrgUnitApiTests(SyncRig):
         for role, has_cron in (("api", False), ("worker", True), ("all", True)):
             gateway = build_gateway(self.config, reactor, role)
             self.assertIn("orgunit", gateway.kinds)
-            self.assertEqual(isinstance(gateway.parts.get("cron"), Cron), has_cron, role)
+            self.assertEqual(isinstance(gateway.cron, Cron), has_cron, role)
+            self.assertIn("metadata_refresh", [job.name for job in gateway.cron_jobs])
             self.assertEqual(any(isinstance(s, Cron) for s in gateway.service), has_cron, role)
             paths = {r.full_path for r in gateway.router.routes}
             self.assertTrue({"/api/v2/orgunits", "/api/v2/sync/orgunits", "/api/v2/cron"} <= paths, role)

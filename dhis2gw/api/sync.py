@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import ANY_USER, OPERATOR, Call, Response, route
-from dhis2gw.runtime.cron import CronJob, JobBusy, JobRunner, next_fire_time
+from dhis2gw.runtime.cron import Cron, CronJob, JobBusy, JobRunner, next_fire_time
 from dhis2gw.storage.cron_runs import CronRunStore
 from dhis2gw.storage.orgunit_propagation import PropagationStore
 from dhis2gw.storage.orgunit_tree import OrgUnitStore, UnitQuery
@@ -101,22 +101,22 @@ class OrgUnitsApi:
 class CronApi:
     """``GET /cron``: the jobs, their next run and their last outcome (admin, operator)."""
 
-    def __init__(self, runs: CronRunStore, jobs: Callable[[], list[CronJob]], timezone: Any,
-                 clock: Any, scheduler: Callable[[], Any], role: str) -> None:
+    def __init__(self, runs: CronRunStore, jobs: list[CronJob], timezone: Any,
+                 clock: Any, cron: Optional[Cron], role: str) -> None:
         self.runs = runs
         self.jobs = jobs
         self.timezone = timezone
         self.clock = clock
-        self.scheduler = scheduler  # () -> Cron service or None (not on this role)
+        self.cron = cron  # None: no scheduler on this role
         self.role = role
 
     @route("GET", "/cron", roles=OPERATOR, summary="Scheduled jobs, next run and last outcome", tags=("cron",))
     async def list_jobs(self, call: Call) -> dict[str, Any]:
         last = await self.runs.last_runs()
-        cron = self.scheduler()
+        cron = self.cron
         now = datetime.fromtimestamp(self.clock.seconds(), self.timezone)
         items = []
-        jobs = list(cron.jobs.values()) if cron is not None and cron.scheduler is not None else self.jobs()
+        jobs = list(cron.jobs.values()) if cron is not None and cron.scheduler is not None else self.jobs
         for job in jobs:
             nxt = cron.next_run(job.name) if cron is not None and cron.scheduler is not None else None
             nxt = nxt or next_fire_time(job.cron_expression, self.timezone, now)

@@ -3,26 +3,27 @@
 Each gateway has its own ``CollectorRegistry`` (never the process-global default), so two
 gateways in one test process do not share numbers. Three kinds of sources:
 
-* events counted as they happen: delivery attempts (a worker observer), finished HTTP requests
-  (a site finish observer), lease expiries and reconciler repairs (wrapped dispatcher steps);
+* events counted as they happen: delivery attempts, lease expiries and reconciler repairs (observers
+  registered on the dispatcher's `DeliveryEvents`), finished HTTP requests (a site finish observer);
 * live objects read at collection time without I/O: breaker state, attempts in flight, the
   request-log writer's drop counter;
 * numbers that need Redis or PostgreSQL (queue depth, oldest waiting row): refreshed by the
   ``/metrics`` handler just before it renders, each source with a timeout, so a dead Redis
   makes the scrape report ``dhis2gw_scrape_errors_total`` instead of failing.
+
+``GET /metrics`` itself is `dhis2gw.api.metrics.MetricsApi`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dhis2gw.api.routing import Call, Response, route
 
 BREAKER_STATES = ("closed", "open", "half_open")
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -187,57 +188,3 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of this gateway's registry."""
         return generate_latest(self.registry)
-
-
-class MetricsApi:
-    """``GET /metrics`` (unversioned; public, as Prometheus scrapes without credentials)."""
-
-    def __init__(self, metrics: GatewayMetrics, queue: Any, logs: Any, destinations: Callable[[], list[str]],
-                 timeout: float = 2.0) -> None:
-        self.metrics = metrics
-        self.queue = queue
-        self.logs = logs
-        self.destinations = destinations
-        self.timeout = timeout
-
-    @route("GET", "/metrics", public=True, summary="Prometheus metrics (text exposition format)",
-           tags=("health",), response_schema={"type": "string", "contentMediaType": "text/plain"})
-    async def metrics_text(self, call: Call) -> Response:
-        await self.metrics.refresh(self.queue, self.logs, self.destinations, self.timeout)
-        return Response(raw=self.metrics.render(), content_type=CONTENT_TYPE_LATEST)
-
-
-def observe_dispatcher(dispatcher: Optional[Any], metrics: GatewayMetrics) -> None:
-    """Feed a dispatcher's outcomes, lease expiries and reconciler repairs into ``metrics``.
-
-    Attempts: each worker's ``observer`` (chained with one already set). Reaper and reconciler:
-    the dispatcher's own ``reap``/``reconcile`` are wrapped on the instance; its loops look the
-    methods up when the service starts, after installers run, so the wrappers are what runs.
-    """
-    if dispatcher is None:
-        return
-    for worker in dispatcher.workers.values():
-        previous = worker.observer
-
-        def observer(dest: str, row: dict[str, Any], outcome: Any, stage: str,
-                     previous: Optional[Callable[..., None]] = previous) -> None:
-            metrics.delivery_recorded(dest, row, outcome, stage)
-            if previous is not None:
-                previous(dest, row, outcome, stage)
-
-        worker.observer = observer
-    original_reap = dispatcher.reap
-    original_reconcile = dispatcher.reconcile
-
-    async def reap() -> list[tuple[str, int]]:
-        recovered = await original_reap()
-        metrics.leases_expired(recovered)
-        return recovered
-
-    async def reconcile(*args: Any, **kwargs: Any) -> Any:
-        report = await original_reconcile(*args, **kwargs)
-        metrics.reconciled(report)
-        return report
-
-    dispatcher.reap = reap
-    dispatcher.reconcile = reconcile
