@@ -122,5 +122,21 @@ class ExampleKindInputTests(DeliveryRig):
         self.assertEqual((caught.exception.status, caught.exception.details["errors"][0]["field"]),
                          (400, "dataValues/OPD"))
 
+    async def test_prepare_refuses_dates_that_do_not_exist_or_lie_ahead(self) -> None:
+        """"Today" is the context's clock: tomorrow is accepted (time zones east of UTC), the day after is
+        a 422; 2025-02-30 is a 400."""
+        tomorrow = await self.event_kind.prepare(IngestRequest(dict(EVENT_BODY, occurredAt="2025-06-11"), None,
+                                                               None, "main", "main"))
+        self.assertEqual(tomorrow.dhis2_payload["events"][0]["occurredAt"], "2025-06-11")
+        for text, status in (("2025-06-12", 422), ("2025-06-12T08:00:00", 422), ("2025-02-30", 400)):
+            with self.assertRaises(KindError) as caught:
+                await self.event_kind.prepare(IngestRequest(dict(EVENT_BODY, occurredAt=text), None, None,
+                                                            "main", "main"))
+            self.assertEqual((caught.exception.status, caught.exception.details["errors"][0]["field"]),
+                             (status, "occurredAt"), text)
+        self.clock.advance(86400)
+        await self.event_kind.prepare(IngestRequest(dict(EVENT_BODY, occurredAt="2025-06-12"), None, None,
+                                                    "main", "main"))
+
     def setUp(self) -> defer.Deferred[Any]:
         return defer.Deferred.fromCoroutine(self.rig_setup())
