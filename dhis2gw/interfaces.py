@@ -4,13 +4,21 @@ Contract for every method: it is ``async`` (or returns a Deferred), never blocks
 and reports expected problems as typed values — ``KindError`` for bad input at ingest, an
 ``Outcome`` for what DHIS2 said — rather than raising arbitrary exceptions. An unexpected
 exception in ``deliver`` is logged and counted as a job-level failure (it spends a retry).
+
+Plugins get the gateway only as a ``dhis2gw.wiring.context.PluginContext``: ``run(context)``,
+``api_area(context)`` and, on any plugin object that has one, an optional ``setup(context)``
+called once by the loader before the object is registered (to read settings, add ingest checks,
+outcome observers, queue lanes or services). Plugins never see the database or the dispatcher.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from dhis2gw.wiring.context import PluginContext
 
 
 class KindError(Exception):
@@ -65,8 +73,8 @@ class ISubmissionKind(Interface):
     def deliver(client: Any, submission: dict[str, Any], context: Any) -> Any:
         """Send one submission row to DHIS2 with ``client`` (async); return an ``Outcome``.
 
-        ``context`` offers ``save_job(job_id)`` (persist an async DHIS2 job before polling) and
-        ``clock``. Must not raise for DHIS2-side problems: the client already turns them into
+        ``context`` is the delivery context of this attempt (not the ``PluginContext``): it offers
+        ``save_job(job_id)`` (persist an async DHIS2 job before polling) and ``clock``. Must not raise for DHIS2-side problems: the client already turns them into
         Outcomes.
         """
 
@@ -77,8 +85,9 @@ class ICronJob(Interface):
     name = Attribute("Unique job name.")
     cron_expression = Attribute("Five-field cron expression, in the configured timezone.")
 
-    def run(gateway: Any) -> Any:
-        """Do the work (async); return a small JSON-able dict of counts for the run log."""
+    def run(context: PluginContext) -> Any:
+        """Do the work (async) with what ``context`` offers; return a small JSON-able dict of
+        counts for the run log. Runs on worker processes only (roles ``all`` and ``worker``)."""
 
 
 class IApiExtension(Interface):
@@ -86,5 +95,6 @@ class IApiExtension(Interface):
 
     name = Attribute("Mount name: routes appear under /api/v2/ext/<name>.")
 
-    def api_area(gateway: Any) -> Any:
-        """Return an object whose methods carry ``@route`` declarations (dhis2gw.api.routing)."""
+    def api_area(context: PluginContext) -> Any:
+        """Return an object whose methods carry ``@route`` declarations (dhis2gw.api.routing),
+        built with what it needs from ``context``; called once, after ``setup``."""

@@ -11,10 +11,15 @@ directory (``server.plugins_directory``), the gateway serves::
 
 and delivers each one to DHIS2 as ``POST /api/tracker`` ``{"events": [ … ]}``.
 
+What it needs from the gateway it takes in ``setup(context)`` from the ``PluginContext`` (here
+only the clock: "today" is ``context.reactor.seconds()``, never ``time.time()``, so tests drive
+it with a ``task.Clock``).
+
 The three rules every kind keeps:
 
 1. ``prepare`` checks what the JSON schema cannot and raises ``KindError`` (400/422) for input
-   DHIS2 would refuse anyway; what it returns is stored and never recomputed.
+   DHIS2 would refuse anyway (here: keys that are not UIDs, a date that does not exist or lies in
+   the future); what it returns is stored and never recomputed.
 2. Retries must be idempotent: the event UID is fixed at ingest (``generate_uid``) and the import
    uses CREATE_AND_UPDATE, so a retry after a lost reply updates the same event.
 3. ``deliver`` only talks to DHIS2 through the ``client`` it is given and returns its ``Outcome``
@@ -22,13 +27,16 @@ The three rules every kind keeps:
 """
 from __future__ import annotations
 
-from typing import Any
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Optional
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from dhis2gw.dhis2.uids import generate_uid, is_valid_uid
 from dhis2gw.interfaces import IngestRequest, ISubmissionKind, KindError, Prepared
+from dhis2gw.wiring.context import PluginContext
 
 UID = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]{10}$"}
 
@@ -69,14 +77,37 @@ class SingleEventKind:
     endpoint = "/submissions/event"
     request_schema = EVENT_SCHEMA
 
+    def __init__(self) -> None:
+        self.clock: Optional[IReactorTime] = None
+
+    def setup(self, context: PluginContext) -> None:
+        """Called once by the plugin loader: keep what ``prepare`` needs from the context."""
+        self.clock = context.reactor
+
+    def _occurred_on(self, text: str) -> date:
+        """The event date: 400 when it does not exist, 422 when it is after today (UTC)."""
+        try:
+            day = date.fromisoformat(text[:10])
+        except ValueError:
+            raise KindError(400, "validation_failed", "occurredAt is not a date",
+                            {"errors": [{"field": "occurredAt", "message": f"{text!r} is not a date"}]}) from None
+        assert self.clock is not None, "setup(context) is called before the kind is used"
+        today = datetime.fromtimestamp(self.clock.seconds(), tz=timezone.utc).date()
+        if day > today + timedelta(days=1):  # a day of slack for time zones east of UTC
+            raise KindError(422, "validation_failed", "occurredAt is in the future",
+                            {"errors": [{"field": "occurredAt", "message": f"{text} is after {today}"}]})
+        return day
+
     async def prepare(self, request: IngestRequest) -> Prepared:
-        """Build the tracker payload; 400 for data element keys that are not UIDs."""
+        """Build the tracker payload; 400 for data element keys that are not UIDs or a date that
+        does not exist, 422 for a date in the future."""
         body = request.body
         bad = [key for key in body["dataValues"] if not is_valid_uid(key)]
         if bad:
             raise KindError(400, "validation_failed", "dataValues keys must be data element UIDs",
                             {"errors": [{"field": f"dataValues/{key}", "message": "not a DHIS2 UID"}
                                         for key in bad]})
+        self._occurred_on(body["occurredAt"])
         event = {
             "event": body.get("event") or generate_uid(),
             "program": body["program"],

@@ -13,8 +13,8 @@ Pieces:
   counts. It exists on every role, so ``POST /sync/orgunits`` works on an API-only process too.
 * `Cron` — the service owning the scheduler: every `CronJob` with a crontab expression in the
   configured time zone, ``max_instances=1``, ``coalesce=True``, ``misfire_grace_time``.
-  Plugin jobs (`dhis2gw.interfaces.ICronJob`) are read from ``gateway.parts["cron_jobs"]`` when
-  the service starts, so installers that run after this one can still add jobs.
+  The composition root hands it every job at construction: the built-in ones and the plugins'
+  `dhis2gw.interfaces.ICronJob` (``dhis2gw.wiring.features``).
 * Time is injected: the scheduler's "now" is ``clock.seconds()`` (APScheduler reads
   ``datetime.now`` in its job loop; that name is pointed at the clock while the scheduler's own
   methods run, always in the reactor thread), and its wake-ups are ``clock.callLater`` calls, so a

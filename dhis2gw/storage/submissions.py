@@ -35,6 +35,16 @@ def request_hash(body: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def follow_up_key(prefix: str, uid: str, attempts: int) -> str:
+    """The idempotency key of the follow-up submission (e.g. a callback) of one final outcome.
+
+    ``<prefix><uid>:<attempts>``: one follow-up per final outcome, whoever creates it first; a
+    requeued submission's next final outcome has another attempt count, so it gets its own.
+    ``SubmissionStore.finished_without_follow_up`` builds the same key in SQL.
+    """
+    return f"{prefix}{uid}:{attempts}"
+
+
 def utc(seconds: float) -> datetime:
     """A clock reading as an aware UTC datetime (for columns the clock decides)."""
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
@@ -141,6 +151,34 @@ class SubmissionStore:
         """Number of submissions per status."""
         rows = await self.db.fetch("submission.counts", "SELECT status, count(*) AS n FROM submissions GROUP BY status")
         return {r["status"]: int(r["n"]) for r in rows}
+
+    async def finished_without_follow_up(self, follow_up_kind: str, key_prefix: str, *, payload_field: str,
+                                         submitter_ids: Sequence[int], window_seconds: float,
+                                         grace_seconds: float, after_id: int = 0,
+                                         limit: int = 500) -> list[dict[str, Any]]:
+        """Final submissions that should have a follow-up of ``follow_up_kind`` and have none.
+
+        A row qualifies when it is final, not itself of ``follow_up_kind``, was created within the
+        last ``window_seconds`` and finished more than ``grace_seconds`` ago (the normal path has
+        had its chance), its payload has ``payload_field`` or its submitter is one of
+        ``submitter_ids``, and no submission of ``follow_up_kind`` by the same submitter has the
+        idempotency key ``follow_up_key(key_prefix, uid, attempts)``. At most ``limit`` rows with
+        ``id > after_id``, in id order (keyset pages); columns id, uid, kind, destination,
+        submitter_id, status, attempts, http_status, payload.
+        """
+        return await self.db.fetch(
+            "submission.finished_without_follow_up",
+            "SELECT s.id, s.uid, s.kind, s.destination, s.submitter_id, s.status, s.attempts, s.http_status,"
+            " s.payload FROM submissions s WHERE s.status IN ('delivered', 'partial', 'rejected', 'failed')"
+            " AND s.kind <> %s AND s.created_at > now() - make_interval(secs => %s)"
+            " AND s.finished_at < now() - make_interval(secs => %s) AND s.id > %s"
+            " AND (s.payload ? %s OR s.submitter_id = ANY(%s))"
+            " AND NOT EXISTS (SELECT 1 FROM submissions c WHERE c.kind = %s"
+            " AND c.submitter_id IS NOT DISTINCT FROM s.submitter_id"
+            " AND c.idempotency_key = %s || s.uid || ':' || s.attempts)"
+            " ORDER BY s.id LIMIT %s",
+            (follow_up_kind, window_seconds, grace_seconds, after_id, payload_field, list(submitter_ids),
+             follow_up_kind, key_prefix, limit))
 
     # --- delivery ----------------------------------------------------------------------
     async def start_attempt(self, submission_id: int, token: str, destination: str) -> Optional[dict[str, Any]]:

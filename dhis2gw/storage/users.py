@@ -61,6 +61,12 @@ class UserStore:
         """The user with public id ``uid`` (no password hash), or None."""
         return await self.db.fetch_one("users.get", f"SELECT {USER_COLUMNS} FROM users WHERE uid = %s", (uid,))
 
+    async def callback_allowed(self, user_id: int) -> bool:
+        """The ``callback_allowed`` permission of the user with id ``user_id`` (False for no such user)."""
+        row = await self.db.fetch_one("users.callback_allowed", "SELECT callback_allowed FROM users WHERE id = %s",
+                                      (user_id,))
+        return bool(row and row["callback_allowed"])
+
     async def username_taken(self, username: str, except_uid: Optional[str] = None) -> bool:
         """True when another user has ``username`` (case-insensitive)."""
         row = await self.db.fetch_one(

@@ -13,7 +13,9 @@ dispatcher → auth and the request log → plugins → sync and cron → operat
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Optional
 
 from dhis2gw import __version__
@@ -85,6 +87,7 @@ class Gateway:
     auth: AuthServices
     request_log: RequestLogWriter
     mappings: features.Mappings
+    context: PluginContext
     plugins: PluginLoad
     orgunit_sync: Optional[HierarchySync]
     cron_jobs: list[CronJob]
@@ -158,9 +161,10 @@ def build_gateway(config: Config, reactor: Any, role: str = "all", embedded: Opt
 
     # --- plugins: their kinds, lanes, observers, body checks, services, areas and jobs ------------
     ingest_checks: list[Any] = []
-    context = PluginContext(reactor=reactor, config=config, role=role, submissions=store, users=auth.users,
-                            dhis2=clients, queue=QueueOperations(queue, dispatcher), outcomes=events.outcomes,
-                            ingest_checks=ingest_checks, add_service=lambda s: s.setServiceParent(root))
+    context = PluginContext(reactor=reactor, config=config, role=role, environ=os.environ, submissions=store,
+                            users=auth.users, dhis2=MappingProxyType(clients), queue=QueueOperations(queue, dispatcher),
+                            outcomes=events.outcomes, ingest_checks=ingest_checks,
+                            add_service=lambda s: s.setServiceParent(root))
     plugins = load_plugins(context, kinds, config.server.plugins_directory)
 
     # --- org-unit sync and cron -------------------------------------------------------------------
@@ -213,7 +217,8 @@ def build_gateway(config: Config, reactor: Any, role: str = "all", embedded: Opt
         listener.setServiceParent(root)
     return Gateway(config=config, reactor=reactor, role=role, service=root, db=db, redis=redis,
                    destinations=destinations, queue=queue, store=store, events=events, kinds=kinds,
-                   dispatcher=dispatcher, auth=auth, request_log=request_log, mappings=mappings, plugins=plugins,
+                   dispatcher=dispatcher, auth=auth, request_log=request_log, mappings=mappings, context=context,
+                   plugins=plugins,
                    orgunit_sync=sync, cron_jobs=cron_jobs, cron=cron, logs=logs, requeue=requeue, metrics=metrics,
                    router=router, areas=mounted, site=site, listener=listener)
 

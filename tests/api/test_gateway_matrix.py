@@ -19,7 +19,7 @@ class GatewayAuthMatrixTests(GatewayTestCase):
 
     async def test_every_route_follows_the_matrix(self) -> None:
         """401/403/allowed exactly as the role table says, on every route the gateway serves."""
-        creds = await prepare_credentials(self.gateway.parts["auth"])
+        creds = await prepare_credentials(self.gateway.auth)
 
         async def send(method: str, path: str, headers: dict[str, str],
                        body: Optional[bytes]) -> tuple[int, bytes, dict[str, str]]:

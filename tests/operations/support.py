@@ -85,7 +85,7 @@ class OperationsTestCase(GatewayTestCase):
 
     async def wait_job(self, job_id: str) -> None:
         """Wait for a requeue job of this process to end."""
-        d = self.gateway.parts["requeue"].running_jobs.get(job_id)
+        d = self.gateway.requeue.running_jobs.get(job_id)
         if d is not None:
             waiter: defer.Deferred[Any] = defer.Deferred()
             d.addBoth(lambda r: (waiter.callback(None), r)[1])

@@ -182,7 +182,7 @@ class LogsFilterTests(OperationsTestCase):
         """Past the count cap the total is PostgreSQL's estimate, flagged total_exact=false; below it, exact."""
         code, body = await self.call("GET", "/api/v2/logs?page_size=5")
         self.assertEqual((body["total"], body["total_exact"]), (len(ROWS) + BULK, True))
-        self.gateway.parts["logs"].count_cap = 10
+        self.gateway.logs.count_cap = 10
         code, body = await self.call("GET", "/api/v2/logs?page_size=5")
         self.assertEqual(code, 200)
         self.assertFalse(body["total_exact"])

@@ -1,4 +1,4 @@
-"""Helpers for plugin tests: a Gateway assembled from test parts, and temporary plugin directories."""
+"""Helpers for plugin tests: a PluginContext assembled from test parts, and temporary plugin directories."""
 from __future__ import annotations
 
 import os
@@ -11,25 +11,35 @@ from typing import Any, Optional
 
 from twisted.logger import globalLogPublisher
 
-from dhis2gw.config import load_config
+from dhis2gw.config import Config, load_config
+from dhis2gw.delivery.observers import OutcomeObservers
 from dhis2gw.runtime.lifecycle import OrderedServices
-from dhis2gw.wiring.root import Gateway
+from dhis2gw.storage.submissions import SubmissionStore
+from dhis2gw.storage.users import UserStore
+from dhis2gw.wiring.context import PluginContext, QueueOperations
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "plugins"
 
 
-def make_gateway(reactor: Any, plugins_dir: Path = SHIPPED, role: str = "api", env: Optional[dict[str, str]] = None,
-                 **parts: Any) -> Gateway:
-    """A Gateway with a real configuration and whatever parts a test passes (db, store, queue, …)."""
+def make_config(plugins_dir: Path = SHIPPED, env: Optional[dict[str, str]] = None) -> Config:
+    """A real configuration whose plugins directory is ``plugins_dir`` (plus ``env`` settings)."""
     environ = {"DHIS2GW_PLUGINS_DIR": str(plugins_dir), "DHIS2GW_JWT_SECRET": "s" * 40}
     environ.update(env or {})
-    config = load_config(None, environ)
-    gateway = Gateway(config=config, reactor=reactor, role=role, service=OrderedServices(),
-                      db=parts.pop("db", None), redis=parts.pop("redis", None))
-    for key, value in parts.items():
-        setattr(gateway, key, value)
-    return gateway
+    return load_config(None, environ)
+
+
+def make_context(reactor: Any, *, config: Optional[Config] = None, role: str = "api", db: Any = None,
+                 submissions: Optional[SubmissionStore] = None, queue: Any = None, dispatcher: Any = None,
+                 outcomes: Optional[OutcomeObservers] = None, service: Optional[OrderedServices] = None,
+                 dhis2: Optional[dict[str, Any]] = None) -> PluginContext:
+    """A PluginContext over test parts, as the composition root builds it (services join ``service``)."""
+    tree = service if service is not None else OrderedServices()
+    return PluginContext(
+        reactor=reactor, config=config or make_config(), role=role, environ=os.environ,
+        submissions=submissions or SubmissionStore(db), users=UserStore(db), dhis2=dict(dhis2 or {}),
+        queue=QueueOperations(queue, dispatcher), outcomes=outcomes if outcomes is not None else OutcomeObservers(),
+        ingest_checks=[], add_service=lambda child: child.setServiceParent(tree))
 
 
 class PluginDir:

@@ -12,8 +12,10 @@ from twisted.internet.task import deferLater
 from twisted.web import resource, server
 
 from dhis2gw.delivery.dispatcher import Dispatcher
-from dhis2gw.plugins_loader import load_plugins
-from tests.plugins.support import create_user, isolate_plugin_path, make_gateway, restore_env, unset_env
+from dhis2gw.delivery.observers import DeliveryEvents
+from dhis2gw.runtime.lifecycle import OrderedServices
+from dhis2gw.wiring.plugins import load_plugins
+from tests.plugins.support import SHIPPED, create_user, isolate_plugin_path, make_context, restore_env, unset_env
 from tests.support.delivery import DeliveryRig, FACILITIES
 
 SECRET = "callback-test-secret-0123456789"
@@ -96,16 +98,16 @@ class CallbackTests(DeliveryRig):
         self.addCleanup(port.stopListening)
         self.receiver_url = f"http://127.0.0.1:{port.getHost().port}/hooks/dhis2"
         os.environ.setdefault("DHIS2GW_CALLBACK_ALLOWED_URLS", f"http://127.0.0.1:{port.getHost().port}/hooks")
-        dispatcher: Dispatcher = self.make_dispatcher(start=False)
-        gateway = make_gateway(reactor, role="all", db=self.db, store=self.store, queue=self.queue,
-                               dispatcher=dispatcher)
-        gateway.kinds.update(self.kinds)
-        self.kinds.update(gateway.kinds)
-        load_plugins(gateway)
-        self.kinds.update(gateway.kinds)  # the dispatcher shares this dict: now it knows "callback"
-        dispatcher.setServiceParent(gateway.service)  # stops before the plugin's service, as in tap.py
-        gateway.service.startService()
-        self.addCleanup(gateway.service.stopService)
+        events = DeliveryEvents()
+        outcomes = events.outcomes
+        dispatcher: Dispatcher = self.make_dispatcher(start=False, events=events)
+        services = OrderedServices()
+        context = make_context(reactor, role="all", db=self.db, submissions=self.store, queue=self.queue,
+                               dispatcher=dispatcher, outcomes=outcomes, service=services)
+        load_plugins(context, self.kinds, str(SHIPPED))  # the dispatcher shares self.kinds: it knows "callback"
+        dispatcher.setServiceParent(services)  # stops before the plugin's service, as in the composition root
+        services.startService()
+        self.addCleanup(services.stopService)
         return receiver
 
     async def wait_received(self, receiver: Receiver, n: int) -> None:

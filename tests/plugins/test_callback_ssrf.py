@@ -11,32 +11,24 @@ import os
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import resource, server
 
+from dhis2gw.callbacks.sender import CallbackSender
+from dhis2gw.callbacks.settings import CallbackSettings
+from dhis2gw.callbacks.submitters import CallbackSubmitters
 from dhis2gw.outbound import AllowRule, OutboundPolicy
 from tests.plugins import test_callback as base
 
 PUBLIC = "https://hooks.example.org"
 
 
-def _plugin(allowed: str = "", networks: str = "", resolver: Any = None, **env: str) -> Any:
-    """A CallbackKind wired to nothing but the reactor (enough for ``deliver``)."""
-    from plugins.callback import CallbackKind, CallbackSettings
-
-    kind = CallbackKind()
+def _sender(allowed: str = "", networks: str = "", resolver: Any = None, **env: str) -> CallbackSender:
+    """The callback plugin's sender wired to nothing but the reactor (no submitter: no database)."""
     environ = {"DHIS2GW_CALLBACK_SECRET": base.SECRET, "DHIS2GW_CALLBACK_ALLOWED_URLS": allowed,
                "DHIS2GW_CALLBACK_ALLOWED_NETWORKS": networks, **env}
-    kind.settings = CallbackSettings.from_environ(environ)
-
-    class _Gateway:
-        pass
-
-    kind.gateway = _Gateway()
-    kind.gateway.reactor = reactor
-    kind.resolver = resolver
-    return kind
+    settings = CallbackSettings.from_environ(environ)
+    return CallbackSender(reactor, settings, CallbackSubmitters(None, settings), resolver)  # type: ignore[arg-type]
 
 
 def _submission(url: str) -> dict[str, Any]:
@@ -147,16 +139,16 @@ class DeliverTests(TestCase):
         self.addCleanup(port.stopListening)
         return int(port.getHost().port)
 
-    async def deliver(self, plugin: Any, url: str) -> Any:
-        self.addCleanup(lambda: plugin.pool and plugin.pool.closeCachedConnections())
-        return await plugin.deliver(None, _submission(url), None)
+    async def deliver(self, sender: CallbackSender, url: str) -> Any:
+        self.addCleanup(lambda: defer.Deferred.fromCoroutine(sender.close()))
+        return await sender.deliver(_submission(url))
 
     async def test_loopback_receiver_is_not_contacted(self) -> None:
         """127.0.0.1 on the allow-list but not in an operator's allowed networks: nothing is sent."""
         receiver = base.Receiver([])
         port = self.listen(receiver)
         url = f"http://127.0.0.1:{port}/internal"
-        outcome = await self.deliver(_plugin(allowed=f"http://127.0.0.1:{port}"), url)
+        outcome = await self.deliver(_sender(allowed=f"http://127.0.0.1:{port}"), url)
         self.assertEqual((outcome.kind.value, outcome.reason), ("rejected", "callback_refused"))
         self.assertEqual(receiver.received, [])
 
@@ -171,9 +163,9 @@ class DeliverTests(TestCase):
             return ["127.0.0.1"]
 
         url = f"http://hooks.example.org:{port}/cb"
-        plugin = _plugin(allowed=f"http://hooks.example.org:{port}", resolver=resolver)
-        self.assertIsNone(plugin.settings.url_problem(url))  # passes the URL check …
-        outcome = await self.deliver(plugin, url)
+        sender = _sender(allowed=f"http://hooks.example.org:{port}", resolver=resolver)
+        self.assertIsNone(sender.settings.url_problem(url))  # passes the URL check …
+        outcome = await self.deliver(sender, url)
         self.assertEqual(asked, ["hooks.example.org"])  # … resolved by the gateway at connect time
         self.assertEqual((outcome.kind.value, outcome.reason), ("rejected", "callback_refused"))
         self.assertIn("127.0.0.1", outcome.message)
@@ -185,7 +177,7 @@ class DeliverTests(TestCase):
         async def resolver(host: str, p: int) -> list[str]:
             return ["93.184.216.34", "169.254.169.254"]
 
-        outcome = await self.deliver(_plugin(allowed=PUBLIC, resolver=resolver), PUBLIC + "/cb")
+        outcome = await self.deliver(_sender(allowed=PUBLIC, resolver=resolver), PUBLIC + "/cb")
         self.assertEqual(outcome.reason, "callback_refused")
 
     async def test_redirect_is_not_followed(self) -> None:
@@ -193,8 +185,8 @@ class DeliverTests(TestCase):
         target = base.Receiver([])
         target_port = self.listen(target)
         port = self.listen(_Redirect(f"http://127.0.0.1:{target_port}/internal"))
-        plugin = _plugin(allowed=f"http://127.0.0.1:{port}", networks="127.0.0.1/32")
-        outcome = await self.deliver(plugin, f"http://127.0.0.1:{port}/cb")
+        sender = _sender(allowed=f"http://127.0.0.1:{port}", networks="127.0.0.1/32")
+        outcome = await self.deliver(sender, f"http://127.0.0.1:{port}/cb")
         self.assertEqual((outcome.kind.value, outcome.reason, outcome.http_status),
                          ("rejected", "callback_redirect_refused", 303))
         self.assertEqual(target.received, [])
@@ -203,9 +195,9 @@ class DeliverTests(TestCase):
         """F4: a 400 MB answer is not downloaded: RSS grows < 20 MB; 300 characters are kept."""
         huge = _Huge(400 << 20)
         port = self.listen(huge)
-        plugin = _plugin(allowed=f"http://127.0.0.1:{port}", networks="127.0.0.1/32")
+        sender = _sender(allowed=f"http://127.0.0.1:{port}", networks="127.0.0.1/32")
         before = rss_bytes()
-        outcome = await self.deliver(plugin, f"http://127.0.0.1:{port}/cb")
+        outcome = await self.deliver(sender, f"http://127.0.0.1:{port}/cb")
         growth = rss_bytes() - before
         print(f"\n400 MB answer: RSS grew {growth / 2**20:.1f} MiB; the receiver sent {huge.sent / 2**20:.0f} MiB")
         self.assertEqual(outcome.http_status, 200)
@@ -217,10 +209,10 @@ class DeliverTests(TestCase):
         """A body URL queued under an allow-list entry that an operator has since removed is not called."""
         receiver = base.Receiver([])
         port = self.listen(receiver)
-        plugin = _plugin(allowed="https://hooks.example.org", networks="127.0.0.1/32")
+        sender = _sender(allowed="https://hooks.example.org", networks="127.0.0.1/32")
         submission = _submission(f"http://127.0.0.1:{port}/cb")
         submission["payload"]["url_from"] = "body"
-        self.addCleanup(lambda: plugin.pool and plugin.pool.closeCachedConnections())
-        outcome = await plugin.deliver(None, submission, None)
+        self.addCleanup(lambda: defer.Deferred.fromCoroutine(sender.close()))
+        outcome = await sender.deliver(submission)
         self.assertEqual((outcome.kind.value, outcome.reason), ("rejected", "callback_refused"))
         self.assertEqual(receiver.received, [])

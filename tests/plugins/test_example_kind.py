@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import treq
 from jsonschema import Draft202012Validator
 from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
 
 from dhis2gw.api.routing import Router
 from dhis2gw.api.site import GatewaySite
 from dhis2gw.api.submissions import IngestApi
 from dhis2gw.interfaces import IngestRequest, KindError
-from dhis2gw.plugins_loader import load_plugins
-from tests.plugins.support import create_user, isolate_plugin_path, make_gateway
+from dhis2gw.wiring.plugins import load_plugins
+from tests.plugins.support import SHIPPED, create_user, isolate_plugin_path, make_config, make_context
 from tests.support.delivery import DeliveryRig
 from tests.support.fake_auth import StaticAuthenticator
 
@@ -31,17 +33,16 @@ class ExampleKindDeliveryTests(DeliveryRig):
     async def rig_setup(self) -> None:
         await super().rig_setup()
         isolate_plugin_path(self)
-        self.gateway = make_gateway(reactor, role="all", env={"dhis2_base_url": self.server.base_url, "dhis2_user": "admin",
-                                                              "dhis2_password": "district"},
-                                    db=self.db, store=self.store, queue=self.queue)
-        self.gateway.kinds.update(self.kinds)
-        load_plugins(self.gateway)
-        self.kinds = self.gateway.kinds  # the dispatcher delivers every loaded kind
+        self.config = make_config(env={"dhis2_base_url": self.server.base_url, "dhis2_user": "admin",
+                                       "dhis2_password": "district"})
+        context = make_context(reactor, config=self.config, role="all", db=self.db, submissions=self.store,
+                               queue=self.queue)
+        load_plugins(context, self.kinds, str(SHIPPED))  # the dispatcher delivers every kind of self.kinds
         self.event_kind = self.kinds["event"]
 
     async def serve_ingest(self) -> str:
         router = Router(StaticAuthenticator())
-        router.mount("/api/v2", IngestApi(self.kinds, self.store, self.queue, self.gateway.config.destinations(),
+        router.mount("/api/v2", IngestApi(self.kinds, self.store, self.queue, self.config.destinations(),
                                           wake=self.dispatcher.wake))
         port = reactor.listenTCP(0, GatewaySite(router.resource(), max_body_bytes=1 << 20), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -93,9 +94,11 @@ class ExampleKindInputTests(DeliveryRig):
 
     async def rig_setup(self) -> None:
         isolate_plugin_path(self)
-        gateway = make_gateway(reactor)
-        load_plugins(gateway)
-        self.event_kind = gateway.kinds["event"]
+        self.clock = Clock()
+        self.clock.advance(datetime(2025, 6, 10, 12, tzinfo=timezone.utc).timestamp())
+        kinds: dict[str, Any] = {}
+        load_plugins(make_context(self.clock), kinds, str(SHIPPED))
+        self.event_kind = kinds["event"]
 
     def test_schema_refuses_unknown_fields_and_bad_uids(self) -> None:
         """The JSON schema rejects an unknown property and a malformed org unit, and allows callback_url."""
@@ -118,6 +121,22 @@ class ExampleKindInputTests(DeliveryRig):
                                                         "main", "main"))
         self.assertEqual((caught.exception.status, caught.exception.details["errors"][0]["field"]),
                          (400, "dataValues/OPD"))
+
+    async def test_prepare_refuses_dates_that_do_not_exist_or_lie_ahead(self) -> None:
+        """"Today" is the context's clock: tomorrow is accepted (time zones east of UTC), the day after is
+        a 422; 2025-02-30 is a 400."""
+        tomorrow = await self.event_kind.prepare(IngestRequest(dict(EVENT_BODY, occurredAt="2025-06-11"), None,
+                                                               None, "main", "main"))
+        self.assertEqual(tomorrow.dhis2_payload["events"][0]["occurredAt"], "2025-06-11")
+        for text, status in (("2025-06-12", 422), ("2025-06-12T08:00:00", 422), ("2025-02-30", 400)):
+            with self.assertRaises(KindError) as caught:
+                await self.event_kind.prepare(IngestRequest(dict(EVENT_BODY, occurredAt=text), None, None,
+                                                            "main", "main"))
+            self.assertEqual((caught.exception.status, caught.exception.details["errors"][0]["field"]),
+                             (status, "occurredAt"), text)
+        self.clock.advance(86400)
+        await self.event_kind.prepare(IngestRequest(dict(EVENT_BODY, occurredAt="2025-06-12"), None, None,
+                                                    "main", "main"))
 
     def setUp(self) -> defer.Deferred[Any]:
         return defer.Deferred.fromCoroutine(self.rig_setup())

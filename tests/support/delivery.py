@@ -86,13 +86,13 @@ class DeliveryRig(TestCase):
     def setUp(self) -> defer.Deferred[Any]:
         return defer.Deferred.fromCoroutine(self.rig_setup())
 
-    def make_dispatcher(self, start: bool = True, batching: Any = None) -> Dispatcher:
+    def make_dispatcher(self, start: bool = True, batching: Any = None, events: Any = None) -> Dispatcher:
         dispatcher = Dispatcher(
             reactor, self.queue, self.store, self.kinds, {"main": self.client},
             RetryPolicy(self.backoff_base, self.backoff_base * 4, self.max_retries),
             breaker_threshold=self.breaker_threshold, probe_interval=self.probe_interval,
             housekeeping_interval=0.5, heartbeat_seconds=5, shutdown_timeout=5,
-            max_concurrent={"main": self.max_concurrent}, batching=batching)
+            max_concurrent={"main": self.max_concurrent}, batching=batching, events=events)
         if start:
             dispatcher.startService()
             self.addCleanup(dispatcher.stopService)

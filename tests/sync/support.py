@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from types import SimpleNamespace
 from typing import Any, Iterable, Optional
 
 import yaml
@@ -27,7 +26,7 @@ from dhis2gw.sim import Metadata, Simulator, SimulatorServer
 from dhis2gw.storage.database import Database
 from dhis2gw.storage.orgunit_propagation import PropagationStore
 from dhis2gw.storage.submissions import FINAL_STATES, SubmissionStore
-from dhis2gw.sync.wiring import build_sync
+from dhis2gw.wiring.features import build_sync
 from tests.support.services import delete_redis_prefix, migrated_database, redis_prefix, services, test_environ
 
 ROOT = "pDomLOJBzpp"  # Zambara (level 1) in the bundled country and the generated tree
@@ -120,9 +119,7 @@ class SyncRig(TestCase):
 
     def make_sync(self) -> Any:
         """The HierarchySync exactly as ``dhis2gw.sync.wiring`` builds it for a gateway."""
-        gateway = SimpleNamespace(config=self.config, destinations=self.destinations, db=self.db,
-                                  dispatcher=self.dispatcher, store=self.store, queue=self.queue)
-        return build_sync(gateway)
+        return build_sync(self.config, self.db, self.destinations.clients, self.store, self.queue, self.dispatcher)
 
     async def orgunit_submissions(self) -> list[dict[str, Any]]:
         return await self.db.fetch("t", "SELECT id, destination, status, value_count, dhis2_payload, import_count"

@@ -16,7 +16,7 @@ from twisted.internet import reactor
 from dhis2gw.api.routing import Router
 from dhis2gw.api.site import GatewaySite
 from dhis2gw.api.submissions import IngestApi
-from dhis2gw.kinds.tracker import TrackerApi
+from dhis2gw.api.tracker import TrackerApi
 from tests.support.fake_auth import StaticAuthenticator
 from tests.tracker.rig import FAC_CR, TrackerRig, flat_payload, nested_payload, person
 

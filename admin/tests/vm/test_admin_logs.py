@@ -114,7 +114,7 @@ class LogsViewModelTests(AdminGatewayCase):
         """'Requeue all matching' counts first, then runs as a job whose progress reaches 1."""
         model = await self.logged_in()
         ok, failed = await self._mixed()
-        self.gateway.parts["requeue"].sync_limit = 1  # three rows: the gateway answers with a job
+        self.gateway.requeue.sync_limit = 1  # three rows: the gateway answers with a job
         vm = model.logs
         vm.set_filters(destination="main")
         self.assertEqual(await vm.prepare_requeue_matching(), 3)  # delivered ones are not counted

@@ -1,24 +1,24 @@
-"""Plugin discovery and registration (composition-root installer ``install(gateway)``).
+"""Plugin discovery and registration: ``load_plugins(context, kinds, directory)``.
 
 Discovery is Twisted's: ``getPlugins(ISubmissionKind | ICronJob | IApiExtension, dhis2gw.plugins)``
 over ``dhis2gw.plugins.__path__``, which includes the configured ``server.plugins_directory``.
 Every object found is checked with ``zope.interface.verify.verifyObject``; the built-in kinds
-already in ``gateway.kinds`` (aggregate, tracker, orgunit) go through the same check and are
-listed the same way.
+already in ``kinds`` (aggregate, tracker, orgunit) go through the same check and are listed the
+same way.
 
 A broken plugin never stops the gateway: a module that fails to import, an object that fails
 ``verifyObject``, a ``setup`` that raises or a name already taken is skipped with ONE log line
 naming the plugin and the error, and is listed under ``skipped`` by ``GET /api/v2/plugins``.
 
-Registration:
+Registration (the composition root acts on the returned :class:`PluginLoad`):
 
-* ``ISubmissionKind`` → ``gateway.kinds[name]`` (ingest then serves ``POST /api/v2/submissions/<name>``);
-* ``IApiExtension`` → ``gateway.mount(plugin.api_area(gateway), prefix="/api/v2/ext/<name>")``;
-* ``ICronJob`` → ``gateway.parts["cron_jobs"]`` (scheduled by the cron service at start-up).
+* ``ISubmissionKind`` → ``kinds[name]`` (ingest then serves ``POST /api/v2/submissions/<name>``);
+* ``IApiExtension`` → ``PluginLoad.areas``: ``("/api/v2/ext/<name>", plugin.api_area(context))``;
+* ``ICronJob`` → ``PluginLoad.cron_jobs`` (the cron calls ``await job.run(context)``).
 
-A plugin object may also have a ``setup(gateway)`` method: it is called once, before the object
-is registered, to take what it needs from the gateway (clients, stores, services, outcome
-observers). Delivery outcomes reach plugins through ``outcome_observers(gateway)``.
+A plugin object may also have a ``setup(context)`` method: it is called once, before the object
+is registered, with the :class:`dhis2gw.wiring.context.PluginContext` — the only thing plugins
+are ever given.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import re
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from twisted.logger import Logger
 from twisted.plugin import IPlugin, getPlugins
@@ -37,14 +37,16 @@ from twisted.python.modules import getModule
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
-from dhis2gw.api.routing import OPERATOR, Call, route
 from dhis2gw.interfaces import IApiExtension, ICronJob, ISubmissionKind
+from dhis2gw.wiring.context import PluginContext
 
 log = Logger(namespace="dhis2gw.plugins")
 
 INTERFACES: tuple[tuple[str, Any], ...] = (
     ("ISubmissionKind", ISubmissionKind), ("ICronJob", ICronJob), ("IApiExtension", IApiExtension))
 PACKAGE = "dhis2gw.plugins"
+#: Where an ``IApiExtension`` named ``<name>`` is mounted.
+EXTENSION_PREFIX = "/api/v2/ext/"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -60,6 +62,7 @@ class PluginRecord:
     error: Optional[str] = None
 
     def to_json(self) -> dict[str, Any]:
+        """The record as the API shows it (``error`` only for a skipped one)."""
         out: dict[str, Any] = {"name": self.name, "interfaces": self.interfaces, "origin": self.origin,
                                "module": self.module, "builtin": self.builtin}
         if self.error is not None:
@@ -80,6 +83,21 @@ class PluginReport:
         """Record and log (one line) a plugin that was not loaded."""
         self.skipped.append(PluginRecord(name, interfaces or [], origin, module, error=error))
         log.error("Plugin {name} ({origin}) skipped: {error}", name=name, origin=origin or "?", error=error)
+
+
+@dataclass
+class PluginLoad:
+    """The result of :func:`load_plugins`: the report, and what the composition root must wire.
+
+    :param areas: ``(prefix, area)`` to mount on the router (``@route`` methods of ``area`` under
+        ``prefix``, which is ``/api/v2/ext/<name>``).
+    :param cron_jobs: ``ICronJob`` providers for the cron: ``await job.run(context)`` on
+        ``job.cron_expression`` under the job name ``job.name``.
+    """
+
+    report: PluginReport
+    areas: list[tuple[str, Any]] = field(default_factory=list)
+    cron_jobs: list[Any] = field(default_factory=list)
 
 
 def _one_line(error: BaseException) -> str:
@@ -154,92 +172,65 @@ def verify(plugin: Any, interface_names: list[str]) -> Optional[str]:
     return None
 
 
-# --- outcome observers -------------------------------------------------------------------------
-Observer = Callable[[str, dict[str, Any], Any, str], None]
-
-
-def outcome_observers(gateway: Any) -> list[Observer]:
-    """The list of callables told about every recorded delivery outcome (created on first use).
-
-    Each is called as ``observer(destination, row, outcome, "recorded")`` in the worker, after
-    the outcome is committed. It must return quickly (start any I/O as a Deferred of its own)
-    and never raise; an exception is logged and ignored.
-    """
-    observers: Optional[list[Observer]] = gateway.parts.get("outcome_observers")
-    if observers is not None:
-        return observers
-    observers = gateway.parts["outcome_observers"] = []
-    dispatcher = gateway.dispatcher
-    if dispatcher is None:
-        return observers
-    for worker in dispatcher.workers.values():
-        previous = worker.observer
-
-        def fan_out(dest: str, row: dict[str, Any], outcome: Any, event: str,
-                    previous: Optional[Observer] = previous) -> None:
-            for observer in ([previous] if previous is not None else []) + list(observers):
-                try:
-                    observer(dest, row, outcome, event)
-                except Exception:  # noqa: BLE001 - an observer must never break delivery
-                    log.failure("outcome observer {observer!r} failed", observer=observer)
-
-        worker.observer = fan_out
-    return observers
-
-
-# --- registration ------------------------------------------------------------------------------
-def _register(gateway: Any, plugin: Any, interface_names: list[str], name: str, mounted: set[str]) -> None:
-    """Add one verified object to the gateway (raises ValueError for a name clash)."""
-    if "ISubmissionKind" in interface_names and name in gateway.kinds and gateway.kinds[name] is not plugin:
+def _register(context: PluginContext, kinds: dict[str, Any], load: PluginLoad, plugin: Any,
+              interface_names: list[str], name: str) -> None:
+    """Set up one verified object and add it to ``kinds`` / ``load`` (ValueError for a name clash)."""
+    prefix = EXTENSION_PREFIX + name
+    if "ISubmissionKind" in interface_names and name in kinds and kinds[name] is not plugin:
         raise ValueError(f"a submission kind named {name!r} is already registered")
     if "IApiExtension" in interface_names:
         if not _NAME.match(name):
             raise ValueError(f"extension name {name!r} must match [a-z0-9][a-z0-9_-]*")
-        if name in mounted:
+        if any(mounted == prefix for mounted, _ in load.areas):
             raise ValueError(f"an API extension named {name!r} is already mounted")
-    if "ICronJob" in interface_names:
-        jobs = gateway.parts.setdefault("cron_jobs", [])
-        if any(getattr(j, "name", None) == name for j in jobs):
-            raise ValueError(f"a cron job named {name!r} is already registered")
+    if "ICronJob" in interface_names and any(getattr(j, "name", None) == name for j in load.cron_jobs):
+        raise ValueError(f"a cron job named {name!r} is already registered")
     setup = getattr(plugin, "setup", None)
     if callable(setup):
-        setup(gateway)
-    area = plugin.api_area(gateway) if "IApiExtension" in interface_names else None
+        setup(context)
+    area = plugin.api_area(context) if "IApiExtension" in interface_names else None
     if "ISubmissionKind" in interface_names:
-        gateway.kinds[name] = plugin
+        kinds[name] = plugin
     if area is not None:
-        gateway.mount(area, prefix=f"/api/v2/ext/{name}")
-        mounted.add(name)
+        load.areas.append((prefix, area))
     if "ICronJob" in interface_names:
-        gateway.parts["cron_jobs"].append(plugin)
+        load.cron_jobs.append(plugin)
 
 
-def load_plugins(gateway: Any) -> PluginReport:
-    """Verify the built-in kinds, then discover, verify and register every plugin."""
-    from dhis2gw import plugins as plugin_package
-
-    report = PluginReport()
-    directory = gateway.config.server.plugins_directory
-    if not plugin_package.extend_path(directory):
-        log.info("Plugin directory {directory} does not exist; no drop-in plugins", directory=directory)
-    for name, kind in list(gateway.kinds.items()):
+def _verify_builtin_kinds(kinds: dict[str, Any], report: PluginReport) -> None:
+    """Check the kinds already registered like plugins; drop (and report) those that fail."""
+    for name, kind in list(kinds.items()):
         origin = inspect.getsourcefile(type(kind))
         error = verify(kind, ["ISubmissionKind"])
         if error is None and getattr(kind, "name", None) != name:
             error = f"registered as {name!r} but its name is {getattr(kind, 'name', None)!r}"
         if error is not None:
-            del gateway.kinds[name]
+            del kinds[name]
             report.skip(name, origin, error, type(kind).__module__, ["ISubmissionKind"])
             continue
         report.loaded.append(PluginRecord(name, ["ISubmissionKind"], origin, type(kind).__module__, builtin=True))
-    outcome_observers(gateway)
-    mounted: set[str] = set()
+
+
+def load_plugins(context: PluginContext, kinds: dict[str, Any], directory: str) -> PluginLoad:
+    """Verify the built-in ``kinds``, then discover, verify, set up and register every plugin.
+
+    ``directory`` is the configured plugins directory (``server.plugins_directory``). Plugin kinds
+    are added to ``kinds`` (the dict ingest and the dispatcher share); API areas and cron jobs are
+    returned in the :class:`PluginLoad` for the caller to mount and schedule.
+    """
+    from dhis2gw import plugins as plugin_package
+
+    load = PluginLoad(PluginReport())
+    report = load.report
+    if not plugin_package.extend_path(directory):
+        log.info("Plugin directory {directory} does not exist; no drop-in plugins", directory=directory)
+    _verify_builtin_kinds(kinds, report)
     for plugin, interface_names, module, origin in discover(report):
         name = _plugin_name(plugin, module.rsplit(".", 1)[-1])
         error = verify(plugin, interface_names)
         if error is None:
             try:
-                _register(gateway, plugin, interface_names, name, mounted)
+                _register(context, kinds, load, plugin, interface_names, name)
             except Exception as e:  # noqa: BLE001 - a plugin's setup must not stop the gateway
                 error = f"registration failed: {_one_line(e)}"
         if error is not None:
@@ -251,25 +242,4 @@ def load_plugins(gateway: Any) -> PluginReport:
     plugins = [r.name for r in report.loaded if not r.builtin]
     if plugins:  # one line for all of them (each one's origin at debug)
         log.info("Plugins loaded: {names}", names=", ".join(plugins))
-    return report
-
-
-class PluginsApi:
-    """``GET /api/v2/plugins``: what the loader registered and what it skipped."""
-
-    def __init__(self, report: PluginReport) -> None:
-        self.report = report
-
-    @route("GET", "/plugins", roles=OPERATOR, summary="Loaded plugins and built-in kinds, and skipped plugins",
-           tags=("plugins",))
-    async def list_plugins(self, call: Call) -> dict[str, Any]:
-        return {"plugins": [r.to_json() for r in self.report.loaded],
-                "skipped": [r.to_json() for r in self.report.skipped],
-                "directories": list(self.report.directories)}
-
-
-def install(gateway: Any) -> None:
-    """Load plugins into ``gateway`` and mount ``GET /api/v2/plugins`` (composition-root installer)."""
-    report = load_plugins(gateway)
-    gateway.parts["plugins"] = report
-    gateway.mount(PluginsApi(report))
+    return load
