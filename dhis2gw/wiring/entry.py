@@ -76,13 +76,17 @@ def make_service(config: Config, reactor: Any, *, config_path: Optional[str], ro
     if listen_fd is None and config.server.workers > 1 and role in ("all", "api"):
         from dhis2gw.runtime.workers import ApiHelpers, bind_listening_socket
 
+        # One listening socket for this process and its helpers; it lives as long as the tree.
         sock = bind_listening_socket(config.server.host, config.server.port)
         listen_fd = sock.fileno()
         helpers = ApiHelpers(reactor, config.server.workers - 1, listen_fd, config_path, config)
     gateway = build_gateway(config, reactor, role, embedded, listen_fd=listen_fd)
     gateway.service.setServiceParent(top)
     if helpers is not None:
-        Hooks("api-helpers", helpers.start, helpers.stop).setServiceParent(top)  # stopped first
+        def stop_helpers() -> Any:
+            return defer.maybeDeferred(helpers.stop).addBoth(lambda result: (sock.close(), result)[1])
+
+        Hooks("api-helpers", helpers.start, stop_helpers).setServiceParent(top)  # stopped first
     if demo:
         from dhis2gw.runtime.devmode import DemoBootstrap
 

@@ -129,12 +129,14 @@ def sync_job(config: Config, sync: Optional[HierarchySync], trigger: str) -> Opt
     return CronJob("orgunit_sync", config.api.sync_cron_expression, run)
 
 
-def reconcile_job(config: Config, dispatcher: Optional[Dispatcher]) -> Optional[CronJob]:
-    """The ``retry_reconcile`` job: Redis made to agree with PostgreSQL (DESIGN.md §4)."""
-    if dispatcher is None:
-        return None
+def reconcile_job(config: Config, dispatcher: Optional[Dispatcher]) -> CronJob:
+    """The ``retry_reconcile`` job: Redis made to agree with PostgreSQL (DESIGN.md §4). Listed on
+    every role (``GET /cron`` shows what the deployment schedules); it runs where the cron runs,
+    which always has a dispatcher."""
 
     async def run() -> Any:
+        if dispatcher is None:
+            raise RuntimeError("retry_reconcile runs on processes that deliver (role all or worker)")
         return asdict(await dispatcher.reconcile())
 
     return CronJob("retry_reconcile", config.api.retry_cron_expression, run, stale_after=3600.0)

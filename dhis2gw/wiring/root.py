@@ -169,9 +169,9 @@ def build_gateway(config: Config, reactor: Any, role: str = "all", embedded: Opt
 
     # --- org-unit sync and cron -------------------------------------------------------------------
     sync = features.build_sync(config, db, clients, store, queue, dispatcher)
-    cron_jobs = [job for job in (features.sync_job(config, sync, "cron"), features.reconcile_job(config, dispatcher))
-                 if job is not None]
-    cron_jobs.append(features.metadata_job(mappings.metadata))
+    scheduled_sync = features.sync_job(config, sync, "cron")
+    cron_jobs = [scheduled_sync] if scheduled_sync is not None else []
+    cron_jobs += [features.reconcile_job(config, dispatcher), features.metadata_job(mappings.metadata)]
     cron_jobs += [features.plugin_job(p, context) for p in plugins.cron_jobs]
     runs = CronRunStore(db)
     runner = JobRunner(runs)

@@ -8,23 +8,16 @@ default, so no dispatcher moves rows while a test looks at them.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from typing import Any, Optional
 
 import treq
 from twisted.internet import defer
 
-from tests.support.fake_auth import StaticAuthenticator
 from tests.support.gateway import GatewayTestCase
 from tests.support.services import ROOT
 
 ADMIN_PASSWORD = "Operations-Admin-2024!"
-
-
-def real_auth_available() -> bool:
-    """True once the auth feature's installer exists."""
-    return importlib.util.find_spec("dhis2gw.auth.wiring") is not None
 
 
 class OperationsTestCase(GatewayTestCase):
@@ -43,15 +36,9 @@ class OperationsTestCase(GatewayTestCase):
 
     async def start_gateway(self) -> Any:
         gateway = await super().start_gateway()
-        if gateway.authenticator is None or not real_auth_available():
-            gateway.router.authenticator = StaticAuthenticator()
-            self.auth_header = "Test admin 1"
-            self.operator_header = "Test operator 2"
-            self.submitter_header = "Test submitter 3"
-        else:
-            self.auth_header = await self._user_header("ops_admin", "admin")
-            self.operator_header = await self._user_header("ops_operator", "operator")
-            self.submitter_header = await self._user_header("ops_submitter", "submitter")
+        self.auth_header = await self._user_header("ops_admin", "admin")
+        self.operator_header = await self._user_header("ops_operator", "operator")
+        self.submitter_header = await self._user_header("ops_submitter", "submitter")
         return gateway
 
     async def _user_header(self, username: str, role: str) -> str:
