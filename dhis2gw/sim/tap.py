@@ -48,19 +48,20 @@ class SimulatorService(Service):
 
     log = Logger()
 
-    def __init__(self, options: Options) -> None:
-        """Keep the options; everything is built in startService."""
+    def __init__(self, options: Options, reactor: Any) -> None:
+        """Keep the options and the reactor; everything is built in startService."""
         self.options = options
+        self.reactor = reactor
         self.server: Any = None
 
     def startService(self) -> None:
         """Build the simulator and listen."""
-        from twisted.internet import reactor
         from twisted.internet.defer import Deferred
 
         from dhis2gw.sim import Metadata, Simulator, SimulatorServer
 
         super().startService()
+        reactor = self.reactor
         o = self.options
         if o["generate"]:
             metadata = Metadata.generate(o["generate"])
@@ -99,6 +100,8 @@ class SimulatorService(Service):
         return None
 
 
-def makeService(options: Options) -> Service:
-    """The service ``twistd dhis2sim`` runs."""
-    return SimulatorService(options)
+def makeService(options: Options) -> Service:  # noqa: N802
+    """The service ``twistd dhis2sim`` runs (on the global reactor, which only the composition root names)."""
+    from dhis2gw.wiring.entry import simulator_service
+
+    return simulator_service(options)
