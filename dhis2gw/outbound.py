@@ -24,8 +24,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Union
 from urllib.parse import urlsplit
 
 from twisted.internet import defer, threads
@@ -60,7 +61,7 @@ class AllowRule:
     path: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "AllowRule":
+    def parse(cls, text: str) -> AllowRule:
         """Parse a rule; raise ValueError naming the problem."""
         parts = urlsplit(text.strip())
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -86,14 +87,14 @@ class AllowRule:
         return not self.path or path == self.path or path.startswith(self.path + "/")
 
 
-def _literal(host: str) -> Optional[Address]:
+def _literal(host: str) -> Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
 
 
-def address_refusal(address: Address, allowed_networks: Sequence[Network] = ()) -> Optional[str]:
+def address_refusal(address: Address, allowed_networks: Sequence[Network] = ()) -> str | None:
     """Why connecting to ``address`` is refused, or None."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
@@ -120,7 +121,7 @@ class OutboundPolicy:
     allowed_networks: tuple[Network, ...] = ()
 
     @classmethod
-    def from_settings(cls, rules: Iterable[str], networks: Iterable[str]) -> "OutboundPolicy":
+    def from_settings(cls, rules: Iterable[str], networks: Iterable[str]) -> OutboundPolicy:
         """Build from text settings; raise ValueError naming a bad entry."""
         parsed_networks = []
         for text in networks:
@@ -130,7 +131,7 @@ class OutboundPolicy:
                 raise ValueError(f"{text!r}: not a network (use CIDR, e.g. 10.1.2.0/24)") from None
         return cls(tuple(AllowRule.parse(r) for r in rules if r.strip()), tuple(parsed_networks))
 
-    def url_refusal(self, url: str, *, check_allow_list: bool = True) -> Optional[str]:
+    def url_refusal(self, url: str, *, check_allow_list: bool = True) -> str | None:
         """Why ``url`` is refused before any resolution, or None."""
         try:
             parts = urlsplit(url)
@@ -194,7 +195,7 @@ def system_resolver(reactor: Any) -> Resolver:
 class _GuardedEndpoint:
     """Resolve, check every address, then connect to the first checked one (TLS for https)."""
 
-    def __init__(self, factory: "GuardedEndpointFactory", scheme: str, host: str, port: int) -> None:
+    def __init__(self, factory: GuardedEndpointFactory, scheme: str, host: str, port: int) -> None:
         self.factory = factory
         self.scheme = scheme
         self.host = host
@@ -219,7 +220,7 @@ class _GuardedEndpoint:
 class GuardedEndpointFactory:
     """``Agent.usingEndpointFactory`` endpoints that enforce ``policy`` when connecting."""
 
-    def __init__(self, reactor: Any, policy: OutboundPolicy, resolver: Optional[Resolver] = None,
+    def __init__(self, reactor: Any, policy: OutboundPolicy, resolver: Resolver | None = None,
                  connect_timeout: float = 10.0, tls_policy: Any = None) -> None:
         self.reactor = reactor
         self.policy = policy

@@ -20,7 +20,7 @@ Twisted's own idle timeout.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.logger import Logger
 from twisted.web import http
@@ -42,7 +42,7 @@ class GatewayChannel(http.HTTPChannel):
         self._rate_check: Any = None
         self._body_started = 0.0
         self._body_bytes = 0
-        self._peer: Optional[str] = None
+        self._peer: str | None = None
         self._counted = False
 
     # --- lifecycle -----------------------------------------------------------------------------

@@ -6,7 +6,8 @@ submissions to an instance that cannot record them.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -25,7 +26,7 @@ class HealthApi:
     :param required: names whose failure makes the instance not ready (others are reported only).
     """
 
-    def __init__(self, clock: IReactorTime, checks: dict[str, Check], required: Optional[set[str]] = None,
+    def __init__(self, clock: IReactorTime, checks: dict[str, Check], required: set[str] | None = None,
                  timeout: float = 2.0) -> None:
         self.clock = clock
         self.checks = checks

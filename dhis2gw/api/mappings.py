@@ -7,7 +7,7 @@ on-demand refresh. Every write invalidates the mapping lookup cache in every pro
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -72,7 +72,7 @@ class MappingsApi:
 
     # --- list and CRUD ------------------------------------------------------------------
     @staticmethod
-    def _filters(call: Call) -> tuple[dict[str, str], Optional[str]]:
+    def _filters(call: Call) -> tuple[dict[str, str], str | None]:
         filters = {c: v for c in FILTER_COLUMNS if (v := call.arg(c)) is not None}
         return filters, (call.arg("q") or None)
 

@@ -27,10 +27,30 @@ from typing import Any
 
 import yaml
 
-from dhis2gw.config.schema import KEYS, LEGACY_IGNORED, LEGACY_IGNORED_SECTIONS, SECTIONS, SERVER_ENTRY_KEYS, \
-    SERVER_NAME, Key
-from dhis2gw.config.sections import ApiConfig, AuthConfig, Config, ConfigError, DatabaseConfig, DeliveryConfig, \
-    InvalidValue, QueueConfig, RequestLogConfig, ServerConfig, ServerEntry, parse_redis_address, redact_url
+from dhis2gw.config.schema import (
+    KEYS,
+    LEGACY_IGNORED,
+    LEGACY_IGNORED_SECTIONS,
+    SECTIONS,
+    SERVER_ENTRY_KEYS,
+    SERVER_NAME,
+    Key,
+)
+from dhis2gw.config.sections import (
+    ApiConfig,
+    AuthConfig,
+    Config,
+    ConfigError,
+    DatabaseConfig,
+    DeliveryConfig,
+    InvalidValue,
+    QueueConfig,
+    RequestLogConfig,
+    ServerConfig,
+    ServerEntry,
+    parse_redis_address,
+    redact_url,
+)
 
 __all__ = [
     "ApiConfig", "AuthConfig", "Config", "ConfigError", "DatabaseConfig", "DeliveryConfig", "QueueConfig",

@@ -6,7 +6,8 @@ plugins through ``PluginContext.outcomes``. Nothing wraps a worker's methods aft
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.logger import Logger
 

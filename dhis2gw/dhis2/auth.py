@@ -22,7 +22,7 @@ class BasicAuth:
 
     def header_value(self) -> bytes:
         """The ``Authorization`` header value."""
-        token = base64.b64encode(f"{self.username}:{self.password}".encode("utf-8"))
+        token = base64.b64encode(f"{self.username}:{self.password}".encode())
         return b"Basic " + token
 
 

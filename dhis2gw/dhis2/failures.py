@@ -28,7 +28,7 @@ cancellation looks like when it was not converted).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from twisted.internet import defer, error
 from twisted.python.failure import Failure

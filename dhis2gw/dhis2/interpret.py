@@ -24,8 +24,9 @@ Tracker answers are interpreted in `dhis2gw.dhis2.tracker_reports`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 from dhis2gw.dhis2.conflicts import normalise_conflict
 from dhis2gw.dhis2.http_rules import (

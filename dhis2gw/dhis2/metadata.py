@@ -7,8 +7,9 @@ does not answer with JSON: a read that fails has nothing useful to return.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from dhis2gw.dhis2.outcome import Outcome
 

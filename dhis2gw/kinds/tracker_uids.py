@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 from dhis2gw.dhis2.uids import generate_uid, is_valid_uid
 
@@ -45,7 +45,7 @@ Key = tuple[str, str]
 class UidMap(Protocol):
     """Where submitters' ids are remembered (dhis2gw.storage.uid_map.UidMapStore)."""
 
-    async def source_system(self, submitter_id: Optional[int], source_name: Optional[str]) -> str:
+    async def source_system(self, submitter_id: int | None, source_name: str | None) -> str:
         """The namespace of a submitter's ids."""
 
     async def lookup(self, source_system: str, keys: Any) -> dict[Key, str]:
@@ -62,8 +62,8 @@ class Slot:
     ttype: str
     obj: dict[str, Any]
     path: str
-    reference: Optional[str] = None
-    parent: Optional["Slot"] = None
+    reference: str | None = None
+    parent: Slot | None = None
     uid: str = ""
 
 
@@ -82,14 +82,14 @@ class PreparedTracker:
         return sum(self.counts.values())
 
 
-def collect(payload: dict[str, Any], source_attribute: Optional[str] = None, strip: bool = False) -> list[Slot]:
+def collect(payload: dict[str, Any], source_attribute: str | None = None, strip: bool = False) -> list[Slot]:
     """Every tracker object in ``payload`` (flat and nested), parents before children.
 
     ``strip`` removes the ``reference`` fields (the gateway extension DHIS2 must not receive).
     """
     slots: list[Slot] = []
 
-    def take(ttype: str, obj: Any, path: str, parent: Optional[Slot]) -> None:
+    def take(ttype: str, obj: Any, path: str, parent: Slot | None) -> None:
         if not isinstance(obj, dict):
             return
         reference = obj.pop("reference", None) if strip else obj.get("reference")
@@ -140,9 +140,9 @@ def _references(slot: Slot) -> list[tuple[str, str, Any]]:
     return refs
 
 
-async def prepare_uids(body: dict[str, Any], *, source_system: str, uid_map: Optional[UidMap],
+async def prepare_uids(body: dict[str, Any], *, source_system: str, uid_map: UidMap | None,
                        strategy: str = "CREATE_AND_UPDATE",
-                       source_attribute: Optional[str] = None) -> PreparedTracker:
+                       source_attribute: str | None = None) -> PreparedTracker:
     """Copy ``body`` into the payload for DHIS2: UIDs assigned, references resolved.
 
     Problems are returned in ``errors`` (``{"field", "message"}``), all of them, rather than
@@ -240,7 +240,7 @@ def _listing(slots: list[Slot], given: set[Key]) -> dict[str, dict[str, str]]:
 
 
 def uid_listing(body: dict[str, Any], prepared: dict[str, Any],
-                source_attribute: Optional[str] = None) -> dict[str, dict[str, str]]:
+                source_attribute: str | None = None) -> dict[str, dict[str, str]]:
     """The ``uids`` answer rebuilt from a stored submission (its body and prepared payload).
 
     Both hold the same objects in the same order (preparing only adds fields), so they pair up.
@@ -253,7 +253,7 @@ def uid_listing(body: dict[str, Any], prepared: dict[str, Any],
     return _listing(originals, given)
 
 
-def _resolve(ttype: str, value: Any, by_reference: dict[Key, Slot], known: dict[Key, str]) -> Optional[str]:
+def _resolve(ttype: str, value: Any, by_reference: dict[Key, Slot], known: dict[Key, str]) -> str | None:
     if not isinstance(value, str):
         return None
     slot = by_reference.get((ttype, value))

@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from dhis2gw.dhis2.metadata import (
-    DATA_SET_FIELDS, DataElementInSet, DataSetStructure, fetch_category_option_combos, iterate_organisation_units,
-    parse_data_set)
+    DATA_SET_FIELDS,
+    DataElementInSet,
+    DataSetStructure,
+    fetch_category_option_combos,
+    iterate_organisation_units,
+    parse_data_set,
+)
 from dhis2gw.storage.metadata_cache import MetadataCacheStore
 
 DATA_ELEMENT_FIELDS = "id,code,valueType,zeroIsSignificant,categoryCombo[id]"
@@ -37,8 +42,8 @@ class MetadataSnapshot:
     data_elements: dict[str, dict[str, Any]]   # uid -> {code, valueType, zeroIsSignificant, categoryCombo}
     cocs: dict[str, str]                       # COC uid -> its category combo uid
     org_units: dict[str, str]                  # uid -> path
-    default_coc: Optional[str]
-    dhis2_version: Optional[str] = None        # /api/system/info ``version`` when the snapshot was taken
+    default_coc: str | None
+    dhis2_version: str | None = None        # /api/system/info ``version`` when the snapshot was taken
 
     def counts(self) -> dict[str, int]:
         """Sizes, for the status view."""
@@ -58,7 +63,7 @@ class MetadataSnapshot:
         return out
 
     @classmethod
-    def from_rows(cls, destination: str, rows: list[dict[str, Any]]) -> Optional["MetadataSnapshot"]:
+    def from_rows(cls, destination: str, rows: list[dict[str, Any]]) -> MetadataSnapshot | None:
         """Rebuild from metadata_cache rows (None when there is no complete snapshot)."""
         by_kind: dict[str, dict[str, Any]] = {}
         for row in rows:
@@ -130,7 +135,7 @@ async def fetch_snapshot(client: Any, destination: str, now: float) -> MetadataS
                             await _server_version(client))
 
 
-async def _server_version(client: Any) -> Optional[str]:
+async def _server_version(client: Any) -> str | None:
     """The destination's version from ``/api/system/info`` (never the OpenAPI document: 2.43/2.44 say 2.42 there)."""
     if getattr(client, "version", None) is None and hasattr(client, "system_info"):
         await client.system_info()  # a failure leaves the version unknown: the ≤2.42 codes are used
@@ -146,7 +151,7 @@ class MetadataCache(service.Service):
 
     def __init__(self, db: Any, clients: dict[str, Any], clock: Any, version: Any = None,
                  interval: float = 6 * 3600.0, max_age: float = 48 * 3600.0,
-                 started: Optional[defer.Deferred[Any]] = None) -> None:
+                 started: defer.Deferred[Any] | None = None) -> None:
         self.store = MetadataCacheStore(db)
         self.clients = clients
         self.clock = clock
@@ -157,8 +162,8 @@ class MetadataCache(service.Service):
         self.snapshots: dict[str, MetadataSnapshot] = {}
         self.errors: dict[str, dict[str, Any]] = {}
         self._running: dict[str, defer.Deferred[Any]] = {}
-        self._loop: Optional[task.LoopingCall] = None
-        self._seen_version: Optional[str] = None
+        self._loop: task.LoopingCall | None = None
+        self._seen_version: str | None = None
 
     # --- service ----------------------------------------------------------------------------
     def startService(self) -> None:  # noqa: N802
@@ -205,7 +210,7 @@ class MetadataCache(service.Service):
             if snapshot is not None:
                 self.snapshots[name] = snapshot
 
-    async def current(self, destination: str) -> Optional[MetadataSnapshot]:
+    async def current(self, destination: str) -> MetadataSnapshot | None:
         """The snapshot to validate against (reloaded when another process refreshed it)."""
         if self.version is not None:
             version = await self.version.current()
@@ -283,4 +288,4 @@ class MetadataCache(service.Service):
 
 def iso(epoch: float) -> str:
     """Epoch seconds as an ISO-8601 UTC timestamp."""
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat()
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 COLUMNS: tuple[str, ...] = (
     "code", "what", "name", "description", "dataset", "dataelement", "category_option_combo",
@@ -127,6 +128,6 @@ def is_blank(values: Iterable[Any]) -> bool:
     return all(cell_text(v) == "" for v in values)
 
 
-def key_text(key: Optional[tuple[str, ...]]) -> str:
+def key_text(key: tuple[str, ...] | None) -> str:
     """A key for messages."""
     return "/".join(key or ())

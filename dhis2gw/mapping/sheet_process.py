@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
@@ -82,7 +83,7 @@ class SubprocessSheetParser:
         self.timeout = timeout
         self.max_output_bytes = max_output_bytes
 
-    async def parse(self, data: bytes, kind: str, sheet: Optional[str], limits: SheetLimits) -> Sheet:
+    async def parse(self, data: bytes, kind: str, sheet: str | None, limits: SheetLimits) -> Sheet:
         if kind == "csv":
             if len(data) <= self.inline_bytes:
                 return read_csv(data, limits)
@@ -95,7 +96,7 @@ class SubprocessSheetParser:
             self.semaphore.release()
         return _sheet_from(lines)
 
-    async def _run(self, data: bytes, kind: str, sheet: Optional[str], limits: SheetLimits) -> list[bytes]:
+    async def _run(self, data: bytes, kind: str, sheet: str | None, limits: SheetLimits) -> list[bytes]:
         collect = _Collect(data, self.max_output_bytes)
         settings = json.dumps({"kind": kind, "sheet": sheet, "memory": self.memory_bytes,
                                "cpu": int(self.timeout) + 1,

@@ -12,8 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from dhis2gw.mapping.rows import COLUMNS, cell_text, is_blank, match_header
 
@@ -51,9 +52,9 @@ class Sheet:
 
     columns: dict[int, str]
     ignored_columns: list[str]
-    total: Optional[int]  # data rows, when known before reading them
+    total: int | None  # data rows, when known before reading them
     rows: Iterator[tuple[int, dict[str, str]]]
-    sheet_name: Optional[str] = None
+    sheet_name: str | None = None
     sheets: list[str] = field(default_factory=list)
 
 
@@ -166,7 +167,7 @@ def check_zip(data: bytes, limits: SheetLimits = SheetLimits()) -> int:
         return total
 
 
-def read_xlsx(data: bytes, sheet: Optional[str] = None, limits: SheetLimits = SheetLimits()) -> Sheet:
+def read_xlsx(data: bytes, sheet: str | None = None, limits: SheetLimits = SheetLimits()) -> Sheet:
     """Parse an XLSX upload: the first sheet, or the one named ``sheet``."""
     _check_size(data, limits)
     check_zip(data, limits)

@@ -59,8 +59,8 @@ def start_simulator(reactor: Any, config: Any) -> Any:
 
 async def bootstrap(gateway: Any) -> None:
     """Create the demo users and mappings (once) and print how to use them."""
-    from dhis2gw.runtime.cli_users import create_user_command
     from dhis2gw.dhis2.uids import generate_uid
+    from dhis2gw.runtime.cli_users import create_user_command
 
     config = gateway.config
     db = gateway.db

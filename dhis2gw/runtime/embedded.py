@@ -19,7 +19,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -46,7 +45,7 @@ class EmbeddedServerError(RuntimeError):
 class StateDirBusy(EmbeddedServerError):
     """Another dhis2gw process holds the state directory (its embedded servers are its own)."""
 
-    def __init__(self, state_dir: Path, pid: Optional[int]) -> None:
+    def __init__(self, state_dir: Path, pid: int | None) -> None:
         holder = f"pid {pid}" if pid else "another process"
         super().__init__(f"dhis2gw: {state_dir} is in use by another dhis2gw ({holder}); stop it first"
                          " or give this one its own server.state_dir (DHIS2GW_STATE_DIR)")
@@ -66,9 +65,9 @@ class StateDirLock:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.path = self.state_dir / "dhis2gw.lock"
-        self._file: Optional[object] = None
+        self._file: object | None = None
 
-    def holder(self) -> Optional[int]:
+    def holder(self) -> int | None:
         """The pid written by the current holder (None when unreadable)."""
         return _read_port_file(self.path)
 
@@ -118,7 +117,7 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-def _read_port_file(path: Path) -> Optional[int]:
+def _read_port_file(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):
@@ -133,7 +132,7 @@ class EmbeddedPostgres:
     ``embedded_postgres`` (PostgreSQL refuses to run as root).
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str], port: Optional[int] = None) -> None:
+    def __init__(self, state_dir: str | os.PathLike[str], port: int | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.data_dir = self.state_dir / "postgres"
         self._port_file = self.state_dir / "postgres.port"
@@ -217,7 +216,7 @@ class EmbeddedRedis:
     of the embedded default (PostgreSQL stays the record either way).
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str], port: Optional[int] = None,
+    def __init__(self, state_dir: str | os.PathLike[str], port: int | None = None,
                  persist: bool = True) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.data_dir = self.state_dir / "redis"
@@ -225,7 +224,7 @@ class EmbeddedRedis:
         self.host = "127.0.0.1"
         self.port = port or _read_port_file(self._port_file) or free_port()
         self.persist = persist
-        self._process: Optional[subprocess.Popen[bytes]] = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:

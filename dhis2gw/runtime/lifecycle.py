@@ -6,7 +6,8 @@ the other (stop intake → wait for in-flight work → flush → close clients �
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, endpoints, threads
@@ -46,8 +47,8 @@ class ApiListener(service.Service):
     name = "api"
 
     def __init__(self, reactor: Any, endpoint: str, site: GatewaySite, ready: defer.Deferred[Any],
-                 on_listening: Optional[Callable[[IListeningPort], None]] = None,
-                 drain_timeout: float = 10.0, adopt_fd: Optional[int] = None) -> None:
+                 on_listening: Callable[[IListeningPort], None] | None = None,
+                 drain_timeout: float = 10.0, adopt_fd: int | None = None) -> None:
         self.reactor = reactor
         self.endpoint = endpoint
         self.adopt_fd = adopt_fd  # serve an inherited listening socket (server.workers > 1)
@@ -55,7 +56,7 @@ class ApiListener(service.Service):
         self.ready = ready
         self.on_listening = on_listening
         self.drain_timeout = drain_timeout
-        self.port: Optional[IListeningPort] = None
+        self.port: IListeningPort | None = None
         self.listening: defer.Deferred[IListeningPort] = defer.Deferred()
 
     def startService(self) -> None:  # noqa: N802

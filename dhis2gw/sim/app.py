@@ -6,7 +6,8 @@ import datetime as dt
 import json
 import random
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from klein import Klein
@@ -85,7 +86,7 @@ class Simulator:
 
     def now(self) -> dt.datetime:
         """Server wall time (UTC)."""
-        return dt.datetime.fromtimestamp(self.epoch(), tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.epoch(), tz=dt.UTC)
 
     def add_pat(self, username: str = "admin", token: str | None = None, expires_at: float | None = None) -> str:
         """Register a personal access token for *username*; returns the token."""

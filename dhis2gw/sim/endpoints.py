@@ -22,7 +22,7 @@ JSON_TYPES = ("application/json", "text/json", "application/vnd.api+json")
 class CoreApi:
     """Handlers that need the whole simulator (version, store, jobs, clock)."""
 
-    def __init__(self, sim: "Simulator") -> None:
+    def __init__(self, sim: Simulator) -> None:
         """Keep the simulator."""
         self.sim = sim
 

@@ -1,7 +1,8 @@
 """DHIS2 metadata query language: ``fields=`` selection, ``filter=`` and paging."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from dhis2gw.sim.metadata import Metadata, Ref

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -93,7 +94,7 @@ class Metadata:
 
     # -- construction ------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path) -> "Metadata":
+    def load(cls, path: str | Path) -> Metadata:
         """Load a YAML metadata file."""
         with open(path, encoding="utf-8") as f:
             return cls(yaml.safe_load(f))
@@ -105,12 +106,12 @@ class Metadata:
         return yaml.safe_load(text)
 
     @classmethod
-    def load_default(cls) -> "Metadata":
+    def load_default(cls) -> Metadata:
         """The bundled small country (47 org units, 32 facilities)."""
         return cls(cls.default_raw())
 
     @classmethod
-    def generate(cls, facilities: int = 2000, seed: int = 1) -> "Metadata":
+    def generate(cls, facilities: int = 2000, seed: int = 1) -> Metadata:
         """The default country with a generated 5-level tree of about *facilities* facilities.
 
         The root and the first region keep their default UIDs so the data-set, program and

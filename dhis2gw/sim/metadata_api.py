@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dhis2gw.sim.context import RequestContext
 from dhis2gw.sim.fields import Selector, make_filter, page_of, parse_fields

@@ -10,8 +10,9 @@ import copy
 import datetime as dt
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from dhis2gw.sim.metadata import Metadata
 from dhis2gw.sim.store import Store

@@ -10,7 +10,8 @@ outside the reactor, like ``dhis2gw migrate``.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import psycopg2
 import psycopg2.extras
@@ -51,7 +52,7 @@ class LegacySource:
         """Close the connection."""
         self.conn.close()
 
-    def has(self, table: str, column: Optional[str] = None) -> bool:
+    def has(self, table: str, column: str | None = None) -> bool:
         """True when ``table`` (and ``column`` in it) exists."""
         return table in self.columns and (column is None or column in self.columns[table])
 

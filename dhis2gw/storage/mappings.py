@@ -9,7 +9,8 @@ every submitter/destination (``default`` is how the original dhis2gw wrote "any"
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from dhis2gw.storage.database import Database
 
@@ -61,7 +62,7 @@ class MappingStore:
         return {key: row for key, (_, row) in best.items()}
 
     async def org_unit_mapping(self, source_orgunit: str, source_name: str,
-                               instance_name: str) -> Optional[str]:
+                               instance_name: str) -> str | None:
         """The destination org unit mapped from a submitter's org unit code, if any."""
         rows = await self.db.fetch(
             "mappings.org_unit",
@@ -97,7 +98,7 @@ class DuplicateMapping(Exception):
     """Another mapping has the same (code, source_name, instance_name, what)."""
 
 
-def _where(filters: dict[str, str], q: Optional[str]) -> tuple[str, list[Any]]:
+def _where(filters: dict[str, str], q: str | None) -> tuple[str, list[Any]]:
     clauses, params = [], []
     for column in FILTER_COLUMNS:
         if filters.get(column) is not None:
@@ -117,7 +118,7 @@ class MappingAdminStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def list(self, filters: dict[str, str], q: Optional[str], limit: int, offset: int
+    async def list(self, filters: dict[str, str], q: str | None, limit: int, offset: int
                    ) -> tuple[list[dict[str, Any]], int]:
         """One page of mappings (ordered by code, source, instance, what) and the total."""
         where, params = _where(filters, q)
@@ -127,13 +128,13 @@ class MappingAdminStore:
             params + [limit, offset])
         return rows, int(total["n"]) if total else 0
 
-    async def export_rows(self, filters: dict[str, str], q: Optional[str]) -> list[dict[str, Any]]:
+    async def export_rows(self, filters: dict[str, str], q: str | None) -> list[dict[str, Any]]:
         """Every mapping matching the filters, in export order."""
         where, params = _where(filters, q)
         return await self.db.fetch("mappings.export", _SELECT + where
                                    + " ORDER BY what, source_name, instance_name, code", params)
 
-    async def get(self, uid: str) -> Optional[dict[str, Any]]:
+    async def get(self, uid: str) -> dict[str, Any] | None:
         """One mapping by uid."""
         return await self.db.fetch_one("mappings.get", _SELECT + " WHERE uid = %s", (uid,))
 
@@ -153,7 +154,7 @@ class MappingAdminStore:
         assert row_out is not None
         return row_out
 
-    async def update(self, uid: str, row: dict[str, str]) -> Optional[dict[str, Any]]:
+    async def update(self, uid: str, row: dict[str, str]) -> dict[str, Any] | None:
         """Replace one mapping's columns; None when it does not exist."""
         import psycopg2
 

@@ -17,7 +17,7 @@ Runs never overlap in one process (a DeferredLock); across processes the cron cl
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -34,7 +34,7 @@ class HierarchySync:
 
     log = Logger()
 
-    def __init__(self, client: Any, store: OrgUnitStore, planner: Optional[PropagationPlanner],
+    def __init__(self, client: Any, store: OrgUnitStore, planner: PropagationPlanner | None,
                  roots: tuple[str, ...], facility_level: int, page_size: int = 1000) -> None:
         self.client = client
         self.store = store
@@ -42,7 +42,7 @@ class HierarchySync:
         self.reader = TreeReader(client, roots, facility_level, page_size)
         self.scope = {"roots": sorted(roots), "max_level": facility_level}
         self.lock = defer.DeferredLock()
-        self.last_report: Optional[dict[str, Any]] = None
+        self.last_report: dict[str, Any] | None = None
 
     @property
     def busy(self) -> bool:

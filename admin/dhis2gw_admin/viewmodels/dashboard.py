@@ -6,7 +6,7 @@ request); the queue from ``GET /queue``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 
@@ -57,7 +57,7 @@ class DashboardVM(ViewModel):
         self.api = api
         self.clock = clock
         self.interval = interval
-        self._timer: Optional[Any] = None
+        self._timer: Any | None = None
         self._auto = False
 
     async def _load(self) -> bool:
