@@ -148,7 +148,7 @@ class GatewayClient:
             self.session = None
             for listener in list(self.on_session_ended):
                 listener()
-            raise AuthenticationFailed("Your session has ended. Please log in again.", 401, "session_ended")
+            raise AuthenticationFailed("Your session has ended. Please log in again.", 401, "session_ended") from None
         finally:
             waiting, self._refreshing = self._refreshing, None
             waiting.callback(None)

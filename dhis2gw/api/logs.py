@@ -137,7 +137,8 @@ class LogsApi:
                 "total_pages": (math.ceil(result.total / page.page_size) if result.total is not None else None),
                 "total_exact": result.total_exact, "next_cursor": next_cursor, "filter": f.to_json()}
 
-    @route("GET", "/logs/stats", roles=OPERATOR, summary="Submissions per status created in the last 24 hours and 7 days",
+    @route("GET", "/logs/stats", roles=OPERATOR,
+           summary="Submissions per status created in the last 24 hours and 7 days",
            tags=("logs",), response_schema=schemas.LOG_STATS)
     async def stats(self, call: Call) -> dict[str, Any]:
         """One pass over the table (the dashboard's counts, instead of one /logs total per status)."""

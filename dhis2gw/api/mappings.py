@@ -38,7 +38,8 @@ _IMPORT_QUERY = (
      "description": "answer 202 at once and poll the job (default: only for large files)"},
 )
 _IMPORT_RESPONSES = {200: "import report: counts {inserted, updated, unchanged, rejected} and per-row errors",
-                     202: "large file: the job runs; poll status_url", 413: "file, row count or inflated size too large",
+                     202: "large file: the job runs; poll status_url",
+                     413: "file, row count or inflated size too large",
                      422: "rows rejected (all-or-nothing), or the file cannot be read"}
 
 
@@ -164,7 +165,8 @@ class MappingsApi:
             if self.parser is not None:
                 sheet = await self.parser.parse(data, kind, call.arg("sheet"), self.limits)
             else:
-                sheet = read_csv(data, self.limits) if kind == "csv" else read_xlsx(data, call.arg("sheet"), self.limits)
+                sheet = (read_csv(data, self.limits) if kind == "csv"
+                         else read_xlsx(data, call.arg("sheet"), self.limits))
         except SheetRejected as e:
             raise ApiError(e.status, e.code, e.message, e.details) from None
         job = self.importer.new_job(kind)

@@ -46,8 +46,8 @@ class QueueApi:
 
     async def destination_status(self, name: str, waiting: dict[str, Any], redis_ok: bool) -> dict[str, Any]:
         """The status of one destination."""
-        out: dict[str, Any] = {"destination": name, "url": self.urls.get(name), "ready": None, "processing": None, "delayed": None,
-                               "paused": None}
+        out: dict[str, Any] = {"destination": name, "url": self.urls.get(name), "ready": None, "processing": None,
+                               "delayed": None, "paused": None}
         if redis_ok:
             depth = await self.queue.depth(name)
             out.update(ready=depth.ready, processing=depth.processing, delayed=depth.delayed, paused=depth.paused)

@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from twisted.web import server
@@ -23,7 +23,7 @@ from twisted.web import server
 from dhis2gw.api.channel import GatewayChannel
 from dhis2gw.api.errors import ApiError
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def forwarded_client(peer: str | None, forwarded_for: list[bytes], trusted: Sequence[Network]) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class ApiTokenAuth:
         return b"ApiToken " + self.token.strip().encode("ascii")
 
 
-DHIS2Auth = Union[BasicAuth, ApiTokenAuth]
+DHIS2Auth = BasicAuth | ApiTokenAuth
 
 
 def auth_from_settings(

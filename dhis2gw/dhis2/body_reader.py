@@ -26,7 +26,7 @@ class _CappedCollector(Protocol):
         self._size = 0
         self._chunks: list[bytes] = []
 
-    def dataReceived(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self._finished is None:
             return
         self._size += len(data)
@@ -38,7 +38,7 @@ class _CappedCollector(Protocol):
             return
         self._chunks.append(data)
 
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]  # noqa: N802
         if self._finished is None:
             return
         finished, self._finished = self._finished, None

@@ -180,7 +180,7 @@ class PreValidator:
         seen: dict[tuple[Any, ...], int] = {}
 
         for index, dv in enumerate(payload.get("dataValues") or []):
-            def fail(field: str, check: str, message: str, value: Any = None) -> None:
+            def fail(field: str, check: str, message: str, value: Any = None, index: int = index) -> None:
                 code = _code(check, version)
                 error = {"index": index, "field": f"dataValues/{index}/{field}", "code": code, "message": message}
                 if keys is not None and index < len(keys):

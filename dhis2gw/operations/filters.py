@@ -67,7 +67,8 @@ PAGE_PARAMETERS: tuple[dict[str, Any], ...] = (
     {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
     {"name": "page_size", "in": "query",
      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE}},
-    {"name": "sort", "in": "query", "schema": {"type": "string", "enum": sorted(SORT_COLUMNS), "default": "created_at"}},
+    {"name": "sort", "in": "query",
+     "schema": {"type": "string", "enum": sorted(SORT_COLUMNS), "default": "created_at"}},
     {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
     {"name": "cursor", "in": "query", "description": "`next_cursor` of the previous page (keyset paging; ignores"
      " `page`).", "schema": {"type": "string"}},

@@ -113,4 +113,4 @@ dhis2gw demo is up on {base}  (DHIS2 simulator: {config.api.dhis2_base_url})
        | python3 -c 'import json,sys;print(json.load(sys.stdin)["submission_id"])')
   curl -s {base}/api/v2/submissions/$SID -H "Authorization: Bearer $TOKEN"     # the submission just made
   curl -s {config.api.dhis2_base_url}/__sim/store     # what the simulated DHIS2 stored
-""", flush=True)
+""", flush=True)  # noqa: E501 - shell commands printed to be copied whole

@@ -214,7 +214,7 @@ class Simulator:
                     ctx.user = user
                     try:
                         response = self.dispatch(ctx)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - a handler bug is DHIS2's 500, like the real one
                         self.log.failure("simulator handler failed for {method} {path}", method=method, path=rest)
                         response = error(500, "An unexpected error has occured. Please contact your system "
                                               "administrator")

@@ -38,7 +38,8 @@ class CoreApi:
             "contextPath": ctx.base_url, "userAgent": ctx.headers.get("user-agent", ""), "calendar": "iso8601",
             "dateFormat": "yyyy-mm-dd", "serverDate": self._stamp(), "serverTimeZoneId": "Etc/UTC",
             "serverTimeZoneDisplayName": "Coordinated Universal Time",
-            "lastAnalyticsTableSuccess": "2024-04-10T02:11:53.010", "intervalSinceLastAnalyticsTableSuccess": "1 h, 0 m",
+            "lastAnalyticsTableSuccess": "2024-04-10T02:11:53.010",
+            "intervalSinceLastAnalyticsTableSuccess": "1 h, 0 m",
             "lastAnalyticsTableRuntime": "9 m, 2 s", "version": v.display,
             "revision": "5im1a7e", "buildTime": "2024-03-21T09:10:22.000",
             "databaseInfo": {"spatialSupport": True}, "encryption": False, "emailConfigured": False,
@@ -47,7 +48,8 @@ class CoreApi:
             "instanceBaseUrl": ctx.base_url, "isMetadataVersionEnabled": True, "isMetadataSyncEnabled": False,
         }
         if ctx.user and "ALL" in ctx.user.get("authorities", []):
-            info.update({"environmentVariable": "DHIS2_HOME", "javaVersion": "17.0.10", "javaVendor": "Eclipse Adoptium",
+            info.update({"environmentVariable": "DHIS2_HOME", "javaVersion": "17.0.10",
+                         "javaVendor": "Eclipse Adoptium",
                          "osName": "Linux", "osArchitecture": "amd64", "cpuCores": 2,
                          "databaseInfo": {"type": "PostgreSQL", "name": "dhis2", "user": "dhis",
                                           "spatialSupport": True}})

@@ -88,7 +88,7 @@ class JobRegistry:
             job.done = job.failed = True
             self._wipe_if_failed(job)
             return
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failing job ends as a failed job, like DHIS2's
             self.log.failure("simulated job {job_id} failed", job_id=job.id)
             self._notify(job, "Job failed", True, level="ERROR")
             job.done = job.failed = True
@@ -103,8 +103,8 @@ class JobRegistry:
             else:
                 msg = "Import process aborted" if result["status"] == "ERROR" else "Import done"
             job.failed = result["status"] == "ERROR"
-            self._notify(job, msg, True, level="ERROR" if job.failed and (not v.persisted_jobs or v.failed_job_feed_wiped)
-                         else "INFO")
+            level = "ERROR" if job.failed and (not v.persisted_jobs or v.failed_job_feed_wiped) else "INFO"
+            self._notify(job, msg, True, level=level)
         else:
             s = result.get("stats", {})
             if v.persisted_jobs:

@@ -147,7 +147,8 @@ class Metadata:
                         if made >= facilities:
                             break
                         made += 1
-                        add(f"Facility {r + 1}.{d + 1}.{s + 1}.{f + 1}", f"GEN_R{r + 1}_D{d + 1}_S{s + 1}_F{f + 1}", sub)
+                        add(f"Facility {r + 1}.{d + 1}.{s + 1}.{f + 1}",
+                            f"GEN_R{r + 1}_D{d + 1}_S{s + 1}_F{f + 1}", sub)
         raw["organisationUnits"] = units
         return cls(raw)
 

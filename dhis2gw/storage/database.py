@@ -55,8 +55,7 @@ def _death_checker(failure: Failure) -> bool:
 
 def _reconnection_delays():  # type: ignore[no-untyped-def]
     """Reconnect quickly first, then every 2 s: PostgreSQL restarts take a few seconds."""
-    for delay in (0.2, 0.5, 1.0):
-        yield delay
+    yield from (0.2, 0.5, 1.0)
     while True:
         yield 2.0
 

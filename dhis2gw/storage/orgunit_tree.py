@@ -218,7 +218,8 @@ class OrgUnitStore:
         """UIDs of units at ``level`` whose uid, code or name is ``ident`` (name case-insensitive)."""
         rows = await self.db.fetch(
             "orgunits.find_at_level",
-            "SELECT uid FROM organisation_units WHERE level = %s AND (uid = %s OR code = %s OR lower(name) = lower(%s))",
+            "SELECT uid FROM organisation_units"
+            " WHERE level = %s AND (uid = %s OR code = %s OR lower(name) = lower(%s))",
             (level, ident[:11], ident, ident))
         return [r["uid"].strip() for r in rows]
 
@@ -258,7 +259,8 @@ class OrgUnitStore:
             "SELECT o.uid, o.code, o.name, o.short_name, o.level, o.path, o.parent_uid, o.opening_date,"
             " o.closed_date, o.attributes, o.dhis2_last_updated, o.gone_from_dhis2, o.gone_at, o.updated_at,"
             " d.uid AS district_uid, d.name AS district_name,"
-            " (SELECT coalesce(array_agg(m.group_uid ORDER BY m.group_uid), '{}') FROM organisation_unit_group_members m"
+            " (SELECT coalesce(array_agg(m.group_uid ORDER BY m.group_uid), '{}')"
+            " FROM organisation_unit_group_members m"
             "  WHERE m.unit_uid = o.uid) AS groups"
             f" FROM organisation_units o {district_join} WHERE {clause}"
             " ORDER BY o.path LIMIT %s OFFSET %s",

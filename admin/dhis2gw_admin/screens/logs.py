@@ -90,7 +90,8 @@ class LogsScreen(MDScreen):
         top = vbox(
             hbox(self.status_button, self.date_from, self.pick_from, self.date_to, self.pick_to, self.user,
                  self.kind, self.destination),
-            hbox(self.org_unit, self.period, self.text, self.apply_button, self.clear_button, self.requeue_all_button, self.purge_button),
+            hbox(self.org_unit, self.period, self.text, self.apply_button, self.clear_button, self.requeue_all_button,
+                 self.purge_button),
             self.progress, self.progress_text, self.error, self.message, self.header, spacing=6)
         root = MDBoxLayout(orientation="vertical", padding=dp(12), spacing=dp(6))
         for w in (top, self.table, self.footer):

@@ -168,8 +168,8 @@ class DetailVM(ViewModel):
         ]
         unit = s.get("org_unit")
         if unit:
-            self.summary.append(("Org unit", f"{s.get('org_unit_name') or unit} ({s.get('org_unit_code') or 'no code'}),"
-                                             f" UID {unit}"))
+            self.summary.append(("Org unit", f"{s.get('org_unit_name') or unit}"
+                                             f" ({s.get('org_unit_code') or 'no code'}), UID {unit}"))
             self.summary.append(("Period / data set", f"{s.get('period') or '—'} / {s.get('data_set') or '—'}"))
         self.names = dict(s.get("names") or {})
         self.payload_text = pretty_json(s.get("payload"))

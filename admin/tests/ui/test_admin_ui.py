@@ -312,7 +312,8 @@ def test_every_screen_on_realistic_data(ui: Driver, gateway: Gateway) -> None:
     ui.type_into(report.periods, "202401,202402,202403,202404,202405,202406")
     started = time.monotonic()
     ui.click(report.apply_button)
-    ui.until(lambda: len(getattr(report, "row_widgets", [])) == app.model.report.page_size, timeout=60, what="report rows")
+    ui.until(lambda: len(getattr(report, "row_widgets", [])) == app.model.report.page_size, timeout=60,
+             what="report rows")
     took = time.monotonic() - started
     assert f"of {facilities} facilities" in report.page_label.text, report.page_label.text
     assert len(report.header.children) == 7  # facility + six months
