@@ -26,11 +26,12 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from twisted.internet import defer, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
@@ -187,7 +188,7 @@ def system_resolver(reactor: Any) -> Resolver:
     async def resolve(host: str, port: int) -> list[str]:
         infos = await threads.deferToThreadPool(reactor, reactor.getThreadPool(), socket.getaddrinfo, host, port,
                                                 0, socket.SOCK_STREAM)
-        return list(dict.fromkeys(info[4][0] for info in infos))
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     return resolve
 
@@ -253,7 +254,8 @@ class _CappedReader(Protocol):
             self.kept_size += len(piece)
         if self.seen > self.max_bytes and not self.truncated:
             self.truncated = True
-            self.transport.stopProducing()  # closes the connection: nothing more is read
+            # The body's transport is a producer; stopping it closes the connection: nothing more is read.
+            cast(IPushProducer, self.transport).stopProducing()
 
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]  # noqa: N802
         if not self.finished.called:

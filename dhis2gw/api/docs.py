@@ -287,6 +287,6 @@ class DocsPages:
 
     async def _not_found(self, call: Call, what: str) -> Response:
         if wants_html(call):
-            call.request.error_code = "not_found"
+            call.request.error_code = "not_found"  # type: ignore[attr-defined]  # as the router sets it
             return Response(raw=await self._in_thread(self._render_not_found, what), status=404, content_type=HTML)
         raise ApiError(404, "not_found", what)

@@ -6,7 +6,7 @@ submissions to an instance that cannot record them.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet import defer
@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from dhis2gw import __version__
 from dhis2gw.api.routing import Call, Response, route
 
-Check = Callable[[], Awaitable[dict[str, Any]]]
+Check = Callable[[], Coroutine[Any, Any, dict[str, Any]]]
 
 
 class HealthApi:
@@ -38,7 +38,7 @@ class HealthApi:
         return {"status": "ok", "version": __version__}
 
     async def _run(self, name: str, check: Check) -> dict[str, Any]:
-        d = defer.Deferred.fromCoroutine(check())  # type: ignore[arg-type]
+        d = defer.Deferred.fromCoroutine(check())
         d.addTimeout(self.timeout, self.clock)
         try:
             result = await d

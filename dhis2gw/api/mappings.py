@@ -219,14 +219,17 @@ class MappingsApi:
            summary="XLSX template: headers, one example row, a sheet documenting each column",
            response_schema={"type": "string", "contentMediaType": XLSX_TYPE})
     async def template(self, call: Call) -> Response:
-        return Response(raw=template_xlsx(), content_type=XLSX_TYPE,
-                        headers={"Content-Disposition": 'attachment; filename="dhis2_mappings_template.xlsx"'})
+        return self._template()
 
     @route("GET", "/mappings/export/excel-template", roles=OPERATOR, tags=TAGS, deprecated=True,
            summary="The original's template path (now authenticated); same as /mappings/template.xlsx",
            response_schema={"type": "string", "contentMediaType": XLSX_TYPE})
     async def template_legacy(self, call: Call) -> Response:
-        return await self.template(call)
+        return self._template()
+
+    def _template(self) -> Response:
+        return Response(raw=template_xlsx(), content_type=XLSX_TYPE,
+                        headers={"Content-Disposition": 'attachment; filename="dhis2_mappings_template.xlsx"'})
 
 
 class MetadataApi:

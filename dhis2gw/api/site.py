@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 from twisted.web import server
@@ -26,7 +26,7 @@ from dhis2gw.api.errors import ApiError
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def forwarded_client(peer: str | None, forwarded_for: list[bytes], trusted: Sequence[Network]) -> str | None:
+def forwarded_client(peer: str | None, forwarded_for: Sequence[bytes], trusted: Sequence[Network]) -> str | None:
     """The client's address: ``peer``, unless ``peer`` is a trusted proxy (issue 16, F6).
 
     Then ``X-Forwarded-For`` is read from the right (each proxy appends the address it saw),
@@ -98,6 +98,12 @@ class GatewayRequest(server.Request):
         self.error_code: str | None = None
 
     @property
+    def _site(self) -> Any:
+        """The site that built the channel (``Site.buildProtocol`` sets ``channel.site``, which
+        ``HTTPChannel`` does not declare)."""
+        return cast(GatewayChannel, self.channel).site
+
+    @property
     def client_ip(self) -> str | None:
         """The client's address (the peer, or what a trusted proxy forwarded; see ``forwarded_client``)."""
         cached = self.__dict__.get("_client_ip", False)
@@ -107,7 +113,7 @@ class GatewayRequest(server.Request):
             peer = getattr(self.getClientAddress(), "host", None)
         except Exception:  # noqa: BLE001 - odd transports have no address
             peer = None
-        trusted = getattr(self.channel.site, "trusted_proxies", ()) if self.channel is not None else ()
+        trusted = getattr(self._site, "trusted_proxies", ()) if self.channel is not None else ()
         value = forwarded_client(peer, self.requestHeaders.getRawHeaders(b"x-forwarded-for", []), trusted)
         self.__dict__["_client_ip"] = value
         return value
@@ -116,7 +122,7 @@ class GatewayRequest(server.Request):
     @property
     def max_body(self) -> int:
         """The site's body limit in bytes."""
-        return int(getattr(self.channel.site, "max_body_bytes", 10 * 1024 * 1024))
+        return int(getattr(self._site, "max_body_bytes", 10 * 1024 * 1024))
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802
         if length is not None and length > self.max_body:
@@ -172,7 +178,7 @@ class GatewayRequest(server.Request):
 
     def finish(self) -> None:
         try:
-            for observer in getattr(self.channel.site, "finish_observers", ()):
+            for observer in getattr(self._site, "finish_observers", ()):
                 try:
                     observer(self)
                 except Exception:  # noqa: BLE001 - an observer must never break a response
@@ -196,7 +202,8 @@ class GatewaySite(server.Site):
     """
 
     requestFactory = GatewayRequest  # noqa: N815
-    protocol = GatewayChannel
+    # Twisted types this as its HTTP/2-negotiating wrapper factory; any HTTPChannel class works.
+    protocol = GatewayChannel  # type: ignore[assignment]
     noisy = False  # no "Starting factory" / "Stopping factory" lines: the listener logs its own one line
 
     def __init__(self, resource: Any, max_body_bytes: int, access_log: bool = False,

@@ -138,8 +138,8 @@ class GatewayAuthenticator:
         self._user_states.pop(uid, None)
         for key in [k for k, v in self._basic.items() if v.value[0] == uid]:
             del self._basic[key]
-        for key in [k for k, v in self._api_tokens.items() if v.value["uid"] == uid]:
-            del self._api_tokens[key]
+        for token_key in [k for k, v in self._api_tokens.items() if v.value["uid"] == uid]:
+            del self._api_tokens[token_key]
 
     def forget_api_tokens(self) -> None:
         """Drop the API-token cache (after a token is revoked)."""

@@ -240,6 +240,7 @@ class _Loader:
         if len(from_file) > 1:
             raise ConfigError(f"{key.path}: set twice in {self._where()} (as {from_file[0][0]} "
                               f"and {from_file[1][0]})")
+        raw: Any  # text from the environment, any YAML value from the file
         if from_env:
             source, raw = from_env[0]
         elif from_file:

@@ -20,7 +20,7 @@ class RetryPolicy:
 
     def delay(self, failures: int, retry_after: float | None = None) -> float:
         """Seconds to wait before the next attempt."""
-        ceiling = min(self.cap, self.base * (2 ** max(0, failures - 1)))
+        ceiling: float = min(self.cap, self.base * (2 ** max(0, failures - 1)))
         delay = ceiling * self.random()
         if retry_after is not None:
             delay = max(delay, retry_after)

@@ -8,7 +8,10 @@ stops the transport as soon as the cap is passed, and cancelling its Deferred
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
@@ -51,7 +54,7 @@ class _CappedCollector(Protocol):
         """Stop reading: the connection is closed, not returned to the pool."""
         self._finished = None
         if self.transport is not None:
-            self.transport.stopProducing()
+            cast(IPushProducer, self.transport).stopProducing()  # a response body's transport
 
 
 def read_body(response: IResponse, limit: int) -> Deferred[bytes]:

@@ -180,28 +180,28 @@ async def prepare_uids(body: dict[str, Any], *, source_system: str, uid_map: Uid
     fresh: dict[Key, str] = {}
     for slot in slots:
         own = slot.obj.get(ID_KEY[slot.ttype])
-        key = (slot.ttype, slot.reference) if slot.reference is not None else None
+        ref_key = (slot.ttype, slot.reference) if slot.reference is not None else None
         if own:
             slot.uid = own
-            if key and key not in known:
-                fresh[key] = own
-        elif key and key in known:
-            slot.uid = known[key]
+            if ref_key and ref_key not in known:
+                fresh[ref_key] = own
+        elif ref_key and ref_key in known:
+            slot.uid = known[ref_key]
         elif strategy == "DELETE":
             errors.append({"field": slot.path, "message": "importStrategy DELETE needs the UID of every object "
                                                           "(or a reference the gateway already knows)"})
         else:
             slot.uid = generate_uid()
-            if key:
-                fresh[key] = slot.uid
+            if ref_key:
+                fresh[ref_key] = slot.uid
     if fresh and uid_map is not None:
         stored = await uid_map.remember(source_system, fresh)
         for key, uid in stored.items():
-            slot = by_reference.get(key)
+            referenced = by_reference.get(key)
             # Another ingest mapped this reference first (a race): use its UID, unless the
             # submitter gave a UID explicitly, which always wins for the payload.
-            if slot is not None and uid != slot.uid and not slot.obj.get(ID_KEY[slot.ttype]):
-                slot.uid = uid
+            if referenced is not None and uid != referenced.uid and not referenced.obj.get(ID_KEY[referenced.ttype]):
+                referenced.uid = uid
         known.update(stored)
 
     for slot in slots:
@@ -214,17 +214,17 @@ async def prepare_uids(body: dict[str, Any], *, source_system: str, uid_map: Uid
             if slot.ttype == "EVENT" and parent.obj.get("program") and not slot.obj.get("program"):
                 slot.obj["program"] = parent.obj["program"]
         for ref_field, ttype, value in _references(slot):
-            uid = _resolve(ttype, value, by_reference, known)
-            if uid is None:
+            resolved = _resolve(ttype, value, by_reference, known)
+            if resolved is None:
                 errors.append({"field": f"{slot.path}/{ref_field}",
                                "message": f"{value!r} is neither a UID nor a reference known for "
                                           f"{COLLECTION[ttype]} (in this payload or sent before)"})
                 continue
             if slot.ttype == "RELATIONSHIP":
-                side, key = ref_field.split("/")
-                _set_item_ref(slot.obj[side], key, uid)
+                side, item_key = ref_field.split("/")
+                _set_item_ref(slot.obj[side], item_key, resolved)
             else:
-                slot.obj[ref_field] = uid
+                slot.obj[ref_field] = resolved
 
     counts = {COLLECTION[t]: sum(1 for s in slots if s.ttype == t) for t in TYPES}
     return PreparedTracker(payload, _listing(slots, set(given)), counts, errors)

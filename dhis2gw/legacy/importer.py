@@ -276,7 +276,7 @@ def _submissions(source: LegacySource, target: LegacyTarget, summary: ImportSumm
     for legacy in source.submission_log():
         counts.read += 1
         row = convert.submission_row(legacy)
-        status = legacy.get("status") if legacy.get("status") is not None else ""
+        status = legacy["status"] if legacy.get("status") is not None else ""
         summary.statuses.setdefault(status, {}).setdefault(row["status"], 0)
         summary.statuses[status][row["status"]] += 1
         if status in convert.REQUEUE_STATUSES:

@@ -184,7 +184,12 @@ class MetadataCache(service.Service):
             # A private Deferred: awaiting the shared one directly would replace its result for
             # the other parts of the gateway that wait on it.
             ready: defer.Deferred[None] = defer.Deferred()
-            self.started.addBoth(lambda r: (ready.callback(None), r)[1])
+
+            def release(result: Any) -> Any:
+                ready.callback(None)
+                return result
+
+            self.started.addBoth(release)
             await ready
         await self.reload()
         if not self.running:
@@ -254,7 +259,12 @@ class MetadataCache(service.Service):
         running = self._running.get(destination)
         if running is not None:
             follower: defer.Deferred[dict[str, Any]] = defer.Deferred()
-            running.addBoth(lambda r: (follower.callback(r), r)[1])
+
+            def follow(result: Any) -> Any:
+                follower.callback(result)
+                return result
+
+            running.addBoth(follow)
             return follower
         d = defer.Deferred.fromCoroutine(self._refresh(destination))
 

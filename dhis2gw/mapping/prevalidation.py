@@ -225,7 +225,7 @@ class PreValidator:
                 fail("attributeOptionCombo", "aoc_invalid",
                      f"Data set {ds.id} not usable with attribute option combo(s): [{aoc or default_coc}]"
                      + ("" if aoc else " (no attributeOptionCombo given: the default is used)"), aoc or default_coc)
-            if kind == ds.period_type:
+            if kind == ds.period_type and isinstance(pe, str):  # (a period that is no string is never open)
                 untimely = _untimely(ds, pe, today)
                 if untimely:
                     fail("period", untimely[0], untimely[1], pe)

@@ -69,7 +69,7 @@ def match_header(cells: Iterable[Any]) -> tuple[dict[int, str], list[str]]:
 def cell_text(value: Any) -> str:
     """A cell as text: numbers without float noise (101.0 → "101"), dates as ISO, trimmed."""
     if value.__class__ is str:
-        return value.strip()  # type: ignore[no-any-return]
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -23,9 +23,10 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IProcessTransport
 from twisted.logger import Logger
 
 from dhis2gw.mapping.rows import COLUMNS
@@ -46,16 +47,21 @@ class _Collect(protocol.ProcessProtocol):
         self.overflow = False
         self.done: defer.Deferred[int] = defer.Deferred()
 
+    @property
+    def _child(self) -> IProcessTransport:
+        """The child process (connected from ``connectionMade`` on)."""
+        return cast(IProcessTransport, self.transport)
+
     def connectionMade(self) -> None:  # noqa: N802
-        self.transport.write(self.data)
-        self.transport.closeStdin()
+        self._child.write(self.data)
+        self._child.closeStdin()
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802
         self.size += len(data)
         if self.size > self.max_output:
             if not self.overflow:
                 self.overflow = True
-                self.transport.signalProcess("KILL")
+                self._child.signalProcess("KILL")
             return
         self.chunks.append(data)
 

@@ -178,14 +178,10 @@ def read_xlsx(data: bytes, sheet: str | None = None, limits: SheetLimits = Sheet
     except Exception as e:  # noqa: BLE001 - openpyxl raises many types for damaged files
         raise SheetRejected(422, "invalid_xlsx", f"the workbook cannot be read: {type(e).__name__}") from None
     names = list(workbook.sheetnames)
-    if sheet:
-        if sheet not in names:
-            workbook.close()
-            raise SheetRejected(422, "unknown_sheet", f"the workbook has no sheet named {sheet!r}",
-                                {"sheets": names})
-        ws = workbook[sheet]
-    else:
-        ws = workbook.worksheets[0]
+    if sheet and sheet not in names:
+        workbook.close()
+        raise SheetRejected(422, "unknown_sheet", f"the workbook has no sheet named {sheet!r}", {"sheets": names})
+    ws = workbook[sheet] if sheet else workbook.worksheets[0]
     rows = ws.iter_rows(values_only=True)
     try:
         header = list(next(rows))

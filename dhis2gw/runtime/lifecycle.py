@@ -7,10 +7,11 @@ the other (stop intake → wait for in-flight work → flush → close clients �
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.application import service
 from twisted.internet import defer, endpoints, threads
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -75,7 +76,7 @@ class ApiListener(service.Service):
         else:
             ep = endpoints.serverFromString(self.reactor, self.endpoint)
             self.port = await ep.listen(self.site)
-        address = self.port.getHost()
+        address = cast(IPv4Address | IPv6Address, self.port.getHost())  # a TCP listener
         self.log.info("dhis2gw API listening on http://{host}:{port}/", host=address.host, port=address.port)
         if self.on_listening is not None:
             self.on_listening(self.port)

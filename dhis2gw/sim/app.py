@@ -7,14 +7,15 @@ import json
 import random
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlparse
 
 from klein import Klein
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.web.http import Request
 from twisted.web.iweb import IRequest
 
 from dhis2gw.sim.auth import Authenticator
@@ -200,7 +201,7 @@ class Simulator:
             if mode in ("hang", "reset"):
                 if mode == "reset":
                     # The whole request was read; reset the connection without a word (nothing committed).
-                    request.transport.abortConnection()
+                    _abort(request)
                 await Deferred()  # never answer (Klein cancels this when the client gives up)
             elif mode is not None:
                 response = mode_response(mode)
@@ -221,7 +222,7 @@ class Simulator:
                     if is_import and response.status < 500 and self.faults.take_drop(rest):
                         # The import is committed; now vanish without a response, like a proxy or
                         # Tomcat dying after the commit. Klein cancels this await on connection loss.
-                        request.transport.abortConnection()
+                        _abort(request)
                         await Deferred()
             return await self._write(request, response, self.faults.slow_for(rest))
         finally:
@@ -315,3 +316,8 @@ class Simulator:
             token = self.add_pat(body.get("username", "admin"), body.get("token"), body.get("expires_at"))
             return self._control_json(request, 201, {"token": token})
         return self._control_json(request, 404, {"error": f"unknown control path {what}"})
+
+
+def _abort(request: IRequest) -> None:
+    """Drop the request's connection without an answer (Klein's requests are twisted.web's)."""
+    cast(ITCPTransport, cast(Request, request).transport).abortConnection()

@@ -161,8 +161,9 @@ class CoreApi:
     def get_data_value_sets(self, ctx: RequestContext) -> SimResponse:
         """``GET /api/dataValueSets?dataSet=&period=&orgUnit=[&children=true&includeDeleted=true]``."""
         md = self.sim.metadata
-        data_sets = [md.get("dataSets", d) for d in ctx.args("dataSet")]
-        if not ctx.args("dataSet") or not all(data_sets):
+        found = [md.get("dataSets", d) for d in ctx.args("dataSet")]
+        data_sets = [ds for ds in found if ds]
+        if not ctx.args("dataSet") or len(data_sets) < len(found):
             return error(409, "At least one valid data set or data element group must be specified",
                          errorCode="E2001")
         des = {e["dataElement"] for ds in data_sets for e in ds["dataSetElements"]}

@@ -67,7 +67,7 @@ class JobRegistry:
             first = "Data value set import" if v.persisted_jobs else "Process started"
             self._notify(job, first, False)
         else:
-            extra = {"dataType": "PARAMETERS", "data": parameters or {}} if v.persisted_jobs else {}
+            extra: dict[str, Any] = {"dataType": "PARAMETERS", "data": parameters or {}} if v.persisted_jobs else {}
             first = "Tracker import started" if v.persisted_jobs else "(TRACKER_IMPORT_JOB) Import:Start"
             self._notify(job, first, False, **extra)
         self._pending.append(self.clock.callLater(delay, self._run, job, work))

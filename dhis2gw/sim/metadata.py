@@ -103,7 +103,8 @@ class Metadata:
     def default_raw(cls) -> dict[str, Any]:
         """The parsed bundled ``country.yml``."""
         text = resources.files("dhis2gw.sim").joinpath("country.yml").read_text(encoding="utf-8")
-        return yaml.safe_load(text)
+        raw: dict[str, Any] = yaml.safe_load(text)
+        return raw
 
     @classmethod
     def load_default(cls) -> Metadata:

@@ -221,11 +221,11 @@ class TrackerImporter:
                         s["ignored"] += 1
                         continue
                     s[self._commit(ttype, obj, strategy, username)] += 1
-                    report: dict[str, Any] = {"trackerType": ttype, "uid": uid}
+                    object_report: dict[str, Any] = {"trackerType": ttype, "uid": uid}
                     if self.version.tracker_object_index:
-                        report["index"] = index
-                    report["errorReports"] = []
-                    object_reports[ttype].append(report)
+                        object_report["index"] = index
+                    object_report["errorReports"] = []
+                    object_reports[ttype].append(object_report)
         status = "ERROR" if errors else "OK"
         overall = {k: sum(stats[t][k] for t in TYPES) for k in ("created", "updated", "deleted", "ignored", "total")}
         if not commit:

@@ -196,9 +196,10 @@ class Database(service.Service):
                 await pool.start()
             except Exception as e:  # noqa: BLE001 - any failure to connect means "retry"
                 pool.close()
+                cause: BaseException | None = e
                 if isinstance(e, defer.FirstError):  # the pool's first failed connection: say why it failed
-                    e = e.subFailure.value
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+                    cause = e.subFailure.value
+                reason = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
                 self.log.warn("PostgreSQL not reachable (attempt {attempt}): {error}; retrying in {delay:.1f}s",
                               attempt=attempt, error=reason, delay=delay)
                 await deferLater(self.reactor, delay, lambda: None)

@@ -60,7 +60,7 @@ class LegacySource:
         present = self.columns.get(table, set())
         if not present:
             return iter(())
-        fields = []
+        fields: list[sql.Composable] = []
         for column in wanted:
             if column not in present:
                 fields.append(sql.SQL("NULL AS {}").format(sql.Identifier(column)))
@@ -107,7 +107,8 @@ class LegacySource:
             return 0
         with self.conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM dhis2_mapping_dimension")
-            return int(cur.fetchone()[0])
+            row = cur.fetchone()  # count(*) always answers one row
+            return int(row[0]) if row else 0
 
     def servers(self) -> list[dict[str, Any]]:
         """Every ``servers`` row (passwords and tokens in plain text, as the original kept them)."""

@@ -9,6 +9,7 @@ every submitter/destination (``default`` is how the original dhis2gw wrote "any"
 """
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from typing import Any
 
@@ -128,7 +129,7 @@ class MappingAdminStore:
             params + [limit, offset])
         return rows, int(total["n"]) if total else 0
 
-    async def export_rows(self, filters: dict[str, str], q: str | None) -> list[dict[str, Any]]:
+    async def export_rows(self, filters: dict[str, str], q: str | None) -> builtins.list[dict[str, Any]]:
         """Every mapping matching the filters, in export order."""
         where, params = _where(filters, q)
         return await self.db.fetch("mappings.export", _SELECT + where
@@ -173,7 +174,8 @@ class MappingAdminStore:
         return row is not None
 
     @staticmethod
-    async def upsert_chunk(cursor: Any, uids: list[str], rows: list[dict[str, str]]) -> tuple[int, int]:
+    async def upsert_chunk(cursor: Any, uids: builtins.list[str],
+                           rows: builtins.list[dict[str, str]]) -> tuple[int, int]:
         """Insert new / update changed rows inside a transaction; return ``(inserted, updated)``.
 
         Unchanged rows are not touched (``IS DISTINCT FROM``), so the caller counts them as
@@ -191,7 +193,7 @@ class MappingAdminStore:
         inserted = sum(1 for r in result if r["inserted"])
         return inserted, len(result) - inserted
 
-    async def scope_rows(self, source_name: str, instance_name: str) -> list[dict[str, Any]]:
+    async def scope_rows(self, source_name: str, instance_name: str) -> builtins.list[dict[str, Any]]:
         """Every de/ou mapping that applies to one submitter source and destination (cache fill)."""
         return await self.db.fetch(
             "mappings.scope",

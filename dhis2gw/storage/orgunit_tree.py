@@ -226,7 +226,8 @@ class OrgUnitStore:
     # --- API reads ----------------------------------------------------------------------
     async def query(self, q: UnitQuery, district_level: int | None) -> tuple[list[dict[str, Any]], int]:
         """One page of units matching ``q`` (ordered by path) and the total count."""
-        where, params = ["TRUE"], []
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
         if not q.include_gone:
             where.append("NOT o.gone_from_dhis2")
         if q.level is not None:

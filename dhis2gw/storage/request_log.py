@@ -47,7 +47,8 @@ class RequestLogStore:
                     status: int | None = None, status_class: int | None = None, method: str | None = None,
                     page: int = 1, page_size: int = 50) -> tuple[list[dict[str, Any]], int]:
         """One page of rows (newest first) matching every given filter, and the total count."""
-        where, params = ["TRUE"], []  # type: ignore[var-annotated]
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
         for clause, value in (("at >= %s", since), ("at < %s", until), ("lower(username) = lower(%s)", username),
                               ("user_id = %s", user_id), ("endpoint = %s", endpoint), ("status = %s", status),
                               ("method = %s", method)):

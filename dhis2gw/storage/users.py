@@ -78,7 +78,8 @@ class UserStore:
                    active: bool | None = None, page: int = 1, page_size: int = 20
                    ) -> tuple[list[dict[str, Any]], int]:
         """One page of users (newest first) matching the filters, and the total count."""
-        where, params = ["TRUE"], []  # type: ignore[var-annotated]
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
         if username:
             where.append("lower(username) = lower(%s)")
             params.append(username)
@@ -107,7 +108,8 @@ class UserStore:
         With ``revoke_sessions`` (always when the password changes or the user is deactivated)
         every token the user holds stops working in the same transaction.
         """
-        sets, params = ["updated_at = now()"], []  # type: ignore[var-annotated]
+        sets: list[str] = ["updated_at = now()"]
+        params: list[Any] = []
         for name, value in fields.items():
             if name not in EDITABLE_FIELDS:
                 raise ValueError(f"not an editable field: {name}")

@@ -62,7 +62,8 @@ class HierarchySync:
     async def _run(self, trigger: str) -> dict[str, Any]:
         state = await self.store.state(SOURCE)
         full = state is None or state["scope"] != self.scope
-        since = None if full else read_since(state["watermark"])
+        previous = None if state is None or full else state["watermark"]
+        since = None if full else read_since(previous)
         levels_changed = await self.store.replace_levels(await self.reader.levels())
         units = await self.reader.units(since)
         upsert = await self.store.upsert_units(units, baseline=full)
@@ -82,7 +83,7 @@ class HierarchySync:
         for group in groups:
             group["members"] = [m for m in group["members"] if m in ids] if ids else group["members"]
         group_counts = await self.store.replace_groups(groups)
-        watermark = newest_stamp(units, None if full else state["watermark"])
+        watermark = newest_stamp(units, previous)
         await self.store.save_state(SOURCE, self.scope, watermark, full)
         report: dict[str, Any] = {
             "trigger": trigger, "mode": "full" if full else "incremental", "since": since,
