@@ -24,20 +24,22 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from twisted.internet import defer, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: ``resolve(host, port)`` → the addresses (text) the name has.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -60,7 +62,7 @@ class AllowRule:
     path: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "AllowRule":
+    def parse(cls, text: str) -> AllowRule:
         """Parse a rule; raise ValueError naming the problem."""
         parts = urlsplit(text.strip())
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -86,14 +88,14 @@ class AllowRule:
         return not self.path or path == self.path or path.startswith(self.path + "/")
 
 
-def _literal(host: str) -> Optional[Address]:
+def _literal(host: str) -> Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
 
 
-def address_refusal(address: Address, allowed_networks: Sequence[Network] = ()) -> Optional[str]:
+def address_refusal(address: Address, allowed_networks: Sequence[Network] = ()) -> str | None:
     """Why connecting to ``address`` is refused, or None."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
@@ -120,7 +122,7 @@ class OutboundPolicy:
     allowed_networks: tuple[Network, ...] = ()
 
     @classmethod
-    def from_settings(cls, rules: Iterable[str], networks: Iterable[str]) -> "OutboundPolicy":
+    def from_settings(cls, rules: Iterable[str], networks: Iterable[str]) -> OutboundPolicy:
         """Build from text settings; raise ValueError naming a bad entry."""
         parsed_networks = []
         for text in networks:
@@ -130,7 +132,7 @@ class OutboundPolicy:
                 raise ValueError(f"{text!r}: not a network (use CIDR, e.g. 10.1.2.0/24)") from None
         return cls(tuple(AllowRule.parse(r) for r in rules if r.strip()), tuple(parsed_networks))
 
-    def url_refusal(self, url: str, *, check_allow_list: bool = True) -> Optional[str]:
+    def url_refusal(self, url: str, *, check_allow_list: bool = True) -> str | None:
         """Why ``url`` is refused before any resolution, or None."""
         try:
             parts = urlsplit(url)
@@ -186,7 +188,7 @@ def system_resolver(reactor: Any) -> Resolver:
     async def resolve(host: str, port: int) -> list[str]:
         infos = await threads.deferToThreadPool(reactor, reactor.getThreadPool(), socket.getaddrinfo, host, port,
                                                 0, socket.SOCK_STREAM)
-        return list(dict.fromkeys(info[4][0] for info in infos))
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     return resolve
 
@@ -194,7 +196,7 @@ def system_resolver(reactor: Any) -> Resolver:
 class _GuardedEndpoint:
     """Resolve, check every address, then connect to the first checked one (TLS for https)."""
 
-    def __init__(self, factory: "GuardedEndpointFactory", scheme: str, host: str, port: int) -> None:
+    def __init__(self, factory: GuardedEndpointFactory, scheme: str, host: str, port: int) -> None:
         self.factory = factory
         self.scheme = scheme
         self.host = host
@@ -219,7 +221,7 @@ class _GuardedEndpoint:
 class GuardedEndpointFactory:
     """``Agent.usingEndpointFactory`` endpoints that enforce ``policy`` when connecting."""
 
-    def __init__(self, reactor: Any, policy: OutboundPolicy, resolver: Optional[Resolver] = None,
+    def __init__(self, reactor: Any, policy: OutboundPolicy, resolver: Resolver | None = None,
                  connect_timeout: float = 10.0, tls_policy: Any = None) -> None:
         self.reactor = reactor
         self.policy = policy
@@ -252,7 +254,8 @@ class _CappedReader(Protocol):
             self.kept_size += len(piece)
         if self.seen > self.max_bytes and not self.truncated:
             self.truncated = True
-            self.transport.stopProducing()  # closes the connection: nothing more is read
+            # The body's transport is a producer; stopping it closes the connection: nothing more is read.
+            cast(IPushProducer, self.transport).stopProducing()
 
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]  # noqa: N802
         if not self.finished.called:

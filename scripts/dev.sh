@@ -1,7 +1,8 @@
 #!/bin/sh
 # Set up a virtual environment and run the gateway (embedded default) or the whole test suite.
 #   scripts/dev.sh run     # gateway on http://127.0.0.1:9090 with embedded PostgreSQL, Redis and DHIS2 simulator
-#   scripts/dev.sh test    # every test (uses PostgreSQL/Redis on 127.0.0.1 when they answer, else embedded ones)
+#   scripts/dev.sh test    # ruff, mypy, then every test (uses PostgreSQL/Redis on 127.0.0.1 when they answer, else
+#                          # embedded ones); with arguments, only pytest with those arguments
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -61,6 +62,12 @@ case "$cmd" in
     run)   setup; exec "$VENV/bin/dhis2gw" --config conf/dev.yml --demo "$@" ;;
     test)  setup
            status=0
+           # Lint and types first (seconds; settings in pyproject.toml). A failure fails the command,
+           # and the tests still run. A subset of tests (arguments given) skips them.
+           if [ $# -eq 0 ]; then
+               "$VENV/bin/ruff" check . || status=$?
+               "$VENV/bin/mypy" || status=$?
+           fi
            "$VENV/bin/pytest" "$@" || status=$?
            # The admin app's tests run in their own processes (Kivy installs its reactor at import).
            if [ $# -eq 0 ] && [ -x "$VENV/bin/dhis2gw-admin" ]; then

@@ -5,7 +5,7 @@ confirmations, polling) lives in the view models.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import quote
 
 from dhis2gw_admin.client import GatewayClient, Reply
@@ -38,7 +38,7 @@ class GatewayApi:
     async def delete_log(self, submission_id: int) -> dict[str, Any]:
         return await self.client.delete_json(f"/logs/{int(submission_id)}")
 
-    async def purge_logs(self, before: str, statuses: Optional[list[str]] = None,
+    async def purge_logs(self, before: str, statuses: list[str] | None = None,
                          dry_run: bool = False) -> dict[str, Any]:
         params: dict[str, Any] = {"before": before, "dry_run": "true" if dry_run else "false"}
         if statuses:
@@ -85,7 +85,7 @@ class GatewayApi:
     async def import_job(self, job_id: str) -> dict[str, Any]:
         return await self.client.get_json(f"/mappings/imports/{_seg(job_id)}")
 
-    async def export_mappings(self, fmt: str, params: Optional[dict[str, Any]] = None) -> Reply:
+    async def export_mappings(self, fmt: str, params: dict[str, Any] | None = None) -> Reply:
         return await self.client.request("GET", f"/mappings/export/{'csv' if fmt == 'csv' else 'excel'}", params)
 
     async def mapping_template(self) -> Reply:

@@ -5,13 +5,13 @@ Import only after ``dhis2gw_admin.kivy_reactor.install()`` (``main`` does it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from kivy.core.clipboard import Clipboard
 from kivy.metrics import dp
+from kivy.uix.screenmanager import NoTransition
 from kivymd.app import MDApp
 from kivymd.uix.boxlayout import MDBoxLayout
-from kivy.uix.screenmanager import NoTransition
 from kivymd.uix.screenmanager import MDScreenManager
 
 from dhis2gw_admin.model import AdminModel
@@ -35,13 +35,13 @@ class AdminApp(MDApp):
 
     title = "dhis2gw admin"
 
-    def __init__(self, reactor: Any, server_url: Optional[str] = None, settings_path: Optional[str] = None,
+    def __init__(self, reactor: Any, server_url: str | None = None, settings_path: str | None = None,
                  **kw: Any) -> None:
         super().__init__(**kw)
         self.reactor = reactor
         self.server_url = server_url
         self.settings_path = settings_path
-        self.model: Optional[AdminModel] = None
+        self.model: AdminModel | None = None
 
     def build(self) -> Any:
         self.theme_cls.primary_palette = "Teal"

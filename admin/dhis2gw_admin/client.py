@@ -14,12 +14,13 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 from treq.client import HTTPClient
 from twisted.internet import defer
-from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError as TxTimeoutError
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.error import TimeoutError as TxTimeoutError
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
 
 from dhis2gw_admin.errors import AuthenticationFailed, GatewayError, connection_problem, error_from_response
@@ -39,7 +40,7 @@ class Session:
     access_token: str
     refresh_token: str
     access_expires_at: float
-    refresh_expires_at: Optional[float]
+    refresh_expires_at: float | None
 
     @property
     def is_admin(self) -> bool:
@@ -78,7 +79,7 @@ class Reply:
     status: int
     body: bytes
     content_type: str
-    filename: Optional[str] = None
+    filename: str | None = None
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8")) if self.body else None
@@ -98,11 +99,11 @@ class GatewayClient:
         self.clock = clock or reactor
         self.timeout = timeout
         self.base_url = normalise_server_url(base_url)
-        self.session: Optional[Session] = None
+        self.session: Session | None = None
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 4
         self._http = HTTPClient(Agent(reactor, pool=self._pool))
-        self._refreshing: Optional[defer.Deferred[None]] = None
+        self._refreshing: defer.Deferred[None] | None = None
         #: Called with no argument when the session ends by itself (refresh refused): the app
         #: shows the login screen again.
         self.on_session_ended: list[Any] = []
@@ -147,7 +148,7 @@ class GatewayClient:
             self.session = None
             for listener in list(self.on_session_ended):
                 listener()
-            raise AuthenticationFailed("Your session has ended. Please log in again.", 401, "session_ended")
+            raise AuthenticationFailed("Your session has ended. Please log in again.", 401, "session_ended") from None
         finally:
             waiting, self._refreshing = self._refreshing, None
             waiting.callback(None)
@@ -166,9 +167,9 @@ class GatewayClient:
         await self._pool.closeCachedConnections()
 
     # --- requests -----------------------------------------------------------------------------
-    async def request(self, method: str, path: str, params: Optional[dict[str, Any]] = None,
-                      json_body: Any = None, data: Optional[bytes] = None,
-                      content_type: Optional[str] = None) -> Reply:
+    async def request(self, method: str, path: str, params: dict[str, Any] | None = None,
+                      json_body: Any = None, data: bytes | None = None,
+                      content_type: str | None = None) -> Reply:
         """An authenticated request to ``/api/v2<path>``; a GatewayError unless 2xx."""
         if self.session is None:
             raise AuthenticationFailed("You are not logged in.", 401, "unauthenticated")
@@ -182,24 +183,24 @@ class GatewayClient:
             await self.refresh()  # our clock and the gateway's disagree: rotate and retry once
             return await self._send(method, path, params, json_body, data, content_type)
 
-    async def get_json(self, path: str, params: Optional[dict[str, Any]] = None) -> Any:
+    async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return (await self.request("GET", path, params)).json()
 
-    async def post_json(self, path: str, body: Any = None, params: Optional[dict[str, Any]] = None) -> Any:
+    async def post_json(self, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         return (await self.request("POST", path, params, json_body=body)).json()
 
     async def put_json(self, path: str, body: Any) -> Any:
         return (await self.request("PUT", path, json_body=body)).json()
 
-    async def delete_json(self, path: str, params: Optional[dict[str, Any]] = None) -> Any:
+    async def delete_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return (await self.request("DELETE", path, params)).json()
 
-    async def _send(self, method: str, path: str, params: Optional[dict[str, Any]] = None, json_body: Any = None,
-                    data: Optional[bytes] = None, content_type: Optional[str] = None, auth: bool = True) -> Reply:
+    async def _send(self, method: str, path: str, params: dict[str, Any] | None = None, json_body: Any = None,
+                    data: bytes | None = None, content_type: str | None = None, auth: bool = True) -> Reply:
         headers: dict[bytes, list[bytes]] = {b"Accept": [b"application/json"]}
         if auth and self.session is not None:
             headers[b"Authorization"] = [f"Bearer {self.session.access_token}".encode()]
-        body: Optional[bytes] = data
+        body: bytes | None = data
         if json_body is not None:
             body = json.dumps(json_body).encode()
             content_type = "application/json"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any, Optional
+from typing import Any
 
 
 class GatewayError(Exception):
@@ -21,7 +21,7 @@ class GatewayError(Exception):
     :param details: the envelope's ``details`` (field errors, per-row errors…).
     """
 
-    def __init__(self, message: str, status: Optional[int] = None, code: Optional[str] = None,
+    def __init__(self, message: str, status: int | None = None, code: str | None = None,
                  details: Any = None) -> None:
         super().__init__(message)
         self.message = message
@@ -96,10 +96,10 @@ def _detail_lines(details: Any, limit: int = 5) -> list[str]:
     return lines
 
 
-def error_from_response(status: int, body: bytes, retry_after: Optional[str] = None) -> GatewayError:
+def error_from_response(status: int, body: bytes, retry_after: str | None = None) -> GatewayError:
     """The typed error of an HTTP error answer (any body: the envelope, HTML, nothing)."""
     cls = _BY_STATUS.get(status, ServerProblem if status >= 500 else GatewayError)
-    code: Optional[str] = None
+    code: str | None = None
     details: Any = None
     message = ""
     try:

@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dhis2gw-admin", description="Desktop admin app for the dhis2gw gateway.")
     parser.add_argument("--server", help="gateway address, e.g. http://127.0.0.1:9090 (default: the last one used)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

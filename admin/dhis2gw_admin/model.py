@@ -4,7 +4,8 @@ Built once by the app (on Kivy's Twisted reactor) and by the tests (on the defau
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from dhis2gw_admin.api import GatewayApi
 from dhis2gw_admin.client import GatewayClient
@@ -22,8 +23,8 @@ class AdminModel:
     :param clipboard: ``callable(text)`` used by the detail view's copy buttons.
     """
 
-    def __init__(self, reactor: Any, server_url: Optional[str] = None, settings: Optional[SettingsStore] = None,
-                 clipboard: Optional[Callable[[str], None]] = None, dashboard_interval: float = 15.0,
+    def __init__(self, reactor: Any, server_url: str | None = None, settings: SettingsStore | None = None,
+                 clipboard: Callable[[str], None] | None = None, dashboard_interval: float = 15.0,
                  force_server: bool = False) -> None:
         self.reactor = reactor
         self.client = GatewayClient(reactor, server_url or "http://127.0.0.1:9090")

@@ -7,7 +7,8 @@ screens bind widget updates to these; tests read the attributes directly.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Callback = Callable[[Any, Any], None]
 

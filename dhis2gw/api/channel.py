@@ -20,9 +20,13 @@ Twisted's own idle timeout.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from functools import partial
+from typing import Any, cast
 
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
 
 #: Seconds a body may take before the minimum rate applies (TCP slow start, a mobile link waking up).
@@ -42,22 +46,27 @@ class GatewayChannel(http.HTTPChannel):
         self._rate_check: Any = None
         self._body_started = 0.0
         self._body_bytes = 0
-        self._peer: Optional[str] = None
+        self._peer: str | None = None
         self._counted = False
+
+    @property
+    def _tcp(self) -> ITCPTransport:
+        """The connection (TCP, or TLS over TCP): connected from ``connectionMade`` on."""
+        return cast(ITCPTransport, self.transport)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def connectionMade(self) -> None:  # noqa: N802
         super().connectionMade()
         site = self.site
-        self._peer = getattr(self.transport.getPeer(), "host", None)
+        self._peer = getattr(self._tcp.getPeer(), "host", None)
         if not site.admit_connection(self._peer):
             site.refused_connections += 1
-            self.transport.abortConnection()
+            self._tcp.abortConnection()
             return
         self._counted = True
         self._start_deadline(site.header_timeout, "header")
 
-    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         self._cancel()
         if self._counted:
             self._counted = False
@@ -95,7 +104,7 @@ class GatewayChannel(http.HTTPChannel):
     # --- timers ------------------------------------------------------------------------------------
     def _start_deadline(self, seconds: float, what: str) -> None:
         self._cancel()
-        self._deadline = self.callLater(seconds, self._expired, what)
+        self._deadline = self.callLater(seconds, partial(self._expired, what))
 
     def _cancel(self) -> None:
         for call in (self._deadline, self._rate_check):
@@ -108,7 +117,7 @@ class GatewayChannel(http.HTTPChannel):
         self.site.deadline_closures += 1
         self.log.debug("Closing a connection from {peer}: {what} deadline passed", peer=self._peer, what=what)
         self._cancel()
-        self.transport.abortConnection()
+        self._tcp.abortConnection()
 
     def _check_rate(self) -> None:
         self._rate_check = None
@@ -120,6 +129,6 @@ class GatewayChannel(http.HTTPChannel):
             self.log.debug("Closing a connection from {peer}: body slower than {rate} B/s", peer=self._peer,
                            rate=self.site.min_body_rate)
             self._cancel()
-            self.transport.abortConnection()
+            self._tcp.abortConnection()
             return
         self._rate_check = self.callLater(1.0, self._check_rate)

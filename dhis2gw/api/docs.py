@@ -21,8 +21,9 @@ import json
 import mimetypes
 import re
 import string
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from twisted.internet.threads import deferToThreadPool
 
@@ -71,7 +72,7 @@ SWAGGER_INITIALIZER = """window.onload = function() {
 """
 
 
-def safe_file(base: Path, relative: str) -> Optional[Path]:
+def safe_file(base: Path, relative: str) -> Path | None:
     """``base/relative`` if it is a regular file inside ``base`` (no traversal, no hidden parts)."""
     if not relative or "\x00" in relative or relative.startswith(("/", "\\")):
         return None
@@ -117,7 +118,7 @@ class OpenApiArea:
     def __init__(self, routes: Callable[[], list[Any]], title: str = "dhis2gw") -> None:
         self.routes = routes
         self.title = title
-        self._cached: Optional[tuple[int, bytes]] = None
+        self._cached: tuple[int, bytes] | None = None
 
     def document(self) -> dict[str, Any]:
         """The current OpenAPI document."""
@@ -144,7 +145,7 @@ class SwaggerArea:
     keyed by the raw path and grew by 1.9 MB per spelling).
     """
 
-    def __init__(self, reactor: Any, bundle_dir: Optional[str] = None) -> None:
+    def __init__(self, reactor: Any, bundle_dir: str | None = None) -> None:
         self.reactor = reactor
         if bundle_dir is None:
             from swagger_ui_bundle import swagger_ui_path
@@ -219,14 +220,14 @@ class DocsPages:
         order = [p for p in PAGE_ORDER if p in found] + sorted(p for p in found if p not in PAGE_ORDER)
         return [(p, found[p]) for p in order]
 
-    def _nav(self, pages: list[tuple[str, str]], current: Optional[str] = None) -> str:
+    def _nav(self, pages: list[tuple[str, str]], current: str | None = None) -> str:
         items = []
         for name, title in pages:
             cls = ' class="current"' if name == current else ""
             items.append(f'<li><a href="/docs/{html.escape(name)}"{cls}>{html.escape(title)}</a></li>')
         return "<ul>" + "".join(items) + "</ul>"
 
-    def _render_page(self, page: str) -> Optional[bytes]:
+    def _render_page(self, page: str) -> bytes | None:
         import markdown
 
         path = safe_file(self.docs, f"{page}.md")
@@ -286,6 +287,6 @@ class DocsPages:
 
     async def _not_found(self, call: Call, what: str) -> Response:
         if wants_html(call):
-            call.request.error_code = "not_found"
+            call.request.error_code = "not_found"  # type: ignore[attr-defined]  # as the router sets it
             return Response(raw=await self._in_thread(self._render_not_found, what), status=404, content_type=HTML)
         raise ApiError(404, "not_found", what)

@@ -5,7 +5,7 @@ right HTTP status: never an HTML page, never a traceback.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
 class ApiError(Exception):
@@ -19,7 +19,7 @@ class ApiError(Exception):
     """
 
     def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 headers: Optional[dict[str, str]] = None) -> None:
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

@@ -6,7 +6,8 @@ submissions to an instance that cannot record them.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -14,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from dhis2gw import __version__
 from dhis2gw.api.routing import Call, Response, route
 
-Check = Callable[[], Awaitable[dict[str, Any]]]
+Check = Callable[[], Coroutine[Any, Any, dict[str, Any]]]
 
 
 class HealthApi:
@@ -25,7 +26,7 @@ class HealthApi:
     :param required: names whose failure makes the instance not ready (others are reported only).
     """
 
-    def __init__(self, clock: IReactorTime, checks: dict[str, Check], required: Optional[set[str]] = None,
+    def __init__(self, clock: IReactorTime, checks: dict[str, Check], required: set[str] | None = None,
                  timeout: float = 2.0) -> None:
         self.clock = clock
         self.checks = checks
@@ -37,7 +38,7 @@ class HealthApi:
         return {"status": "ok", "version": __version__}
 
     async def _run(self, name: str, check: Check) -> dict[str, Any]:
-        d = defer.Deferred.fromCoroutine(check())  # type: ignore[arg-type]
+        d = defer.Deferred.fromCoroutine(check())
         d.addTimeout(self.timeout, self.clock)
         try:
             result = await d

@@ -11,14 +11,20 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, tzinfo
-from typing import Optional
 from typing import Any
 
 from dhis2gw.api.errors import ApiError, not_found
 from dhis2gw.api.routing import OPERATOR, Call, Response, route
 from dhis2gw.operations import schemas
-from dhis2gw.operations.filters import (FILTER_PARAMETERS, PAGE_PARAMETERS, encode_cursor, filter_from_call,
-                                        filter_from_json, page_from_call, parse_instant)
+from dhis2gw.operations.filters import (
+    FILTER_PARAMETERS,
+    PAGE_PARAMETERS,
+    encode_cursor,
+    filter_from_call,
+    filter_from_json,
+    page_from_call,
+    parse_instant,
+)
 from dhis2gw.operations.requeue import RequeueService
 from dhis2gw.storage.logs import LogFilter, LogStore, selection_json
 from dhis2gw.storage.submissions import FINAL_STATES, PENDING_STATES, REQUEUEABLE, SubmissionStore
@@ -29,7 +35,7 @@ _FORCE = ({"name": "force", "in": "query", "description": "Also requeue a delive
            "schema": {"type": "boolean", "default": False}},)
 
 
-def _plain(value: Any, tz: Optional[tzinfo] = None) -> Any:
+def _plain(value: Any, tz: tzinfo | None = None) -> Any:
     """JSON-ready: datetimes as ISO 8601 in the gateway's time zone, offset included."""
     if isinstance(value, datetime):
         return (value.astimezone(tz) if tz is not None and value.tzinfo is not None else value).isoformat()
@@ -41,7 +47,7 @@ _COUNTERS_FIRST = re.compile(r"^(?P<status>SUCCESS|WARNING|ERROR|OK)?\s*(?P<coun
                              r"[:;,.\u2014-]*\s*(?P<rest>.+)$", re.S)
 
 
-def human_reason(error: Optional[str]) -> Optional[str]:
+def human_reason(error: str | None) -> str | None:
     """The error text with the human reason first: DHIS2's status and counters move to the end."""
     if not error:
         return error
@@ -52,7 +58,7 @@ def human_reason(error: Optional[str]) -> Optional[str]:
     return f"{m.group('rest').strip()} ({tail})"
 
 
-def log_item(row: dict[str, Any], tz: Optional[tzinfo] = None) -> dict[str, Any]:
+def log_item(row: dict[str, Any], tz: tzinfo | None = None) -> dict[str, Any]:
     """A submission row as a list item: plain JSON plus the original's field names."""
     out = {k: _plain(v, tz) for k, v in row.items() if k not in ("lease_owner", "request_hash")}
     out["reason"] = human_reason(row.get("error"))
@@ -67,7 +73,7 @@ def log_item(row: dict[str, Any], tz: Optional[tzinfo] = None) -> dict[str, Any]
 _UID = re.compile(r"^[A-Za-z][A-Za-z0-9]{10}$")
 
 
-def payload_uids(value: Any, found: Optional[set[str]] = None) -> set[str]:
+def payload_uids(value: Any, found: set[str] | None = None) -> set[str]:
     """Every string in a (DHIS2) payload shaped like a UID."""
     found = set() if found is None else found
     if isinstance(value, dict):
@@ -131,7 +137,8 @@ class LogsApi:
                 "total_pages": (math.ceil(result.total / page.page_size) if result.total is not None else None),
                 "total_exact": result.total_exact, "next_cursor": next_cursor, "filter": f.to_json()}
 
-    @route("GET", "/logs/stats", roles=OPERATOR, summary="Submissions per status created in the last 24 hours and 7 days",
+    @route("GET", "/logs/stats", roles=OPERATOR,
+           summary="Submissions per status created in the last 24 hours and 7 days",
            tags=("logs",), response_schema=schemas.LOG_STATS)
     async def stats(self, call: Call) -> dict[str, Any]:
         """One pass over the table (the dashboard's counts, instead of one /logs total per status)."""

@@ -7,7 +7,7 @@ on-demand refresh. Every write invalidates the mapping lookup cache in every pro
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -38,7 +38,8 @@ _IMPORT_QUERY = (
      "description": "answer 202 at once and poll the job (default: only for large files)"},
 )
 _IMPORT_RESPONSES = {200: "import report: counts {inserted, updated, unchanged, rejected} and per-row errors",
-                     202: "large file: the job runs; poll status_url", 413: "file, row count or inflated size too large",
+                     202: "large file: the job runs; poll status_url",
+                     413: "file, row count or inflated size too large",
                      422: "rows rejected (all-or-nothing), or the file cannot be read"}
 
 
@@ -72,7 +73,7 @@ class MappingsApi:
 
     # --- list and CRUD ------------------------------------------------------------------
     @staticmethod
-    def _filters(call: Call) -> tuple[dict[str, str], Optional[str]]:
+    def _filters(call: Call) -> tuple[dict[str, str], str | None]:
         filters = {c: v for c in FILTER_COLUMNS if (v := call.arg(c)) is not None}
         return filters, (call.arg("q") or None)
 
@@ -164,7 +165,8 @@ class MappingsApi:
             if self.parser is not None:
                 sheet = await self.parser.parse(data, kind, call.arg("sheet"), self.limits)
             else:
-                sheet = read_csv(data, self.limits) if kind == "csv" else read_xlsx(data, call.arg("sheet"), self.limits)
+                sheet = (read_csv(data, self.limits) if kind == "csv"
+                         else read_xlsx(data, call.arg("sheet"), self.limits))
         except SheetRejected as e:
             raise ApiError(e.status, e.code, e.message, e.details) from None
         job = self.importer.new_job(kind)
@@ -217,14 +219,17 @@ class MappingsApi:
            summary="XLSX template: headers, one example row, a sheet documenting each column",
            response_schema={"type": "string", "contentMediaType": XLSX_TYPE})
     async def template(self, call: Call) -> Response:
-        return Response(raw=template_xlsx(), content_type=XLSX_TYPE,
-                        headers={"Content-Disposition": 'attachment; filename="dhis2_mappings_template.xlsx"'})
+        return self._template()
 
     @route("GET", "/mappings/export/excel-template", roles=OPERATOR, tags=TAGS, deprecated=True,
            summary="The original's template path (now authenticated); same as /mappings/template.xlsx",
            response_schema={"type": "string", "contentMediaType": XLSX_TYPE})
     async def template_legacy(self, call: Call) -> Response:
-        return await self.template(call)
+        return self._template()
+
+    def _template(self) -> Response:
+        return Response(raw=template_xlsx(), content_type=XLSX_TYPE,
+                        headers={"Content-Disposition": 'attachment; filename="dhis2_mappings_template.xlsx"'})
 
 
 class MetadataApi:

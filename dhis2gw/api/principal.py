@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -24,9 +23,9 @@ class Principal:
     uid: str
     username: str
     role: str
-    source_name: Optional[str] = None
+    source_name: str | None = None
     method: str = "bearer"
     callback_allowed: bool = False
-    orgunit_scope: Tuple[str, ...] = ()
-    dataset_scope: Tuple[str, ...] = ()
+    orgunit_scope: tuple[str, ...] = ()
+    dataset_scope: tuple[str, ...] = ()
     may_delete: bool = False

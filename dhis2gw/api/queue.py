@@ -7,8 +7,8 @@ Redis being down does not fail the request: its numbers are null and ``redis`` i
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -21,7 +21,7 @@ from dhis2gw.storage.logs import LogStore
 
 
 def _iso_seconds(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()
 
 
 class QueueApi:
@@ -34,8 +34,8 @@ class QueueApi:
     """
 
     def __init__(self, clock: IReactorTime, queue: SubmissionQueue, logs: LogStore, known_destinations: Any,
-                 dispatcher: Optional[Any] = None, about: Optional[dict[str, Any]] = None,
-                 urls: Optional[dict[str, str]] = None) -> None:
+                 dispatcher: Any | None = None, about: dict[str, Any] | None = None,
+                 urls: dict[str, str] | None = None) -> None:
         self.clock = clock
         self.about = dict(about or {})
         self.urls = dict(urls or {})
@@ -46,8 +46,8 @@ class QueueApi:
 
     async def destination_status(self, name: str, waiting: dict[str, Any], redis_ok: bool) -> dict[str, Any]:
         """The status of one destination."""
-        out: dict[str, Any] = {"destination": name, "url": self.urls.get(name), "ready": None, "processing": None, "delayed": None,
-                               "paused": None}
+        out: dict[str, Any] = {"destination": name, "url": self.urls.get(name), "ready": None, "processing": None,
+                               "delayed": None, "paused": None}
         if redis_ok:
             depth = await self.queue.depth(name)
             out.update(ready=depth.ready, processing=depth.processing, delayed=depth.delayed, paused=depth.paused)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import collections
 import json
 import re
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from twisted.application import service
@@ -78,7 +78,7 @@ def redact_text(text: str) -> str:
     return _SHAPES.sub(REDACTED, text)
 
 
-def body_excerpt(raw: bytes, content_type: Optional[bytes], limit: int) -> Optional[str]:
+def body_excerpt(raw: bytes, content_type: bytes | None, limit: int) -> str | None:
     """A redacted excerpt of at most ``limit`` characters of a request body, or None."""
     if not raw or limit <= 0:
         return None
@@ -127,7 +127,7 @@ class RequestLogWriter(service.Service):
         #: Rows older than this many days are deleted every ``retention_interval`` seconds (0: kept).
         self.retention_days = retention_days
         self.retention_interval = retention_interval
-        self._retention: Optional[LoopingCall] = None
+        self._retention: LoopingCall | None = None
         self.purged = 0
         self.store = store
         self.enabled = enabled
@@ -136,13 +136,13 @@ class RequestLogWriter(service.Service):
         self.max_buffer = max_buffer
         self.body_excerpt_bytes = body_excerpt_bytes
         self._buffer: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._loop: Optional[LoopingCall] = None
-        self._flushing: Optional[defer.Deferred[None]] = None
+        self._loop: LoopingCall | None = None
+        self._flushing: defer.Deferred[None] | None = None
         self._failing = False
         self.written = 0
         self.dropped = 0
         self.failed_flushes = 0
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
 
     # --- lifecycle --------------------------------------------------------------------
     def startService(self) -> None:  # noqa: N802
@@ -285,7 +285,7 @@ class RequestLogWriter(service.Service):
         return {"ok": len(self._buffer) < self.max_buffer * 0.9, **self.stats()}
 
 
-def _parse_time(call: Call, name: str) -> Optional[datetime]:
+def _parse_time(call: Call, name: str) -> datetime | None:
     raw = call.arg(name)
     if not raw:
         return None
@@ -294,7 +294,7 @@ def _parse_time(call: Call, name: str) -> Optional[datetime]:
     except ValueError:
         raise ApiError(400, "invalid_parameter", f"query parameter {name!r} must be an ISO 8601 date or time",
                        {"parameter": name, "value": raw}) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class RequestsApi:
@@ -312,8 +312,8 @@ class RequestsApi:
         page = call.int_arg("page", 1, minimum=1)
         page_size = call.int_arg("page_size", 50, minimum=1, maximum=500)
         status_raw = call.arg("status")
-        status: Optional[int] = None
-        status_class: Optional[int] = None
+        status: int | None = None
+        status_class: int | None = None
         if status_raw:
             if re.fullmatch(r"[1-5]xx", status_raw.lower()):
                 status_class = int(status_raw[0])

@@ -17,7 +17,8 @@ org unit or data set.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from dhis2gw.api.errors import ApiError
 from dhis2gw.api.principal import Principal

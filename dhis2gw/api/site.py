@@ -14,7 +14,8 @@ import json
 import re
 import secrets
 import time
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 from twisted.web import server
@@ -22,10 +23,10 @@ from twisted.web import server
 from dhis2gw.api.channel import GatewayChannel
 from dhis2gw.api.errors import ApiError
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def forwarded_client(peer: Optional[str], forwarded_for: list[bytes], trusted: Sequence[Network]) -> Optional[str]:
+def forwarded_client(peer: str | None, forwarded_for: Sequence[bytes], trusted: Sequence[Network]) -> str | None:
     """The client's address: ``peer``, unless ``peer`` is a trusted proxy (issue 16, F6).
 
     Then ``X-Forwarded-For`` is read from the right (each proxy appends the address it saw),
@@ -94,10 +95,16 @@ class GatewayRequest(server.Request):
         self.started_at = time.monotonic()
         self.route = None
         self.principal = None
-        self.error_code: Optional[str] = None
+        self.error_code: str | None = None
 
     @property
-    def client_ip(self) -> Optional[str]:
+    def _site(self) -> Any:
+        """The site that built the channel (``Site.buildProtocol`` sets ``channel.site``, which
+        ``HTTPChannel`` does not declare)."""
+        return cast(GatewayChannel, self.channel).site
+
+    @property
+    def client_ip(self) -> str | None:
         """The client's address (the peer, or what a trusted proxy forwarded; see ``forwarded_client``)."""
         cached = self.__dict__.get("_client_ip", False)
         if cached is not False:
@@ -106,7 +113,7 @@ class GatewayRequest(server.Request):
             peer = getattr(self.getClientAddress(), "host", None)
         except Exception:  # noqa: BLE001 - odd transports have no address
             peer = None
-        trusted = getattr(self.channel.site, "trusted_proxies", ()) if self.channel is not None else ()
+        trusted = getattr(self._site, "trusted_proxies", ()) if self.channel is not None else ()
         value = forwarded_client(peer, self.requestHeaders.getRawHeaders(b"x-forwarded-for", []), trusted)
         self.__dict__["_client_ip"] = value
         return value
@@ -115,9 +122,9 @@ class GatewayRequest(server.Request):
     @property
     def max_body(self) -> int:
         """The site's body limit in bytes."""
-        return int(getattr(self.channel.site, "max_body_bytes", 10 * 1024 * 1024))
+        return int(getattr(self._site, "max_body_bytes", 10 * 1024 * 1024))
 
-    def gotLength(self, length: Optional[int]) -> None:  # noqa: N802
+    def gotLength(self, length: int | None) -> None:  # noqa: N802
         if length is not None and length > self.max_body:
             self.body_too_large = True
             self.content = io.BytesIO()
@@ -171,7 +178,7 @@ class GatewayRequest(server.Request):
 
     def finish(self) -> None:
         try:
-            for observer in getattr(self.channel.site, "finish_observers", ()):
+            for observer in getattr(self._site, "finish_observers", ()):
                 try:
                     observer(self)
                 except Exception:  # noqa: BLE001 - an observer must never break a response
@@ -195,11 +202,12 @@ class GatewaySite(server.Site):
     """
 
     requestFactory = GatewayRequest  # noqa: N815
-    protocol = GatewayChannel
+    # Twisted types this as its HTTP/2-negotiating wrapper factory; any HTTPChannel class works.
+    protocol = GatewayChannel  # type: ignore[assignment]
     noisy = False  # no "Starting factory" / "Stopping factory" lines: the listener logs its own one line
 
     def __init__(self, resource: Any, max_body_bytes: int, access_log: bool = False,
-                 finish_observers: Optional[list[FinishObserver]] = None, trusted_proxies: Sequence[str] = (),
+                 finish_observers: list[FinishObserver] | None = None, trusted_proxies: Sequence[str] = (),
                  header_timeout: float = 10.0, body_timeout: float = 120.0, min_body_rate: int = 1024,
                  max_connections_per_address: int = 64, reactor: Any = None) -> None:
         super().__init__(resource, reactor=reactor)
@@ -208,7 +216,7 @@ class GatewaySite(server.Site):
         self.body_timeout = body_timeout
         self.min_body_rate = min_body_rate
         self.max_connections_per_address = max_connections_per_address
-        self.connections_by_address: dict[Optional[str], int] = {}
+        self.connections_by_address: dict[str | None, int] = {}
         self.refused_connections = 0
         self.deadline_closures = 0
         self.trusted_proxies: tuple[Network, ...] = tuple(ipaddress.ip_network(p, strict=False)
@@ -222,7 +230,7 @@ class GatewaySite(server.Site):
         """Now, on the site's reactor."""
         return float(self.reactor.seconds())
 
-    def admit_connection(self, peer: Optional[str]) -> bool:
+    def admit_connection(self, peer: str | None) -> bool:
         """Count a new connection from ``peer``; False when the address is over its cap."""
         if peer is not None and _in(peer, self.trusted_proxies):
             return True  # a reverse proxy carries many clients: it limits them itself
@@ -232,7 +240,7 @@ class GatewaySite(server.Site):
         self.connections_by_address[peer] = count + 1
         return True
 
-    def release_connection(self, peer: Optional[str]) -> None:
+    def release_connection(self, peer: str | None) -> None:
         """A connection admitted by ``admit_connection`` closed."""
         count = self.connections_by_address.get(peer, 0) - 1
         if count > 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -176,7 +176,7 @@ class UsersApi:
             raise ApiError(409, "self_lockout", "you cannot deactivate yourself or change your own role")
         password = body.pop("password", None)
         old_password = body.pop("old_password", None)
-        password_hash: Optional[str] = None
+        password_hash: str | None = None
         if password is not None:
             if is_self:
                 if old_password is None:

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -42,7 +42,7 @@ STATE_FIELDS = ("id", "uid", "username", "role", "source_name", "is_active", "to
                 "orgunit_scope", "dataset_scope", "may_delete")
 
 
-def client_address(request: IRequest) -> Optional[str]:
+def client_address(request: IRequest) -> str | None:
     """The client's IP address (the key of per-address throttling, and what the request log records).
 
     A ``GatewayRequest`` knows it (``client_ip``: the peer, or the address a trusted reverse proxy
@@ -76,7 +76,7 @@ class GatewayAuthenticator:
     log = Logger()
 
     def __init__(self, clock: IReactorTime, users: UserStore, tokens: TokenStore, hasher: PasswordHasher,
-                 issuer: JwtIssuer, throttle: "LoginThrottle | RedisLoginThrottle", basic_cache_seconds: float = 60,
+                 issuer: JwtIssuer, throttle: LoginThrottle | RedisLoginThrottle, basic_cache_seconds: float = 60,
                  user_cache_seconds: float = 2.0, api_token_cache_seconds: float = 5.0,
                  max_cache_entries: int = 10_000) -> None:
         self.clock = clock
@@ -122,7 +122,7 @@ class GatewayAuthenticator:
         raise auth_error("unauthenticated", "unsupported authorization scheme; use Bearer, Basic or Token")
 
     # --- user state ----------------------------------------------------------------
-    async def user_state(self, uid: str) -> Optional[dict[str, Any]]:
+    async def user_state(self, uid: str) -> dict[str, Any] | None:
         """The user's auth state (cached briefly), or None when there is no such user."""
         now = self.clock.seconds()
         hit = self._user_states.get(uid)
@@ -138,8 +138,8 @@ class GatewayAuthenticator:
         self._user_states.pop(uid, None)
         for key in [k for k, v in self._basic.items() if v.value[0] == uid]:
             del self._basic[key]
-        for key in [k for k, v in self._api_tokens.items() if v.value["uid"] == uid]:
-            del self._api_tokens[key]
+        for token_key in [k for k, v in self._api_tokens.items() if v.value["uid"] == uid]:
+            del self._api_tokens[token_key]
 
     def forget_api_tokens(self) -> None:
         """Drop the API-token cache (after a token is revoked)."""
@@ -182,7 +182,7 @@ class GatewayAuthenticator:
             raise auth_error("invalid_token", "the token has been revoked")
         return self._principal(state, "bearer")
 
-    async def _basic_auth(self, credential: str, address: Optional[str]) -> Principal:
+    async def _basic_auth(self, credential: str, address: str | None) -> Principal:
         try:
             decoded = base64.b64decode(credential, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
@@ -208,7 +208,7 @@ class GatewayAuthenticator:
             defer.Deferred.fromCoroutine(self._verify_basic(key, username, password, address))
         return await waiter
 
-    async def _verify_basic(self, key: bytes, username: str, password: str, address: Optional[str]) -> None:
+    async def _verify_basic(self, key: bytes, username: str, password: str, address: str | None) -> None:
         """Verify once for every waiter on ``key``; never raises (each waiter gets the outcome)."""
         try:
             user = await self.verify_login(username, password, address)
@@ -245,7 +245,7 @@ class GatewayAuthenticator:
         return self._principal(row, "token")
 
     # --- password logins -----------------------------------------------------------
-    async def verify_login(self, username: str, password: str, address: Optional[str]) -> dict[str, Any]:
+    async def verify_login(self, username: str, password: str, address: str | None) -> dict[str, Any]:
         """Check a username/password (throttled); return the user row without its hash.
 
         Every failure is the same 401 ``invalid_credentials`` whether the user is unknown,

@@ -7,7 +7,7 @@ whole family is revoked and the holder must log in again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -37,7 +37,7 @@ class SessionIssuer:
         return {"access_token": access.token, "refresh_token": refresh.token, "token_type": "Bearer",
                 "expires_in": self.issuer.access_ttl, "refresh_expires_in": self.issuer.refresh_ttl}
 
-    async def login(self, username: str, password: str, address: Optional[str]) -> dict[str, Any]:
+    async def login(self, username: str, password: str, address: str | None) -> dict[str, Any]:
         """Verify the password (throttled) and issue a new token pair."""
         user = await self.authenticator.verify_login(username, password, address)
         return await self.login_verified(user)
@@ -90,8 +90,8 @@ class AuthServices:
     sessions: SessionIssuer
 
 
-def build_auth(reactor: Any, db: Database, auth_config: Any, hasher: Optional[PasswordHasher] = None,
-               clock: Optional[IReactorTime] = None, redis: Any = None, redis_prefix: str = "dhis2gw"
+def build_auth(reactor: Any, db: Database, auth_config: Any, hasher: PasswordHasher | None = None,
+               clock: IReactorTime | None = None, redis: Any = None, redis_prefix: str = "dhis2gw"
                ) -> AuthServices:
     """Wire the auth objects from ``config.auth``.
 

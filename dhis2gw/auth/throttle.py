@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -46,7 +46,7 @@ def locked_error(wait_seconds: float) -> ApiError:
                     headers={"Retry-After": str(seconds)})
 
 
-def _scopes(username: Optional[str], address: Optional[str], max_failures: int,
+def _scopes(username: str | None, address: str | None, max_failures: int,
             address_factor: int) -> list[tuple[str, int]]:
     """(key, limit) of each budget an attempt takes; the first is the one a success clears."""
     user = hashlib.sha256((username or "").strip().lower().encode("utf-8")).hexdigest()[:32]
@@ -86,7 +86,7 @@ class LoginThrottle:
     def _duration(self, level: int) -> float:
         return float(min(self.lockout_seconds * 2 ** min(level - 1, 30), self.lockout_max_seconds))
 
-    def take_now(self, username: Optional[str], address: Optional[str]) -> None:
+    def take_now(self, username: str | None, address: str | None) -> None:
         """Take one verification from every budget, or raise 429 when one is locked."""
         now = self.clock.seconds()
         scopes = _scopes(username, address, self.max_failures, self.address_factor)
@@ -108,7 +108,7 @@ class LoginThrottle:
                 counter.locked_until = now + self._duration(counter.level)
                 counter.taken, counter.first_at = 0, now
 
-    def succeeded_now(self, username: Optional[str], address: Optional[str]) -> None:
+    def succeeded_now(self, username: str | None, address: str | None) -> None:
         """A good password: clear the username+address budget, give the address its unit back."""
         scopes = _scopes(username, address, self.max_failures, self.address_factor)
         self._counters.pop(scopes[0][0], None)
@@ -117,10 +117,10 @@ class LoginThrottle:
             if counter is not None and counter.taken > 0:
                 counter.taken -= 1
 
-    async def take(self, username: Optional[str], address: Optional[str]) -> None:
+    async def take(self, username: str | None, address: str | None) -> None:
         self.take_now(username, address)
 
-    async def succeeded(self, username: Optional[str], address: Optional[str]) -> None:
+    async def succeeded(self, username: str | None, address: str | None) -> None:
         self.succeeded_now(username, address)
 
     def _prune(self, now: float) -> None:
@@ -195,12 +195,12 @@ class RedisLoginThrottle:
     def locked_refusals(self) -> int:
         return self.fallback.locked_refusals
 
-    def _keys(self, username: Optional[str], address: Optional[str]) -> tuple[list[str], list[int]]:
+    def _keys(self, username: str | None, address: str | None) -> tuple[list[str], list[int]]:
         f = self.fallback
         scopes = _scopes(username, address, f.max_failures, f.address_factor)
         return [f"{self.prefix}:login:{key}" for key, _ in scopes], [limit for _, limit in scopes]
 
-    async def take(self, username: Optional[str], address: Optional[str]) -> None:
+    async def take(self, username: str | None, address: str | None) -> None:
         """Take one verification from every budget atomically, or raise 429 (Retry-After)."""
         from dhis2gw.queue.connection import RedisUnavailable
 
@@ -223,7 +223,7 @@ class RedisLoginThrottle:
             f.locked_refusals += 1
             raise locked_error(int(wait_ms) / 1000.0)
 
-    async def succeeded(self, username: Optional[str], address: Optional[str]) -> None:
+    async def succeeded(self, username: str | None, address: str | None) -> None:
         """A good password: clear the username+address budget, refund the address's unit."""
         from dhis2gw.queue.connection import RedisUnavailable
 

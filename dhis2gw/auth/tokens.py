@@ -12,7 +12,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import jwt
 from twisted.internet.interfaces import IReactorTime
@@ -69,19 +69,19 @@ class JwtIssuer:
         self.refresh_ttl = refresh_ttl
 
     def _issue(self, typ: str, ttl: int, user: dict[str, Any], extra: dict[str, Any],
-               now: Optional[float]) -> IssuedToken:
+               now: float | None) -> IssuedToken:
         issued = int(self.clock.seconds() if now is None else now)
         claims = {"sub": user["uid"], "role": user["role"], "ep": int(user["token_epoch"]),
                   "jti": uuid.uuid4().hex, "iat": issued, "exp": issued + ttl, "iss": self.issuer,
                   "typ": typ, **extra}
         return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), claims)
 
-    def issue_access(self, user: dict[str, Any], now: Optional[float] = None) -> IssuedToken:
+    def issue_access(self, user: dict[str, Any], now: float | None = None) -> IssuedToken:
         """A short-lived access token for ``user`` (a row with uid, role, token_epoch)."""
         return self._issue("access", self.access_ttl, user, {}, now)
 
-    def issue_refresh(self, user: dict[str, Any], family: Optional[str] = None,
-                      now: Optional[float] = None) -> IssuedToken:
+    def issue_refresh(self, user: dict[str, Any], family: str | None = None,
+                      now: float | None = None) -> IssuedToken:
         """A refresh token; ``family`` groups the rotations of one login (reuse detection)."""
         return self._issue("refresh", self.refresh_ttl, user, {"fam": family or uuid.uuid4().hex}, now)
 

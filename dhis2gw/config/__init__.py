@@ -27,10 +27,30 @@ from typing import Any
 
 import yaml
 
-from dhis2gw.config.schema import KEYS, LEGACY_IGNORED, LEGACY_IGNORED_SECTIONS, SECTIONS, SERVER_ENTRY_KEYS, \
-    SERVER_NAME, Key
-from dhis2gw.config.sections import ApiConfig, AuthConfig, Config, ConfigError, DatabaseConfig, DeliveryConfig, \
-    InvalidValue, QueueConfig, RequestLogConfig, ServerConfig, ServerEntry, parse_redis_address, redact_url
+from dhis2gw.config.schema import (
+    KEYS,
+    LEGACY_IGNORED,
+    LEGACY_IGNORED_SECTIONS,
+    SECTIONS,
+    SERVER_ENTRY_KEYS,
+    SERVER_NAME,
+    Key,
+)
+from dhis2gw.config.sections import (
+    ApiConfig,
+    AuthConfig,
+    Config,
+    ConfigError,
+    DatabaseConfig,
+    DeliveryConfig,
+    InvalidValue,
+    QueueConfig,
+    RequestLogConfig,
+    ServerConfig,
+    ServerEntry,
+    parse_redis_address,
+    redact_url,
+)
 
 __all__ = [
     "ApiConfig", "AuthConfig", "Config", "ConfigError", "DatabaseConfig", "DeliveryConfig", "QueueConfig",
@@ -220,6 +240,7 @@ class _Loader:
         if len(from_file) > 1:
             raise ConfigError(f"{key.path}: set twice in {self._where()} (as {from_file[0][0]} "
                               f"and {from_file[1][0]})")
+        raw: Any  # text from the environment, any YAML value from the file
         if from_env:
             source, raw = from_env[0]
         elif from_file:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
-from typing import Mapping, MutableMapping, Optional, Sequence
 
 #: What the packaged ``/usr/bin/dhis2gw`` reads unless told otherwise (the unit's EnvironmentFile).
 DEFAULT_PATH = "/etc/default/dhis2gw"
@@ -104,7 +104,7 @@ def parse(text: str) -> dict[str, str]:
     return values
 
 
-def read(path: str | os.PathLike[str]) -> Optional[dict[str, str]]:
+def read(path: str | os.PathLike[str]) -> dict[str, str] | None:
     """The variables of ``path``; None when it does not exist (systemd's ``-`` prefix). An existing
     file that cannot be read is an `EnvFileError` naming the file and what to do."""
     try:
@@ -128,7 +128,7 @@ def apply(values: Mapping[str, str], environ: MutableMapping[str, str]) -> list[
     return added
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dhis2gw.config.envfile FILE --get NAME [DEFAULT]`` | ``FILE -- COMMAND ARG…``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 2:

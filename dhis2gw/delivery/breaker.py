@@ -9,8 +9,8 @@ only locks the DHIS2 account.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -25,7 +25,7 @@ class BreakerState:
     """A snapshot for /ready, /metrics and the queue API."""
 
     state: str
-    reason: Optional[str]
+    reason: str | None
     since: float
     consecutive_failures: int
     opened_count: int
@@ -35,11 +35,11 @@ class CircuitBreaker:
     """Breaker state for one destination, on an injected clock."""
 
     def __init__(self, clock: IReactorTime, threshold: int = 5,
-                 on_change: Optional[Callable[["CircuitBreaker"], None]] = None) -> None:
+                 on_change: Callable[[CircuitBreaker], None] | None = None) -> None:
         self.clock = clock
         self.threshold = max(1, threshold)
         self.state = CLOSED
-        self.reason: Optional[str] = None
+        self.reason: str | None = None
         self.since = clock.seconds()
         self.consecutive_failures = 0
         self.opened_count = 0
@@ -105,7 +105,7 @@ class CircuitBreaker:
         self._set(OPEN, reason)
 
     # --- internals -----------------------------------------------------------------------
-    def _set(self, state: str, reason: Optional[str]) -> None:
+    def _set(self, state: str, reason: str | None) -> None:
         self.state = state
         self.reason = reason
         self.since = self.clock.seconds()

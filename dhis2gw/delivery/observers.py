@@ -7,8 +7,9 @@ theirs) and to whatever wants to hear: the metrics, and plugins through
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from twisted.logger import Logger
 

@@ -37,7 +37,7 @@ time, so the rule is exact on a ``task.Clock`` where many things happen at the s
 from __future__ import annotations
 
 import enum
-from typing import Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
 
 from twisted.internet import defer
 
@@ -100,7 +100,7 @@ class DestinationHealth:
         self._seq = 0
         self.last_healthy_seq = -1
         self.checks = 0
-        self._in_flight: Optional[tuple[int, defer.Deferred[Outcome]]] = None
+        self._in_flight: tuple[int, defer.Deferred[Outcome]] | None = None
 
     def start(self) -> int:
         """The sequence number of a request starting now."""
@@ -149,7 +149,7 @@ class DestinationHealth:
             return await _relay(self._in_flight[1])
         return await self.check_after(self._seq)
 
-    async def judge(self, seq: int) -> tuple[Verdict, Optional[Outcome]]:
+    async def judge(self, seq: int) -> tuple[Verdict, Outcome | None]:
         """The verdict on a suspect attempt that started as ``seq`` (module docstring, step 3–4).
 
         Returns the verdict and the health check's outcome when one was needed.

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 
 @dataclass(frozen=True)
@@ -18,9 +18,9 @@ class RetryPolicy:
     max_retries: int = 3
     random: Callable[[], float] = random.random
 
-    def delay(self, failures: int, retry_after: Optional[float] = None) -> float:
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
         """Seconds to wait before the next attempt."""
-        ceiling = min(self.cap, self.base * (2 ** max(0, failures - 1)))
+        ceiling: float = min(self.cap, self.base * (2 ** max(0, failures - 1)))
         delay = ceiling * self.random()
         if retry_after is not None:
             delay = max(delay, retry_after)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,7 @@ class BasicAuth:
 
     def header_value(self) -> bytes:
         """The ``Authorization`` header value."""
-        token = base64.b64encode(f"{self.username}:{self.password}".encode("utf-8"))
+        token = base64.b64encode(f"{self.username}:{self.password}".encode())
         return b"Basic " + token
 
 
@@ -37,7 +36,7 @@ class ApiTokenAuth:
         return b"ApiToken " + self.token.strip().encode("ascii")
 
 
-DHIS2Auth = Union[BasicAuth, ApiTokenAuth]
+DHIS2Auth = BasicAuth | ApiTokenAuth
 
 
 def auth_from_settings(

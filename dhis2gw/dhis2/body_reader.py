@@ -8,7 +8,10 @@ stops the transport as soon as the cap is passed, and cancelling its Deferred
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
@@ -26,7 +29,7 @@ class _CappedCollector(Protocol):
         self._size = 0
         self._chunks: list[bytes] = []
 
-    def dataReceived(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self._finished is None:
             return
         self._size += len(data)
@@ -38,7 +41,7 @@ class _CappedCollector(Protocol):
             return
         self._chunks.append(data)
 
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]  # noqa: N802
         if self._finished is None:
             return
         finished, self._finished = self._finished, None
@@ -51,7 +54,7 @@ class _CappedCollector(Protocol):
         """Stop reading: the connection is closed, not returned to the pool."""
         self._finished = None
         if self.transport is not None:
-            self.transport.stopProducing()
+            cast(IPushProducer, self.transport).stopProducing()  # a response body's transport
 
 
 def read_body(response: IResponse, limit: int) -> Deferred[bytes]:

@@ -28,7 +28,8 @@ cancellation looks like when it was not converted).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
+from typing import cast
 
 from twisted.internet import defer, error
 from twisted.python.failure import Failure
@@ -114,7 +115,8 @@ def interpret_failure(
 
     ``http_status`` is passed when the headers had arrived and the body read failed.
     """
-    exc = failure.value if isinstance(failure, Failure) else failure
+    # A Failure always holds its exception (Twisted types the attribute as optional).
+    exc = cast(BaseException, failure.value) if isinstance(failure, Failure) else failure
     chain = list(exception_chain(exc))
     text = _describe(exc)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import email.utils
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
 

@@ -24,8 +24,9 @@ Tracker answers are interpreted in `dhis2gw.dhis2.tracker_reports`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 from dhis2gw.dhis2.conflicts import normalise_conflict
 from dhis2gw.dhis2.http_rules import (
@@ -130,7 +131,7 @@ def interpret_import_summary(
     conflicts = [normalise_conflict(c) for c in summary.get("conflicts") or []]
     stored = counts["imported"] + counts["updated"] + counts["deleted"]
     description = str(summary.get("description") or "")
-    common = {
+    common: dict[str, Any] = {
         "http_status": status,
         "dhis2_status": dhis2_status,
         "import_count": counts,
@@ -202,7 +203,7 @@ def interpret_import_summaries(summaries: dict[str, Any], status: int, body_valu
             )
     if dhis2_status not in ("SUCCESS", "OK", "WARNING", "ERROR"):
         dhis2_status = "ERROR" if conflicts else dhis2_status
-    synthetic = {
+    synthetic: dict[str, Any] = {
         "status": dhis2_status, "importCount": counts, "conflicts": [],
         "description": summaries.get("description"),
     }
@@ -359,7 +360,7 @@ def interpret_metadata_response(
     inner_status = str(inner.get("status") or "").upper() or None
     dhis2_status = inner_status if inner is not outer and inner_status else outer_status
     stored = (stats["created"] + stats["updated"] + stats["deleted"]) if stats else 0
-    common = {
+    common: dict[str, Any] = {
         "http_status": status, "dhis2_status": dhis2_status, "stats": stats,
         "error_reports": tuple(errors), "body": decoded.json,
     }

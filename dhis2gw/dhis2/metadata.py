@@ -7,8 +7,9 @@ does not answer with JSON: a read that fails has nothing useful to return.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from dhis2gw.dhis2.outcome import Outcome
 
@@ -96,7 +97,7 @@ def parse_data_set(raw: Mapping[str, Any], extra_combos: Mapping[str, Iterable[s
         element = item.get("dataElement") if isinstance(item, dict) else None
         if not isinstance(element, dict) or not element.get("id"):
             continue
-        own = element.get("categoryCombo") if isinstance(element.get("categoryCombo"), dict) else {}
+        own: dict[str, Any] = element["categoryCombo"] if isinstance(element.get("categoryCombo"), dict) else {}
         override = item.get("categoryCombo") if isinstance(item.get("categoryCombo"), dict) else None
         combo = override or own
         cocs = _coc_ids(combo)

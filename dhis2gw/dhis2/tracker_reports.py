@@ -24,7 +24,8 @@ Decisions beyond the DESIGN table (documented for the delivery engine):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from dhis2gw.dhis2.http_rules import (
     DecodedBody,

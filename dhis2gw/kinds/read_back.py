@@ -19,8 +19,9 @@ if the read-back had not been tried.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind, ReadBack
 
@@ -52,7 +53,7 @@ def _not_a_write(params: Mapping[str, Any]) -> bool:
     return strategy == "DELETE" or str(params.get("dryRun") or "").lower() == "true"
 
 
-async def read_back_data_values(client: Any, row: Mapping[str, Any]) -> Optional[ReadBack]:
+async def read_back_data_values(client: Any, row: Mapping[str, Any]) -> ReadBack | None:
     """Aggregate read-back (module docstring)."""
     payload = row.get("dhis2_payload") or {}
     params = dict(row.get("import_params") or {})
@@ -60,7 +61,7 @@ async def read_back_data_values(client: Any, row: Mapping[str, Any]) -> Optional
     values = payload.get("dataValues") or []
     if not data_set or not values or _not_a_write(params):
         return None
-    groups: dict[tuple[str, str, Optional[str]], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, str, str | None], list[Mapping[str, Any]]] = {}
     for value in values:
         period = value.get("period") or payload.get("period")
         org_unit = value.get("orgUnit") or payload.get("orgUnit")
@@ -69,7 +70,7 @@ async def read_back_data_values(client: Any, row: Mapping[str, Any]) -> Optional
             return None
         groups.setdefault((str(period), str(org_unit), aoc), []).append(value)
     schemes = {k: params[k] for k in ID_SCHEME_PARAMS if params.get(k)}
-    last: Optional[Outcome] = None
+    last: Outcome | None = None
     missing = 0
     for (period, org_unit, aoc), sent in groups.items():
         query = {"dataSet": data_set, "period": period, "orgUnit": org_unit, **schemes}
@@ -87,7 +88,7 @@ async def read_back_data_values(client: Any, row: Mapping[str, Any]) -> Optional
 
 
 def _found(value: Mapping[str, Any], stored: list[Mapping[str, Any]], period: str, org_unit: str,
-           aoc: Optional[str]) -> bool:
+           aoc: str | None) -> bool:
     expected = value.get("value")
     blank = expected is None or str(expected).strip() == ""
     for candidate in stored:
@@ -103,7 +104,7 @@ def _found(value: Mapping[str, Any], stored: list[Mapping[str, Any]], period: st
     return blank  # a blank value deletes: it is "there as sent" when nothing is stored
 
 
-def tracker_objects(payload: Mapping[str, Any]) -> Optional[list[tuple[str, str]]]:
+def tracker_objects(payload: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     """(collection, uid) of every tracked entity, enrollment and event, nested or flat; None with relationships."""
     found: list[tuple[str, str]] = []
 
@@ -122,13 +123,13 @@ def tracker_objects(payload: Mapping[str, Any]) -> Optional[list[tuple[str, str]
     return found if walk(payload) and found else None
 
 
-async def read_back_tracker(client: Any, row: Mapping[str, Any]) -> Optional[ReadBack]:
+async def read_back_tracker(client: Any, row: Mapping[str, Any]) -> ReadBack | None:
     """Tracker read-back by the UIDs the gateway assigned (module docstring)."""
     params = dict(row.get("import_params") or {})
     objects = tracker_objects(row.get("dhis2_payload") or {})
     if objects is None or len(objects) > MAX_TRACKER_READS or _not_a_write(params):
         return None
-    last: Optional[Outcome] = None
+    last: Outcome | None = None
     absent = 0
     for collection, uid in objects:
         last = await client.fetch_json(f"tracker/{collection}/{uid}", {"fields": "*"})

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 from dhis2gw.dhis2.uids import generate_uid, is_valid_uid
 
@@ -45,7 +45,7 @@ Key = tuple[str, str]
 class UidMap(Protocol):
     """Where submitters' ids are remembered (dhis2gw.storage.uid_map.UidMapStore)."""
 
-    async def source_system(self, submitter_id: Optional[int], source_name: Optional[str]) -> str:
+    async def source_system(self, submitter_id: int | None, source_name: str | None) -> str:
         """The namespace of a submitter's ids."""
 
     async def lookup(self, source_system: str, keys: Any) -> dict[Key, str]:
@@ -62,8 +62,8 @@ class Slot:
     ttype: str
     obj: dict[str, Any]
     path: str
-    reference: Optional[str] = None
-    parent: Optional["Slot"] = None
+    reference: str | None = None
+    parent: Slot | None = None
     uid: str = ""
 
 
@@ -82,14 +82,14 @@ class PreparedTracker:
         return sum(self.counts.values())
 
 
-def collect(payload: dict[str, Any], source_attribute: Optional[str] = None, strip: bool = False) -> list[Slot]:
+def collect(payload: dict[str, Any], source_attribute: str | None = None, strip: bool = False) -> list[Slot]:
     """Every tracker object in ``payload`` (flat and nested), parents before children.
 
     ``strip`` removes the ``reference`` fields (the gateway extension DHIS2 must not receive).
     """
     slots: list[Slot] = []
 
-    def take(ttype: str, obj: Any, path: str, parent: Optional[Slot]) -> None:
+    def take(ttype: str, obj: Any, path: str, parent: Slot | None) -> None:
         if not isinstance(obj, dict):
             return
         reference = obj.pop("reference", None) if strip else obj.get("reference")
@@ -140,9 +140,9 @@ def _references(slot: Slot) -> list[tuple[str, str, Any]]:
     return refs
 
 
-async def prepare_uids(body: dict[str, Any], *, source_system: str, uid_map: Optional[UidMap],
+async def prepare_uids(body: dict[str, Any], *, source_system: str, uid_map: UidMap | None,
                        strategy: str = "CREATE_AND_UPDATE",
-                       source_attribute: Optional[str] = None) -> PreparedTracker:
+                       source_attribute: str | None = None) -> PreparedTracker:
     """Copy ``body`` into the payload for DHIS2: UIDs assigned, references resolved.
 
     Problems are returned in ``errors`` (``{"field", "message"}``), all of them, rather than
@@ -180,28 +180,28 @@ async def prepare_uids(body: dict[str, Any], *, source_system: str, uid_map: Opt
     fresh: dict[Key, str] = {}
     for slot in slots:
         own = slot.obj.get(ID_KEY[slot.ttype])
-        key = (slot.ttype, slot.reference) if slot.reference is not None else None
+        ref_key = (slot.ttype, slot.reference) if slot.reference is not None else None
         if own:
             slot.uid = own
-            if key and key not in known:
-                fresh[key] = own
-        elif key and key in known:
-            slot.uid = known[key]
+            if ref_key and ref_key not in known:
+                fresh[ref_key] = own
+        elif ref_key and ref_key in known:
+            slot.uid = known[ref_key]
         elif strategy == "DELETE":
             errors.append({"field": slot.path, "message": "importStrategy DELETE needs the UID of every object "
                                                           "(or a reference the gateway already knows)"})
         else:
             slot.uid = generate_uid()
-            if key:
-                fresh[key] = slot.uid
+            if ref_key:
+                fresh[ref_key] = slot.uid
     if fresh and uid_map is not None:
         stored = await uid_map.remember(source_system, fresh)
         for key, uid in stored.items():
-            slot = by_reference.get(key)
+            referenced = by_reference.get(key)
             # Another ingest mapped this reference first (a race): use its UID, unless the
             # submitter gave a UID explicitly, which always wins for the payload.
-            if slot is not None and uid != slot.uid and not slot.obj.get(ID_KEY[slot.ttype]):
-                slot.uid = uid
+            if referenced is not None and uid != referenced.uid and not referenced.obj.get(ID_KEY[referenced.ttype]):
+                referenced.uid = uid
         known.update(stored)
 
     for slot in slots:
@@ -214,17 +214,17 @@ async def prepare_uids(body: dict[str, Any], *, source_system: str, uid_map: Opt
             if slot.ttype == "EVENT" and parent.obj.get("program") and not slot.obj.get("program"):
                 slot.obj["program"] = parent.obj["program"]
         for ref_field, ttype, value in _references(slot):
-            uid = _resolve(ttype, value, by_reference, known)
-            if uid is None:
+            resolved = _resolve(ttype, value, by_reference, known)
+            if resolved is None:
                 errors.append({"field": f"{slot.path}/{ref_field}",
                                "message": f"{value!r} is neither a UID nor a reference known for "
                                           f"{COLLECTION[ttype]} (in this payload or sent before)"})
                 continue
             if slot.ttype == "RELATIONSHIP":
-                side, key = ref_field.split("/")
-                _set_item_ref(slot.obj[side], key, uid)
+                side, item_key = ref_field.split("/")
+                _set_item_ref(slot.obj[side], item_key, resolved)
             else:
-                slot.obj[ref_field] = uid
+                slot.obj[ref_field] = resolved
 
     counts = {COLLECTION[t]: sum(1 for s in slots if s.ttype == t) for t in TYPES}
     return PreparedTracker(payload, _listing(slots, set(given)), counts, errors)
@@ -240,7 +240,7 @@ def _listing(slots: list[Slot], given: set[Key]) -> dict[str, dict[str, str]]:
 
 
 def uid_listing(body: dict[str, Any], prepared: dict[str, Any],
-                source_attribute: Optional[str] = None) -> dict[str, dict[str, str]]:
+                source_attribute: str | None = None) -> dict[str, dict[str, str]]:
     """The ``uids`` answer rebuilt from a stored submission (its body and prepared payload).
 
     Both hold the same objects in the same order (preparing only adds fields), so they pair up.
@@ -253,7 +253,7 @@ def uid_listing(body: dict[str, Any], prepared: dict[str, Any],
     return _listing(originals, given)
 
 
-def _resolve(ttype: str, value: Any, by_reference: dict[Key, Slot], known: dict[Key, str]) -> Optional[str]:
+def _resolve(ttype: str, value: Any, by_reference: dict[Key, Slot], known: dict[Key, str]) -> str | None:
     if not isinstance(value, str):
         return None
     slot = by_reference.get((ttype, value))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import bcrypt
@@ -34,7 +34,7 @@ STATUS_MAP: dict[str, str] = {
 REQUEUE_STATUSES = ("queued", "failed")
 
 
-def map_status(status: Optional[str]) -> tuple[str, Optional[str]]:
+def map_status(status: str | None) -> tuple[str, str | None]:
     """This gateway's status for an original status, and an error text when the row says nothing better."""
     raw = status if status is not None else ""
     mapped = STATUS_MAP.get(raw)
@@ -47,7 +47,7 @@ def map_status(status: Optional[str]) -> tuple[str, Optional[str]]:
     return "failed", f"unknown status {raw[:40]!r} in the Go dhis2gw"
 
 
-def user_row(legacy: dict[str, Any]) -> tuple[Optional[dict[str, Any]], Optional[str], Optional[str]]:
+def user_row(legacy: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, str | None]:
     """``(row, skip reason, warning)`` for one original ``users`` row."""
     username = (legacy.get("username") or "").strip()
     if not username or len(username) > 150:
@@ -85,7 +85,7 @@ def _checkpw(password: bytes, encoded: str) -> bool:
         return False
 
 
-def mapping_row(legacy: dict[str, Any]) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+def mapping_row(legacy: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """One original ``dhis2_mappings`` row in this gateway's columns (+ ``dimension_type``)."""
     def text(column: str, default: str = "") -> str:
         value = legacy.get(column)
@@ -140,7 +140,7 @@ def submission_row(legacy: dict[str, Any]) -> dict[str, Any]:
         values = payload.get("dataValues")
     errors = (legacy.get("errors") or "").strip() or None
     submitted: datetime = legacy["submitted_at"]
-    last_attempt: Optional[datetime] = legacy.get("last_attempt_at")
+    last_attempt: datetime | None = legacy.get("last_attempt_at")
     attempted = legacy.get("status") not in (None, "queued")
     return {
         "idempotency_key": f"{LEGACY_KEY_PREFIX}{legacy['id']}",

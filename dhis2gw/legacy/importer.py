@@ -21,10 +21,11 @@ tables through :class:`~dhis2gw.storage.legacy_source.LegacySource`, converts th
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import yaml
 
@@ -75,10 +76,10 @@ class ImportSummary:
     statuses: dict[str, dict[str, int]] = field(default_factory=dict)  # original status → {new status: n}
     # (original id, new submission id, original status) of the rows queued/failed in the original
     undelivered: list[tuple[int, int, str]] = field(default_factory=list)
-    servers_file: Optional[str] = None
-    env_file: Optional[str] = None
+    servers_file: str | None = None
+    env_file: str | None = None
     files_changed: int = 0
-    requeue: Optional[dict[str, Any]] = None  # filled by requeue_imported
+    requeue: dict[str, Any] | None = None  # filled by requeue_imported
 
     @property
     def changes(self) -> int:
@@ -135,8 +136,8 @@ def cc_lists_from(document: Any) -> dict[str, tuple[str, ...]]:
 
 
 def import_legacy(source_dsn: str, target_dsn: str, *, timezone: str,
-                  cc_lists: Optional[dict[str, tuple[str, ...]]] = None,
-                  servers_out: Optional[str] = None, env_out: Optional[str] = None,
+                  cc_lists: dict[str, tuple[str, ...]] | None = None,
+                  servers_out: str | None = None, env_out: str | None = None,
                   dry_run: bool = False) -> ImportSummary:
     """Run the import (see module docstring); the target must be migrated already."""
     summary = ImportSummary(dry_run=dry_run)
@@ -199,7 +200,7 @@ def _users(source: LegacySource, target: LegacyTarget, summary: ImportSummary) -
 def _api_tokens(source: LegacySource, target: LegacyTarget, summary: ImportSummary) -> None:
     """Active tokens keep working (``Authorization: Token <hex>``), stored by hash; expired ones are said."""
     counts = summary.tables["user_apitoken"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for legacy in source.api_tokens():
         counts.read += 1
         token = (legacy.get("token") or "").strip()
@@ -275,7 +276,7 @@ def _submissions(source: LegacySource, target: LegacyTarget, summary: ImportSumm
     for legacy in source.submission_log():
         counts.read += 1
         row = convert.submission_row(legacy)
-        status = legacy.get("status") if legacy.get("status") is not None else ""
+        status = legacy["status"] if legacy.get("status") is not None else ""
         summary.statuses.setdefault(status, {}).setdefault(row["status"], 0)
         summary.statuses[status][row["status"]] += 1
         if status in convert.REQUEUE_STATUSES:
@@ -296,7 +297,7 @@ def _submissions(source: LegacySource, target: LegacyTarget, summary: ImportSumm
 
 # --- servers --------------------------------------------------------------------------------------
 def _servers(rows: list[dict[str, Any]], cc_source: dict[str, tuple[str, ...]], summary: ImportSummary,
-             servers_out: Optional[str], env_out: Optional[str], write: bool) -> None:
+             servers_out: str | None, env_out: str | None, write: bool) -> None:
     counts = summary.tables["servers"]
     taken: set[str] = set()
     names: dict[str, str] = {}

@@ -15,7 +15,8 @@ A row requeued once has a ``requeued`` event, so a second ``--requeue`` leaves i
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from dhis2gw.mapping.rows import COLUMN_DOCS, COLUMNS
 

@@ -11,8 +11,9 @@ rows; ``dry_run`` always rolls back. Counts: ``inserted``, ``updated`` (changed)
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -39,12 +40,12 @@ class ImportJob:
     kind: str
     started_at: float
     state: str = "running"          # running | done | failed
-    rows_total: Optional[int] = None
+    rows_total: int | None = None
     rows_done: int = 0
-    finished_at: Optional[float] = None
-    result: Optional[dict[str, Any]] = None
-    error: Optional[dict[str, Any]] = None
-    progress_log: list[tuple[int, Optional[int]]] = field(default_factory=list)
+    finished_at: float | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    progress_log: list[tuple[int, int | None]] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
         """JSON view of the job."""
@@ -66,7 +67,7 @@ class MappingImporter:
     log = Logger()
 
     def __init__(self, db: Database, clock: Any, redis: Any = None, prefix: str = "dhis2gw",
-                 on_change: Optional[Callable[[], Awaitable[None]]] = None, chunk_rows: int = CHUNK_ROWS) -> None:
+                 on_change: Callable[[], Awaitable[None]] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
         self.db = db
         self.clock = clock
         self.redis = redis
@@ -88,7 +89,7 @@ class MappingImporter:
             del self.jobs[oldest.id]
         return job
 
-    async def job(self, job_id: str) -> Optional[dict[str, Any]]:
+    async def job(self, job_id: str) -> dict[str, Any] | None:
         """A job's snapshot: from this process, else from Redis (another API process ran it)."""
         job = self.jobs.get(job_id)
         if job is not None:

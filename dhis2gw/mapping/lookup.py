@@ -12,7 +12,8 @@ database is always right), so a missed invalidation cannot serve stale mappings 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -31,11 +32,11 @@ class SharedVersion:
         self.clock = clock
         self.key = key
         self.check_interval = check_interval
-        self.seen: Optional[str] = None
+        self.seen: str | None = None
         self.checked_at = float("-inf")
         self.local = 0  # bumped by in-process changes, so this process never waits for the interval
 
-    async def current(self) -> Optional[str]:
+    async def current(self) -> str | None:
         """The version to key caches by, or None when it is unknown (Redis unavailable)."""
         now = self.clock.seconds()
         if self.seen is not None and now - self.checked_at < self.check_interval:
@@ -80,7 +81,7 @@ class _Scope:
         found: dict[str, dict[str, Any]] = {}
         for key in keys:
             lookup, coc = (key.split(".", 1) + [""])[:2] if column == "dataelement" else (key, "")
-            best: Optional[tuple[int, dict[str, Any]]] = None
+            best: tuple[int, dict[str, Any]] | None = None
             for rank, row in self.de[column].get(lookup, ()):
                 if coc and row["category_option_combo"] not in ("", coc):
                     continue
@@ -100,10 +101,10 @@ class CachedMappings:
         self.version = version
         self.max_scopes = max_scopes
         self._scopes: OrderedDict[tuple[str, str], _Scope] = OrderedDict()
-        self._version: Optional[str] = None
+        self._version: str | None = None
         self.loads = 0  # how many times a scope was read from the database (tests, metrics)
 
-    async def _scope(self, source_name: str, instance_name: str) -> Optional[_Scope]:
+    async def _scope(self, source_name: str, instance_name: str) -> _Scope | None:
         version = await self.version.current()
         if version is None:
             self._scopes.clear()
@@ -133,7 +134,7 @@ class CachedMappings:
             return await self.direct.data_value_mappings(wanted, scheme, source_name, instance_name)
         return scope.data_values(wanted, _SCHEME_COLUMN.get(scheme.upper(), "code"))
 
-    async def org_unit_mapping(self, source_orgunit: str, source_name: str, instance_name: str) -> Optional[str]:
+    async def org_unit_mapping(self, source_orgunit: str, source_name: str, instance_name: str) -> str | None:
         """Same as MappingStore.org_unit_mapping."""
         scope = await self._scope(source_name, instance_name)
         if scope is None:

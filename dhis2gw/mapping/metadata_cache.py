@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from dhis2gw.dhis2.metadata import (
-    DATA_SET_FIELDS, DataElementInSet, DataSetStructure, fetch_category_option_combos, iterate_organisation_units,
-    parse_data_set)
+    DATA_SET_FIELDS,
+    DataElementInSet,
+    DataSetStructure,
+    fetch_category_option_combos,
+    iterate_organisation_units,
+    parse_data_set,
+)
 from dhis2gw.storage.metadata_cache import MetadataCacheStore
 
 DATA_ELEMENT_FIELDS = "id,code,valueType,zeroIsSignificant,categoryCombo[id]"
@@ -39,8 +44,8 @@ class MetadataSnapshot:
     data_elements: dict[str, dict[str, Any]]   # uid -> {code, valueType, zeroIsSignificant, categoryCombo}
     cocs: dict[str, str]                       # COC uid -> its category combo uid
     org_units: dict[str, str]                  # uid -> path
-    default_coc: Optional[str]
-    dhis2_version: Optional[str] = None        # /api/system/info ``version`` when the snapshot was taken
+    default_coc: str | None
+    dhis2_version: str | None = None        # /api/system/info ``version`` when the snapshot was taken
 
     def counts(self) -> dict[str, int]:
         """Sizes, for the status view."""
@@ -60,7 +65,7 @@ class MetadataSnapshot:
         return out
 
     @classmethod
-    def from_rows(cls, destination: str, rows: list[dict[str, Any]]) -> Optional["MetadataSnapshot"]:
+    def from_rows(cls, destination: str, rows: list[dict[str, Any]]) -> MetadataSnapshot | None:
         """Rebuild from metadata_cache rows (None when there is no complete snapshot)."""
         by_kind: dict[str, dict[str, Any]] = {}
         for row in rows:
@@ -132,7 +137,7 @@ async def fetch_snapshot(client: Any, destination: str, now: float) -> MetadataS
                             await _server_version(client))
 
 
-async def _server_version(client: Any) -> Optional[str]:
+async def _server_version(client: Any) -> str | None:
     """The destination's version from ``/api/system/info`` (never the OpenAPI document: 2.43/2.44 say 2.42 there)."""
     if getattr(client, "version", None) is None and hasattr(client, "system_info"):
         await client.system_info()  # a failure leaves the version unknown: the ≤2.42 codes are used
@@ -147,8 +152,8 @@ class MetadataCache(service.Service):
     name = "metadata-cache"
 
     def __init__(self, db: Any, clients: dict[str, Any], clock: Any, version: Any = None,
-                 interval: Optional[float] = None, max_age: float = 48 * 3600.0,
-                 started: Optional[defer.Deferred[Any]] = None) -> None:
+                 interval: float | None = None, max_age: float = 48 * 3600.0,
+                 started: defer.Deferred[Any] | None = None) -> None:
         self.store = MetadataCacheStore(db)
         self.clients = clients
         self.clock = clock
@@ -159,8 +164,8 @@ class MetadataCache(service.Service):
         self.snapshots: dict[str, MetadataSnapshot] = {}
         self.errors: dict[str, dict[str, Any]] = {}
         self._running: dict[str, defer.Deferred[Any]] = {}
-        self._loop: Optional[task.LoopingCall] = None
-        self._seen_version: Optional[str] = None
+        self._loop: task.LoopingCall | None = None
+        self._seen_version: str | None = None
 
     # --- service ----------------------------------------------------------------------------
     def startService(self) -> None:  # noqa: N802
@@ -181,7 +186,12 @@ class MetadataCache(service.Service):
             # A private Deferred: awaiting the shared one directly would replace its result for
             # the other parts of the gateway that wait on it.
             ready: defer.Deferred[None] = defer.Deferred()
-            self.started.addBoth(lambda r: (ready.callback(None), r)[1])
+
+            def release(result: Any) -> Any:
+                ready.callback(None)
+                return result
+
+            self.started.addBoth(release)
             await ready
         await self.reload()
         if not self.running:
@@ -208,7 +218,7 @@ class MetadataCache(service.Service):
             if snapshot is not None:
                 self.snapshots[name] = snapshot
 
-    async def current(self, destination: str) -> Optional[MetadataSnapshot]:
+    async def current(self, destination: str) -> MetadataSnapshot | None:
         """The snapshot to validate against (reloaded when another process refreshed it)."""
         if self.version is not None:
             version = await self.version.current()
@@ -252,7 +262,12 @@ class MetadataCache(service.Service):
         running = self._running.get(destination)
         if running is not None:
             follower: defer.Deferred[dict[str, Any]] = defer.Deferred()
-            running.addBoth(lambda r: (follower.callback(r), r)[1])
+
+            def follow(result: Any) -> Any:
+                follower.callback(result)
+                return result
+
+            running.addBoth(follow)
             return follower
         d = defer.Deferred.fromCoroutine(self._refresh(destination))
 
@@ -286,4 +301,4 @@ class MetadataCache(service.Service):
 
 def iso(epoch: float) -> str:
     """Epoch seconds as an ISO-8601 UTC timestamp."""
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat()
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from dhis2gw.dhis2.metadata import DataSetStructure
 from dhis2gw.dhis2.periods import InvalidPeriod, Period, parse_period, period_for_date, period_type
@@ -63,7 +64,7 @@ _SCHEME_KEYS = ("idScheme", "dataElementIdScheme", "orgUnitIdScheme", "categoryO
                 "dataSetIdScheme")
 
 
-def value_type_problem(value_type: Optional[str], value: str) -> Optional[str]:
+def value_type_problem(value_type: str | None, value: str) -> str | None:
     """Why ``value`` does not fit ``value_type`` (DHIS2's wording), or None."""
     vt = value_type or "TEXT"
     if vt in ("NUMBER", "PERCENTAGE", "UNIT_INTERVAL"):
@@ -109,7 +110,7 @@ class PreValidator:
         self.cache = cache
 
     async def check(self, payload: dict[str, Any], params: dict[str, str], destination: str,
-                    keys: Optional[Sequence[str]] = None) -> dict[str, Any]:
+                    keys: Sequence[str] | None = None) -> dict[str, Any]:
         """The verdict for a payload that passes; raise KindError(422) listing every failure.
 
         ``keys`` are the submitter's codes in value order (simplified form), echoed in errors.
@@ -140,7 +141,7 @@ class PreValidator:
         if ds is None:
             return {"checked": False, "reason": f"data set {ds_uid!r} is not in the cached metadata "
                                                 f"(fetched {iso(snapshot.fetched_at)}); DHIS2 will check it"}
-        today = dt.datetime.fromtimestamp(self.cache.clock.seconds(), dt.timezone.utc).date()
+        today = dt.datetime.fromtimestamp(self.cache.clock.seconds(), dt.UTC).date()
         errors = self._errors(payload, snapshot, ds, keys, version, today)
         verdict = {"checked": True, "data_set": ds_uid, "metadata_fetched_at": iso(snapshot.fetched_at),
                    "dhis2_version": snapshot.dhis2_version}
@@ -150,8 +151,8 @@ class PreValidator:
                             {"errors": errors, "validation": verdict})
         return verdict
 
-    def _detection_errors(self, payload: dict[str, Any], snapshot: Any, version: Optional[Version],
-                          keys: Optional[Sequence[str]]) -> list[dict[str, Any]]:
+    def _detection_errors(self, payload: dict[str, Any], snapshot: Any, version: Version | None,
+                          keys: Sequence[str] | None) -> list[dict[str, Any]]:
         """2.43+ without a top-level data set: each element must be in exactly one cached data set."""
         errors: list[dict[str, Any]] = []
         for index, dv in enumerate(payload.get("dataValues") or []):
@@ -169,8 +170,8 @@ class PreValidator:
             errors.append(error)
         return errors
 
-    def _errors(self, payload: dict[str, Any], snapshot: Any, ds: Any, keys: Optional[Sequence[str]],
-                version: Optional[Version], today: dt.date) -> list[dict[str, Any]]:
+    def _errors(self, payload: dict[str, Any], snapshot: Any, ds: Any, keys: Sequence[str] | None,
+                version: Version | None, today: dt.date) -> list[dict[str, Any]]:
         errors: list[dict[str, Any]] = []
         header_ou, header_pe = payload.get("orgUnit"), payload.get("period")
         header_aoc = payload.get("attributeOptionCombo")
@@ -179,7 +180,7 @@ class PreValidator:
         seen: dict[tuple[Any, ...], int] = {}
 
         for index, dv in enumerate(payload.get("dataValues") or []):
-            def fail(field: str, check: str, message: str, value: Any = None) -> None:
+            def fail(field: str, check: str, message: str, value: Any = None, index: int = index) -> None:
                 code = _code(check, version)
                 error = {"index": index, "field": f"dataValues/{index}/{field}", "code": code, "message": message}
                 if keys is not None and index < len(keys):
@@ -224,7 +225,7 @@ class PreValidator:
                 fail("attributeOptionCombo", "aoc_invalid",
                      f"Data set {ds.id} not usable with attribute option combo(s): [{aoc or default_coc}]"
                      + ("" if aoc else " (no attributeOptionCombo given: the default is used)"), aoc or default_coc)
-            if kind == ds.period_type:
+            if kind == ds.period_type and isinstance(pe, str):  # (a period that is no string is never open)
                 untimely = _untimely(ds, pe, today)
                 if untimely:
                     fail("period", untimely[0], untimely[1], pe)
@@ -246,7 +247,7 @@ class PreValidator:
         return errors
 
 
-def _code(check: str, version: Optional[Version]) -> str:
+def _code(check: str, version: Version | None) -> str:
     """The error code DHIS2 answers for ``check`` at ``version`` (≤2.42 codes when unknown)."""
     old, new = CODES[check]
     return new if data_entry_pipeline(version) else old
@@ -256,7 +257,7 @@ def _next(period: Period) -> Period:
     return period_for_date(period.period_type, period.end + dt.timedelta(days=1))
 
 
-def _untimely(ds: DataSetStructure, iso_period: str, today: dt.date) -> Optional[tuple[str, str]]:
+def _untimely(ds: DataSetStructure, iso_period: str, today: dt.date) -> tuple[str, str] | None:
     """(check, message) when the data set is not open for ``iso_period`` today, else None."""
     try:
         period = parse_period(iso_period)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 COLUMNS: tuple[str, ...] = (
     "code", "what", "name", "description", "dataset", "dataelement", "category_option_combo",
@@ -68,7 +69,7 @@ def match_header(cells: Iterable[Any]) -> tuple[dict[int, str], list[str]]:
 def cell_text(value: Any) -> str:
     """A cell as text: numbers without float noise (101.0 → "101"), dates as ISO, trimmed."""
     if value.__class__ is str:
-        return value.strip()  # type: ignore[no-any-return]
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -127,6 +128,6 @@ def is_blank(values: Iterable[Any]) -> bool:
     return all(cell_text(v) == "" for v in values)
 
 
-def key_text(key: Optional[tuple[str, ...]]) -> str:
+def key_text(key: tuple[str, ...] | None) -> str:
     """A key for messages."""
     return "/".join(key or ())

@@ -22,9 +22,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, cast
 
 from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IProcessTransport
 from twisted.logger import Logger
 
 from dhis2gw.mapping.rows import COLUMNS
@@ -45,16 +47,21 @@ class _Collect(protocol.ProcessProtocol):
         self.overflow = False
         self.done: defer.Deferred[int] = defer.Deferred()
 
+    @property
+    def _child(self) -> IProcessTransport:
+        """The child process (connected from ``connectionMade`` on)."""
+        return cast(IProcessTransport, self.transport)
+
     def connectionMade(self) -> None:  # noqa: N802
-        self.transport.write(self.data)
-        self.transport.closeStdin()
+        self._child.write(self.data)
+        self._child.closeStdin()
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802
         self.size += len(data)
         if self.size > self.max_output:
             if not self.overflow:
                 self.overflow = True
-                self.transport.signalProcess("KILL")
+                self._child.signalProcess("KILL")
             return
         self.chunks.append(data)
 
@@ -82,7 +89,7 @@ class SubprocessSheetParser:
         self.timeout = timeout
         self.max_output_bytes = max_output_bytes
 
-    async def parse(self, data: bytes, kind: str, sheet: Optional[str], limits: SheetLimits) -> Sheet:
+    async def parse(self, data: bytes, kind: str, sheet: str | None, limits: SheetLimits) -> Sheet:
         if kind == "csv":
             if len(data) <= self.inline_bytes:
                 return read_csv(data, limits)
@@ -95,7 +102,7 @@ class SubprocessSheetParser:
             self.semaphore.release()
         return _sheet_from(lines)
 
-    async def _run(self, data: bytes, kind: str, sheet: Optional[str], limits: SheetLimits) -> list[bytes]:
+    async def _run(self, data: bytes, kind: str, sheet: str | None, limits: SheetLimits) -> list[bytes]:
         collect = _Collect(data, self.max_output_bytes)
         settings = json.dumps({"kind": kind, "sheet": sheet, "memory": self.memory_bytes,
                                "cpu": int(self.timeout) + 1,

@@ -12,8 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from dhis2gw.mapping.rows import COLUMNS, cell_text, is_blank, match_header
 
@@ -51,9 +52,9 @@ class Sheet:
 
     columns: dict[int, str]
     ignored_columns: list[str]
-    total: Optional[int]  # data rows, when known before reading them
+    total: int | None  # data rows, when known before reading them
     rows: Iterator[tuple[int, dict[str, str]]]
-    sheet_name: Optional[str] = None
+    sheet_name: str | None = None
     sheets: list[str] = field(default_factory=list)
 
 
@@ -166,7 +167,7 @@ def check_zip(data: bytes, limits: SheetLimits = SheetLimits()) -> int:
         return total
 
 
-def read_xlsx(data: bytes, sheet: Optional[str] = None, limits: SheetLimits = SheetLimits()) -> Sheet:
+def read_xlsx(data: bytes, sheet: str | None = None, limits: SheetLimits = SheetLimits()) -> Sheet:
     """Parse an XLSX upload: the first sheet, or the one named ``sheet``."""
     _check_size(data, limits)
     check_zip(data, limits)
@@ -177,14 +178,10 @@ def read_xlsx(data: bytes, sheet: Optional[str] = None, limits: SheetLimits = Sh
     except Exception as e:  # noqa: BLE001 - openpyxl raises many types for damaged files
         raise SheetRejected(422, "invalid_xlsx", f"the workbook cannot be read: {type(e).__name__}") from None
     names = list(workbook.sheetnames)
-    if sheet:
-        if sheet not in names:
-            workbook.close()
-            raise SheetRejected(422, "unknown_sheet", f"the workbook has no sheet named {sheet!r}",
-                                {"sheets": names})
-        ws = workbook[sheet]
-    else:
-        ws = workbook.worksheets[0]
+    if sheet and sheet not in names:
+        workbook.close()
+        raise SheetRejected(422, "unknown_sheet", f"the workbook has no sheet named {sheet!r}", {"sheets": names})
+    ws = workbook[sheet] if sheet else workbook.worksheets[0]
     rows = ws.iter_rows(values_only=True)
     try:
         header = list(next(rows))

@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Any, Callable, Optional
+from typing import Any
 
 from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import Call
@@ -66,7 +67,8 @@ PAGE_PARAMETERS: tuple[dict[str, Any], ...] = (
     {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
     {"name": "page_size", "in": "query",
      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE}},
-    {"name": "sort", "in": "query", "schema": {"type": "string", "enum": sorted(SORT_COLUMNS), "default": "created_at"}},
+    {"name": "sort", "in": "query",
+     "schema": {"type": "string", "enum": sorted(SORT_COLUMNS), "default": "created_at"}},
     {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
     {"name": "cursor", "in": "query", "description": "`next_cursor` of the previous page (keyset paging; ignores"
      " `page`).", "schema": {"type": "string"}},
@@ -169,7 +171,7 @@ def parse_filter(raw_get: Callable[[str], list[str]], tz: tzinfo) -> LogFilter:
     user_names: list[str] = []
     for value in get("user"):
         (user_ids.append(int(value)) if value.isdigit() and len(value) < 19 else user_names.append(value))
-    bounds: dict[str, Optional[datetime]] = {"from": None, "before": None, "until": None}
+    bounds: dict[str, datetime | None] = {"from": None, "before": None, "until": None}
     for name in ("from", "from_date"):
         for value in get(name)[:1]:
             bounds["from"], _ = parse_instant(name, value, tz)

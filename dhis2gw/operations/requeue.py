@@ -15,8 +15,9 @@ requests between chunks.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
@@ -53,7 +54,7 @@ class RequeueService(service.Service):
     name = "requeue-jobs"
 
     def __init__(self, clock: IReactorTime, logs: LogStore, store: SubmissionStore, queue: SubmissionQueue,
-                 wake: Optional[Callable[[str], None]] = None, chunk: int = 1000, sync_limit: int = 1000) -> None:
+                 wake: Callable[[str], None] | None = None, chunk: int = 1000, sync_limit: int = 1000) -> None:
         self.clock = clock
         self.logs = logs
         self.store = store
@@ -98,12 +99,12 @@ class RequeueService(service.Service):
         return counts
 
     async def requeue_filter(self, f: LogFilter, actor: str, force: bool,
-                             progress: Optional[Callable[[RequeueCounts], Any]] = None) -> RequeueCounts:
+                             progress: Callable[[RequeueCounts], Any] | None = None) -> RequeueCounts:
         """Requeue every row matching ``f`` (walked in id order, chunk by chunk)."""
         counts = RequeueCounts()
         after = 0
         while True:
-            ids = await self.logs.ids_after(f, after, self.chunk)
+            ids: list[int] = await self.logs.ids_after(f, after, self.chunk)
             if not ids:
                 return counts
             after = ids[-1]
@@ -112,8 +113,8 @@ class RequeueService(service.Service):
                 await progress(counts)
 
     # --- jobs --------------------------------------------------------------------------------
-    async def start_job(self, actor: str, force: bool, matched: int, *, ids: Optional[Sequence[int]] = None,
-                        f: Optional[LogFilter] = None) -> str:
+    async def start_job(self, actor: str, force: bool, matched: int, *, ids: Sequence[int] | None = None,
+                        f: LogFilter | None = None) -> str:
         """Record and start a background job for ids or a filter; return its id."""
         job_id = secrets.token_hex(8)
         selection: dict[str, Any] = {"ids_count": len(ids)} if ids is not None else {
@@ -129,8 +130,8 @@ class RequeueService(service.Service):
         if isinstance(result, Failure) and not result.check(defer.CancelledError):
             self.log.failure("requeue job {job} crashed", result, job=job_id)
 
-    async def _run_job(self, job_id: str, actor: str, force: bool, ids: Optional[Sequence[int]],
-                       f: Optional[LogFilter]) -> None:
+    async def _run_job(self, job_id: str, actor: str, force: bool, ids: Sequence[int] | None,
+                       f: LogFilter | None) -> None:
         await self.lock.acquire()
         counts = RequeueCounts()
         try:

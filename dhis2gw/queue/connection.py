@@ -7,7 +7,7 @@ Blocking commands (BLMOVE) use their own connection so they never hold a pooled 
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
@@ -59,7 +59,7 @@ class RedisConnections(service.Service):
         self.pool = self.blocking = None
         return defer.DeferredList(ds, consumeErrors=True)
 
-    async def call(self, command: str, *args: Any, timeout: Optional[float] = None,
+    async def call(self, command: str, *args: Any, timeout: float | None = None,
                    blocking: bool = False) -> Any:
         """Run one Redis command with a timeout; raise ``RedisUnavailable`` on failure.
 
@@ -80,7 +80,7 @@ class RedisConnections(service.Service):
         except (txredisapi.ConnectionError, ConnectionError) as e:
             raise RedisUnavailable(f"Redis connection failed: {e}") from e
 
-    async def eval(self, script: str, keys: list[str], args: list[Any], timeout: Optional[float] = None) -> Any:
+    async def eval(self, script: str, keys: list[str], args: list[Any], timeout: float | None = None) -> Any:
         """Run a Lua script (EVALSHA with a fallback to EVAL) with a timeout."""
         conn = self.pool
         if conn is None:

@@ -7,8 +7,9 @@ means (ingest keeps the row ``queued`` for the reconciler; the dispatcher waits 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -74,14 +75,14 @@ class SubmissionQueue:
         return f"{dest}|{submission_id}"
 
     # --- operations --------------------------------------------------------------------
-    async def enqueue(self, dest: str, submission_id: int, timeout: Optional[float] = None) -> bool:
+    async def enqueue(self, dest: str, submission_id: int, timeout: float | None = None) -> bool:
         """Push an id to ``dest``'s ready list; False when it was already queued."""
         result = await self.redis.eval(
             scripts.ENQUEUE, [self.ready_key(dest), self.members_key, self.dests_key],
             [self.member(dest, submission_id), str(submission_id), dest], timeout=timeout)
         return bool(result)
 
-    async def enqueue_many(self, dest: str, submission_ids: list[int], timeout: Optional[float] = None) -> int:
+    async def enqueue_many(self, dest: str, submission_ids: list[int], timeout: float | None = None) -> int:
         """Push many ids to ``dest``'s ready list in one script; return how many were new."""
         if not submission_ids:
             return 0
@@ -97,7 +98,7 @@ class SubmissionQueue:
             [self.member(dest, submission_id), str(int(due * 1000)), dest])
         return bool(result)
 
-    async def claim(self, dest: str) -> Optional[int]:
+    async def claim(self, dest: str) -> int | None:
         """Move the oldest ready id to processing with a lease; None when paused or empty."""
         lease_until = self._now_ms() + int(self.lease_seconds * 1000)
         result = await self.redis.eval(

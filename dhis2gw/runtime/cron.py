@@ -30,9 +30,10 @@ import logging
 import socket
 import sys
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
@@ -72,12 +73,12 @@ class RunResult:
 class JobRunner:
     """Claims, runs and logs job executions (one ``cron_runs`` row each)."""
 
-    def __init__(self, runs: CronRunStore, host: Optional[str] = None) -> None:
+    def __init__(self, runs: CronRunStore, host: str | None = None) -> None:
         self.runs = runs
         self.host = host or socket.gethostname()
-        self.running: dict[str, Optional[datetime]] = {}  # job -> scheduled_for of the run in progress here
+        self.running: dict[str, datetime | None] = {}  # job -> scheduled_for of the run in progress here
 
-    async def execute(self, job: CronJob, scheduled_for: Optional[datetime] = None) -> RunResult:
+    async def execute(self, job: CronJob, scheduled_for: datetime | None = None) -> RunResult:
         """Run ``job`` once if the claim succeeds; raises `JobBusy` when it does not."""
         run_id = await self.runs.claim(job.name, scheduled_for, self.host, job.stale_after)
         if run_id is None:
@@ -113,11 +114,12 @@ def _jsonable(value: Any) -> Any:
     return {"result": value if isinstance(value, (int, float, str, bool, list)) else repr(value)}
 
 
-def next_fire_time(expression: str, timezone: tzinfo, now: datetime) -> Optional[datetime]:
+def next_fire_time(expression: str, timezone: tzinfo, now: datetime) -> datetime | None:
     """The next time ``expression`` fires after ``now`` (in ``timezone``)."""
     from apscheduler.triggers.cron import CronTrigger
 
-    return CronTrigger.from_crontab(expression, timezone=timezone).get_next_fire_time(None, now)
+    fire: datetime | None = CronTrigger.from_crontab(expression, timezone=timezone).get_next_fire_time(None, now)
+    return fire
 
 
 # ----------------------------------------------------------------------------- APScheduler glue
@@ -185,7 +187,12 @@ def _reactor_executor_class() -> type:
                 queued, times = self._pending.pop(0)
                 d = defer.Deferred.fromCoroutine(self._run(queued, times))
                 self.in_flight.add(d)
-                d.addBoth(lambda r, d=d: (self.in_flight.discard(d), r)[1])
+
+                def forget(result: Any, d: defer.Deferred[None] = d) -> Any:
+                    self.in_flight.discard(d)
+                    return result
+
+                d.addBoth(forget)
 
         async def _run(self, job: Any, run_times: list[datetime]) -> None:
             events = []
@@ -226,7 +233,7 @@ def _clock_scheduler_class() -> type:
 
             class ClockDatetime(datetime):
                 @classmethod
-                def now(cls, tz: Optional[tzinfo] = None) -> datetime:  # type: ignore[override]
+                def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
                     return real.fromtimestamp(clock.seconds(), tz)
 
             self._clock_datetime = ClockDatetime
@@ -278,8 +285,8 @@ class Cron(service.Service):
     name = "cron"
 
     def __init__(self, clock: IReactorTime, runner: JobRunner, jobs: list[CronJob], timezone: tzinfo, *,
-                 misfire_grace: float = 300.0, ready: Optional[defer.Deferred[Any]] = None,
-                 extra_jobs: Optional[Callable[[], list[CronJob]]] = None,
+                 misfire_grace: float = 300.0, ready: defer.Deferred[Any] | None = None,
+                 extra_jobs: Callable[[], list[CronJob]] | None = None,
                  shutdown_timeout: float = 30.0) -> None:
         self.clock = clock
         self.runner = runner
@@ -292,7 +299,7 @@ class Cron(service.Service):
         self.scheduler: Any = None
         self.skipped: dict[str, int] = {}  # job -> fire times another process (or a running job) took
         self.started: defer.Deferred[None] = defer.Deferred()
-        self._starting: Optional[defer.Deferred[None]] = None
+        self._starting: defer.Deferred[None] | None = None
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
@@ -321,8 +328,8 @@ class Cron(service.Service):
                                                         for j in self.jobs.values()) or "no jobs")
         self.started.callback(None)
 
-    def _firer(self, job: CronJob) -> Callable[..., Awaitable[Optional[RunResult]]]:
-        async def fire(scheduled_for: Optional[datetime] = None) -> Optional[RunResult]:
+    def _firer(self, job: CronJob) -> Callable[..., Awaitable[RunResult | None]]:
+        async def fire(scheduled_for: datetime | None = None) -> RunResult | None:
             try:
                 return await self.runner.execute(job, scheduled_for)
             except JobBusy:
@@ -355,7 +362,7 @@ class Cron(service.Service):
             except defer.TimeoutError:
                 log.warn("cron: {n} jobs still running at shutdown", n=len(running))
 
-    def next_run(self, name: str) -> Optional[datetime]:
+    def next_run(self, name: str) -> datetime | None:
         """The scheduler's next fire time of job ``name`` (None when not scheduled)."""
         if self.scheduler is None:
             return None

@@ -82,8 +82,8 @@ class DemoBootstrap(service.Service):
 
 async def bootstrap(gateway: Any) -> None:
     """Create the demo users and mappings (once) and print how to use them."""
-    from dhis2gw.runtime.cli_users import create_user_command
     from dhis2gw.dhis2.uids import generate_uid
+    from dhis2gw.runtime.cli_users import create_user_command
 
     config = gateway.config
     db = gateway.db
@@ -134,4 +134,4 @@ dhis2gw demo is up on {base}  (DHIS2 simulator: {config.api.dhis2_base_url})
        | python3 -c 'import json,sys;print(json.load(sys.stdin)["submission_id"])')
   curl -s {base}/api/v2/submissions/$SID -H "Authorization: Bearer $TOKEN"     # the submission just made
   curl -s {config.api.dhis2_base_url}/__sim/store     # what the simulated DHIS2 stored
-""", flush=True)
+""", flush=True)  # noqa: E501 - shell commands printed to be copied whole

@@ -18,9 +18,9 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 from dataclasses import replace
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -47,7 +47,7 @@ class EmbeddedServerError(RuntimeError):
 class StateDirBusy(EmbeddedServerError):
     """Another dhis2gw process holds the state directory (its embedded servers are its own)."""
 
-    def __init__(self, state_dir: Path, pid: Optional[int]) -> None:
+    def __init__(self, state_dir: Path, pid: int | None) -> None:
         holder = f"pid {pid}" if pid else "another process"
         super().__init__(f"dhis2gw: {state_dir} is in use by another dhis2gw ({holder}); stop it first"
                          " or give this one its own server.state_dir (DHIS2GW_STATE_DIR)")
@@ -67,9 +67,9 @@ class StateDirLock:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.path = self.state_dir / "dhis2gw.lock"
-        self._file: Optional[object] = None
+        self._file: object | None = None
 
-    def holder(self) -> Optional[int]:
+    def holder(self) -> int | None:
         """The pid written by the current holder (None when unreadable)."""
         return _read_port_file(self.path)
 
@@ -119,7 +119,7 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-def _read_port_file(path: Path) -> Optional[int]:
+def _read_port_file(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):
@@ -134,7 +134,7 @@ class EmbeddedPostgres:
     ``embedded_postgres`` (PostgreSQL refuses to run as root).
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str], port: Optional[int] = None) -> None:
+    def __init__(self, state_dir: str | os.PathLike[str], port: int | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.data_dir = self.state_dir / "postgres"
         self._port_file = self.state_dir / "postgres.port"
@@ -157,7 +157,7 @@ class EmbeddedPostgres:
             ) from e
         return str(POSTGRES_BIN_PATH / name)
 
-    def _run_kwargs(self) -> dict:
+    def _run_kwargs(self) -> dict[str, Any]:
         if os.geteuid() != 0:
             return {}
         POSTGRES_BIN_PATH = _postgres_bin_path()  # noqa: N806
@@ -218,7 +218,7 @@ class EmbeddedRedis:
     of the embedded default (PostgreSQL stays the record either way).
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str], port: Optional[int] = None,
+    def __init__(self, state_dir: str | os.PathLike[str], port: int | None = None,
                  persist: bool = True) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.data_dir = self.state_dir / "redis"
@@ -226,7 +226,7 @@ class EmbeddedRedis:
         self.host = "127.0.0.1"
         self.port = port or _read_port_file(self._port_file) or free_port()
         self.persist = persist
-        self._process: Optional[subprocess.Popen[bytes]] = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:

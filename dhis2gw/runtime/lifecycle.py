@@ -6,10 +6,12 @@ the other (stop intake → wait for in-flight work → flush → close clients �
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, cast
 
 from twisted.application import service
 from twisted.internet import defer, endpoints, threads
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -46,8 +48,8 @@ class ApiListener(service.Service):
     name = "api"
 
     def __init__(self, reactor: Any, endpoint: str, site: GatewaySite, ready: defer.Deferred[Any],
-                 on_listening: Optional[Callable[[IListeningPort], None]] = None,
-                 drain_timeout: float = 10.0, adopt_fd: Optional[int] = None) -> None:
+                 on_listening: Callable[[IListeningPort], None] | None = None,
+                 drain_timeout: float = 10.0, adopt_fd: int | None = None) -> None:
         self.reactor = reactor
         self.endpoint = endpoint
         self.adopt_fd = adopt_fd  # serve an inherited listening socket (server.workers > 1)
@@ -55,7 +57,7 @@ class ApiListener(service.Service):
         self.ready = ready
         self.on_listening = on_listening
         self.drain_timeout = drain_timeout
-        self.port: Optional[IListeningPort] = None
+        self.port: IListeningPort | None = None
         self.listening: defer.Deferred[IListeningPort] = defer.Deferred()
 
     def startService(self) -> None:  # noqa: N802
@@ -74,7 +76,7 @@ class ApiListener(service.Service):
         else:
             ep = endpoints.serverFromString(self.reactor, self.endpoint)
             self.port = await ep.listen(self.site)
-        address = self.port.getHost()
+        address = cast(IPv4Address | IPv6Address, self.port.getHost())  # a TCP listener
         self.log.info("dhis2gw API listening on http://{host}:{port}/", host=address.host, port=address.port)
         if self.on_listening is not None:
             self.on_listening(self.port)

@@ -6,14 +6,16 @@ import datetime as dt
 import json
 import random
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 from urllib.parse import parse_qs, urlparse
 
 from klein import Klein
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.web.http import Request
 from twisted.web.iweb import IRequest
 
 from dhis2gw.sim.auth import Authenticator
@@ -85,7 +87,7 @@ class Simulator:
 
     def now(self) -> dt.datetime:
         """Server wall time (UTC)."""
-        return dt.datetime.fromtimestamp(self.epoch(), tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.epoch(), tz=dt.UTC)
 
     def add_pat(self, username: str = "admin", token: str | None = None, expires_at: float | None = None) -> str:
         """Register a personal access token for *username*; returns the token."""
@@ -199,7 +201,7 @@ class Simulator:
             if mode in ("hang", "reset"):
                 if mode == "reset":
                     # The whole request was read; reset the connection without a word (nothing committed).
-                    request.transport.abortConnection()
+                    _abort(request)
                 await Deferred()  # never answer (Klein cancels this when the client gives up)
             elif mode is not None:
                 response = mode_response(mode)
@@ -213,14 +215,14 @@ class Simulator:
                     ctx.user = user
                     try:
                         response = self.dispatch(ctx)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - a handler bug is DHIS2's 500, like the real one
                         self.log.failure("simulator handler failed for {method} {path}", method=method, path=rest)
                         response = error(500, "An unexpected error has occured. Please contact your system "
                                               "administrator")
                     if is_import and response.status < 500 and self.faults.take_drop(rest):
                         # The import is committed; now vanish without a response, like a proxy or
                         # Tomcat dying after the commit. Klein cancels this await on connection loss.
-                        request.transport.abortConnection()
+                        _abort(request)
                         await Deferred()
             return await self._write(request, response, self.faults.slow_for(rest))
         finally:
@@ -314,3 +316,8 @@ class Simulator:
             token = self.add_pat(body.get("username", "admin"), body.get("token"), body.get("expires_at"))
             return self._control_json(request, 201, {"token": token})
         return self._control_json(request, 404, {"error": f"unknown control path {what}"})
+
+
+def _abort(request: IRequest) -> None:
+    """Drop the request's connection without an answer (Klein's requests are twisted.web's)."""
+    cast(ITCPTransport, cast(Request, request).transport).abortConnection()

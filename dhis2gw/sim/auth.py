@@ -4,8 +4,9 @@ from __future__ import annotations
 import base64
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from dhis2gw.sim.metadata import Metadata
 from dhis2gw.sim.uids import make_pat, pat_checksum_ok, pat_well_formed

@@ -22,7 +22,7 @@ JSON_TYPES = ("application/json", "text/json", "application/vnd.api+json")
 class CoreApi:
     """Handlers that need the whole simulator (version, store, jobs, clock)."""
 
-    def __init__(self, sim: "Simulator") -> None:
+    def __init__(self, sim: Simulator) -> None:
         """Keep the simulator."""
         self.sim = sim
 
@@ -38,7 +38,8 @@ class CoreApi:
             "contextPath": ctx.base_url, "userAgent": ctx.headers.get("user-agent", ""), "calendar": "iso8601",
             "dateFormat": "yyyy-mm-dd", "serverDate": self._stamp(), "serverTimeZoneId": "Etc/UTC",
             "serverTimeZoneDisplayName": "Coordinated Universal Time",
-            "lastAnalyticsTableSuccess": "2024-04-10T02:11:53.010", "intervalSinceLastAnalyticsTableSuccess": "1 h, 0 m",
+            "lastAnalyticsTableSuccess": "2024-04-10T02:11:53.010",
+            "intervalSinceLastAnalyticsTableSuccess": "1 h, 0 m",
             "lastAnalyticsTableRuntime": "9 m, 2 s", "version": v.display,
             "revision": "5im1a7e", "buildTime": "2024-03-21T09:10:22.000",
             "databaseInfo": {"spatialSupport": True}, "encryption": False, "emailConfigured": False,
@@ -47,7 +48,8 @@ class CoreApi:
             "instanceBaseUrl": ctx.base_url, "isMetadataVersionEnabled": True, "isMetadataSyncEnabled": False,
         }
         if ctx.user and "ALL" in ctx.user.get("authorities", []):
-            info.update({"environmentVariable": "DHIS2_HOME", "javaVersion": "17.0.10", "javaVendor": "Eclipse Adoptium",
+            info.update({"environmentVariable": "DHIS2_HOME", "javaVersion": "17.0.10",
+                         "javaVendor": "Eclipse Adoptium",
                          "osName": "Linux", "osArchitecture": "amd64", "cpuCores": 2,
                          "databaseInfo": {"type": "PostgreSQL", "name": "dhis2", "user": "dhis",
                                           "spatialSupport": True}})
@@ -159,8 +161,9 @@ class CoreApi:
     def get_data_value_sets(self, ctx: RequestContext) -> SimResponse:
         """``GET /api/dataValueSets?dataSet=&period=&orgUnit=[&children=true&includeDeleted=true]``."""
         md = self.sim.metadata
-        data_sets = [md.get("dataSets", d) for d in ctx.args("dataSet")]
-        if not ctx.args("dataSet") or not all(data_sets):
+        found = [md.get("dataSets", d) for d in ctx.args("dataSet")]
+        data_sets = [ds for ds in found if ds]
+        if not ctx.args("dataSet") or len(data_sets) < len(found):
             return error(409, "At least one valid data set or data element group must be specified",
                          errorCode="E2001")
         des = {e["dataElement"] for ds in data_sets for e in ds["dataSetElements"]}

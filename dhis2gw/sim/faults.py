@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
-from dhis2gw.sim.webmessage import (MAINTENANCE_PAGE, NGINX_PAGE, NGINX_REASONS, UNEXPECTED_ERROR, SimResponse,
-                                    reason, web_message)
+from dhis2gw.sim.webmessage import (
+    MAINTENANCE_PAGE,
+    NGINX_PAGE,
+    NGINX_REASONS,
+    UNEXPECTED_ERROR,
+    SimResponse,
+    reason,
+    web_message,
+)
 
 
 def _paths(paths: Iterable[str] | str | None) -> tuple[str, ...] | None:

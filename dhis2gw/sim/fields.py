@@ -1,7 +1,8 @@
 """DHIS2 metadata query language: ``fields=`` selection, ``filter=`` and paging."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from dhis2gw.sim.metadata import Metadata, Ref
@@ -142,9 +143,16 @@ def _match(op: str, actual: Any, expected: str) -> bool:
         try:
             left, right = float(a), float(expected)
         except ValueError:
-            left, right = a, expected  # ISO dates compare as strings
-        return {"gt": left > right, "ge": left >= right, "lt": left < right, "le": left <= right}[op]
+            return _ordered(op, a, expected)  # ISO dates compare as strings
+        return _ordered(op, left, right)
     raise ValueError(f"unsupported filter operator {op}")
+
+
+_Ordered = TypeVar("_Ordered", float, str)
+
+
+def _ordered(op: str, left: _Ordered, right: _Ordered) -> bool:
+    return {"gt": left > right, "ge": left >= right, "lt": left < right, "le": left <= right}[op]
 
 
 def make_filter(metadata: Metadata, filters: list[str], junction: str = "AND") -> Callable[[dict[str, Any]], bool]:

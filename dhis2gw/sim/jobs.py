@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -66,7 +67,7 @@ class JobRegistry:
             first = "Data value set import" if v.persisted_jobs else "Process started"
             self._notify(job, first, False)
         else:
-            extra = {"dataType": "PARAMETERS", "data": parameters or {}} if v.persisted_jobs else {}
+            extra: dict[str, Any] = {"dataType": "PARAMETERS", "data": parameters or {}} if v.persisted_jobs else {}
             first = "Tracker import started" if v.persisted_jobs else "(TRACKER_IMPORT_JOB) Import:Start"
             self._notify(job, first, False, **extra)
         self._pending.append(self.clock.callLater(delay, self._run, job, work))
@@ -87,7 +88,7 @@ class JobRegistry:
             job.done = job.failed = True
             self._wipe_if_failed(job)
             return
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failing job ends as a failed job, like DHIS2's
             self.log.failure("simulated job {job_id} failed", job_id=job.id)
             self._notify(job, "Job failed", True, level="ERROR")
             job.done = job.failed = True
@@ -102,8 +103,8 @@ class JobRegistry:
             else:
                 msg = "Import process aborted" if result["status"] == "ERROR" else "Import done"
             job.failed = result["status"] == "ERROR"
-            self._notify(job, msg, True, level="ERROR" if job.failed and (not v.persisted_jobs or v.failed_job_feed_wiped)
-                         else "INFO")
+            level = "ERROR" if job.failed and (not v.persisted_jobs or v.failed_job_feed_wiped) else "INFO"
+            self._notify(job, msg, True, level=level)
         else:
             s = result.get("stats", {})
             if v.persisted_jobs:

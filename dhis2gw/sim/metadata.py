@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -93,7 +94,7 @@ class Metadata:
 
     # -- construction ------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path) -> "Metadata":
+    def load(cls, path: str | Path) -> Metadata:
         """Load a YAML metadata file."""
         with open(path, encoding="utf-8") as f:
             return cls(yaml.safe_load(f))
@@ -102,15 +103,16 @@ class Metadata:
     def default_raw(cls) -> dict[str, Any]:
         """The parsed bundled ``country.yml``."""
         text = resources.files("dhis2gw.sim").joinpath("country.yml").read_text(encoding="utf-8")
-        return yaml.safe_load(text)
+        raw: dict[str, Any] = yaml.safe_load(text)
+        return raw
 
     @classmethod
-    def load_default(cls) -> "Metadata":
+    def load_default(cls) -> Metadata:
         """The bundled small country (47 org units, 32 facilities)."""
         return cls(cls.default_raw())
 
     @classmethod
-    def generate(cls, facilities: int = 2000, seed: int = 1) -> "Metadata":
+    def generate(cls, facilities: int = 2000, seed: int = 1) -> Metadata:
         """The default country with a generated 5-level tree of about *facilities* facilities.
 
         The root and the first region keep their default UIDs so the data-set, program and
@@ -146,7 +148,8 @@ class Metadata:
                         if made >= facilities:
                             break
                         made += 1
-                        add(f"Facility {r + 1}.{d + 1}.{s + 1}.{f + 1}", f"GEN_R{r + 1}_D{d + 1}_S{s + 1}_F{f + 1}", sub)
+                        add(f"Facility {r + 1}.{d + 1}.{s + 1}.{f + 1}",
+                            f"GEN_R{r + 1}_D{d + 1}_S{s + 1}_F{f + 1}", sub)
         raw["organisationUnits"] = units
         return cls(raw)
 

@@ -1,8 +1,10 @@
 """Metadata endpoints: lists with fields/filter/paging, single objects, org-unit writes."""
 from __future__ import annotations
 
+import builtins
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dhis2gw.sim.context import RequestContext
 from dhis2gw.sim.fields import Selector, make_filter, page_of, parse_fields
@@ -95,7 +97,7 @@ class MetadataApi:
         return SimResponse.json(200, selector.select(md.full(kind, uid), tree))
 
     # -- org-unit writes -------------------------------------------------------------
-    def _ou_errors(self, body: dict[str, Any], uid: str) -> list[dict[str, Any]]:
+    def _ou_errors(self, body: dict[str, Any], uid: str) -> builtins.list[dict[str, Any]]:
         md = self.md
         errors = []
         for prop in ("name", "shortName", "openingDate"):
@@ -124,7 +126,7 @@ class MetadataApi:
                            "errorProperties": [parent, "OrganisationUnit", "parent"]})
         return errors
 
-    def _report(self, status: int, uid: str | None, errors: list[dict[str, Any]]) -> SimResponse:
+    def _report(self, status: int, uid: str | None, errors: builtins.list[dict[str, Any]]) -> SimResponse:
         response = {"responseType": "ObjectReport", **({"uid": uid} if uid and not errors else {}),
                     "klass": OU_KLASS, "errorReports": errors}
         if errors:

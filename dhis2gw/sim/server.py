@@ -1,8 +1,9 @@
 """Serving a :class:`~dhis2gw.sim.app.Simulator` on a real TCP port, with outages."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 from twisted.logger import Logger
@@ -48,8 +49,9 @@ class SimulatorServer:
 
     async def start(self, port: int = 0) -> int:
         """Start listening (port 0 picks a free one); returns the port."""
-        self._listening = self.reactor.listenTCP(port, self.factory, interface=self.host)
-        self.port = self._listening.getHost().port
+        # WrappingFactory derives from ClientFactory in Twisted's types, yet wraps server factories.
+        self._listening = self.reactor.listenTCP(port, self.factory, interface=self.host)  # type: ignore[arg-type]
+        self.port = cast(IPv4Address, self._listening.getHost()).port
         return self.port
 
     def _drop_connections(self) -> None:
@@ -66,7 +68,9 @@ class SimulatorServer:
         self.sim.jobs.cancel_pending()
         if self._listening is not None:
             listening, self._listening = self._listening, None
-            await listening.stopListening()
+            stopped = listening.stopListening()
+            if stopped is not None:
+                await stopped
         self._drop_connections()
         for d in self._outage_waiters:
             d.callback(None)
@@ -93,7 +97,8 @@ class SimulatorServer:
     def _come_back(self) -> None:
         self._outage_call = None
         if self._listening is None and self.port is not None:
-            self._listening = self.reactor.listenTCP(self.port, self.factory, interface=self.host)
+            self._listening = self.reactor.listenTCP(self.port, self.factory,  # type: ignore[arg-type]
+                                                     interface=self.host)
         waiters, self._outage_waiters = self._outage_waiters, []
         for d in waiters:
             d.callback(None)

@@ -61,7 +61,8 @@ class Store:
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     relationships: dict[str, dict[str, Any]] = field(default_factory=dict)
     org_units: dict[str, dict[str, Any]] = field(default_factory=dict)
-    write_counts: Counter = field(default_factory=Counter)
+    #: Writes per data value key, per object UID, per (group, member) pair.
+    write_counts: Counter[DataValueKey | str | tuple[str, str]] = field(default_factory=Counter)
     requests: list[RequestRecord] = field(default_factory=list)
     keep_request_bodies: bool = True
 

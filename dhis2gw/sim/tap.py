@@ -11,7 +11,7 @@ from twisted.python import usage
 class Options(usage.Options):
     """Command-line options of ``twistd dhis2sim``."""
 
-    optParameters = [
+    optParameters = [  # noqa: N815
         ["port", "p", 8099, "TCP port to listen on", int],
         ["host", None, "127.0.0.1", "Interface to listen on"],
         ["metadata", "m", None, "YAML metadata file (default: the bundled country.yml)"],
@@ -21,7 +21,7 @@ class Options(usage.Options):
         ["latency", None, None, "Fixed latency in seconds, or MIN-MAX for a uniform range"],
         ["job-delay", None, 0.5, "Seconds before an async import job completes", float],
     ]
-    optFlags = [["no-control", None, "Disable the /__sim control endpoint"]]
+    optFlags = [["no-control", None, "Disable the /__sim control endpoint"]]  # noqa: N815
 
     def __init__(self) -> None:
         """Defaults; ``--version`` is ours, not usage.Options' "print Twisted version"."""
@@ -34,7 +34,7 @@ class Options(usage.Options):
 
     opt_v = opt_version
 
-    def postOptions(self) -> None:
+    def postOptions(self) -> None:  # noqa: N802
         """Validate the version early so a typo fails at start-up."""
         from dhis2gw.sim.versions import Version
         try:
@@ -54,7 +54,7 @@ class SimulatorService(Service):
         self.reactor = reactor
         self.server: Any = None
 
-    def startService(self) -> None:
+    def startService(self) -> None:  # noqa: N802
         """Build the simulator and listen."""
         from twisted.internet.defer import Deferred
 
@@ -91,7 +91,7 @@ class SimulatorService(Service):
 
         d.addCallbacks(started, failed)
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Any:  # noqa: N802
         """Stop listening."""
         from twisted.internet.defer import Deferred
         super().stopService()
@@ -100,7 +100,7 @@ class SimulatorService(Service):
         return None
 
 
-def makeService(options: Options) -> Service:  # noqa: N802
+def makeService(options: Options) -> Service:  # noqa: N802 - the name twistd looks up
     """The service ``twistd dhis2sim`` runs (on the global reactor, which only the composition root names)."""
     from dhis2gw.wiring.entry import simulator_service
 

@@ -10,8 +10,9 @@ import copy
 import datetime as dt
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from dhis2gw.sim.metadata import Metadata
 from dhis2gw.sim.store import Store
@@ -220,11 +221,11 @@ class TrackerImporter:
                         s["ignored"] += 1
                         continue
                     s[self._commit(ttype, obj, strategy, username)] += 1
-                    report: dict[str, Any] = {"trackerType": ttype, "uid": uid}
+                    object_report: dict[str, Any] = {"trackerType": ttype, "uid": uid}
                     if self.version.tracker_object_index:
-                        report["index"] = index
-                    report["errorReports"] = []
-                    object_reports[ttype].append(report)
+                        object_report["index"] = index
+                    object_report["errorReports"] = []
+                    object_reports[ttype].append(object_report)
         status = "ERROR" if errors else "OK"
         overall = {k: sum(stats[t][k] for t in TYPES) for k in ("created", "updated", "deleted", "ignored", "total")}
         if not commit:

@@ -21,7 +21,7 @@ class Version:
     text: str = ""
 
     @classmethod
-    def parse(cls, text: str | "Version") -> "Version":
+    def parse(cls, text: str | Version) -> Version:
         """Parse ``"2.40"``, ``"2.40.3"`` or ``"2.40.3.1"``; 2.36–2.44 only."""
         if isinstance(text, Version):
             return text

@@ -34,7 +34,7 @@ class SimResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "SimResponse":
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> SimResponse:
         """A JSON response."""
         h = {"Content-Type": "application/json;charset=UTF-8"}
         if status >= 400:
@@ -43,7 +43,7 @@ class SimResponse:
         return cls(status, json.dumps(payload).encode(), h)
 
     @classmethod
-    def html(cls, status: int, text: str, headers: dict[str, str] | None = None) -> "SimResponse":
+    def html(cls, status: int, text: str, headers: dict[str, str] | None = None) -> SimResponse:
         """An HTML response."""
         h = {"Content-Type": "text/html;charset=UTF-8"}
         h.update(headers or {})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zlib
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from dhis2gw.storage.database import Database, cursor_fetch, json_param
 
@@ -28,10 +28,10 @@ class CronRunStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def claim(self, job: str, scheduled_for: Optional[datetime], host: str,
-                    stale_after: float) -> Optional[int]:
+    async def claim(self, job: str, scheduled_for: datetime | None, host: str,
+                    stale_after: float) -> int | None:
         """Insert the run row and return its id; None when the occurrence or the job is taken."""
-        async def insert(cursor: Any) -> Optional[int]:
+        async def insert(cursor: Any) -> int | None:
             await cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(job),))
             rows = await cursor_fetch(
                 cursor,

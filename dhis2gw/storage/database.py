@@ -18,7 +18,8 @@ SQL lives in the store classes of this package; each call names its operation fo
 from __future__ import annotations
 
 import random
-from typing import Any, Awaitable, Callable, Optional, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -54,8 +55,7 @@ def _death_checker(failure: Failure) -> bool:
 
 def _reconnection_delays():  # type: ignore[no-untyped-def]
     """Reconnect quickly first, then every 2 s: PostgreSQL restarts take a few seconds."""
-    for delay in (0.2, 0.5, 1.0):
-        yield delay
+    yield from (0.2, 0.5, 1.0)
     while True:
         yield 2.0
 
@@ -113,7 +113,7 @@ class _Detector(reconnection.DeadConnectionDetector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._retrying: Optional[defer.Deferred[Any]] = None
+        self._retrying: defer.Deferred[Any] | None = None
 
     def startReconnecting(self, f: Failure) -> None:  # noqa: N802 - txpostgres's name
         call = retrying.RetryingCall(self.reconnect)
@@ -166,14 +166,14 @@ class Database(service.Service):
     name = "database"
 
     def __init__(self, reactor: IReactorTime, dsn: str, size: int = 6,
-                 on_started: Optional[Callable[["Database"], Awaitable[None]]] = None,
+                 on_started: Callable[[Database], Awaitable[None]] | None = None,
                  max_start_delay: float = 10.0) -> None:
         self.reactor = reactor
         self.dsn = dsn
         self.size = size
         self._on_started = on_started
         self._max_start_delay = max_start_delay
-        self._pool: Optional[_Pool] = None
+        self._pool: _Pool | None = None
         self._in_flight = 0
         self._drained: list[defer.Deferred[None]] = []
         self._stopping = False
@@ -196,9 +196,10 @@ class Database(service.Service):
                 await pool.start()
             except Exception as e:  # noqa: BLE001 - any failure to connect means "retry"
                 pool.close()
+                cause: BaseException | None = e
                 if isinstance(e, defer.FirstError):  # the pool's first failed connection: say why it failed
-                    e = e.subFailure.value
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+                    cause = e.subFailure.value
+                reason = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
                 self.log.warn("PostgreSQL not reachable (attempt {attempt}): {error}; retrying in {delay:.1f}s",
                               attempt=attempt, error=reason, delay=delay)
                 await deferLater(self.reactor, delay, lambda: None)
@@ -271,7 +272,7 @@ class Database(service.Service):
         return list(rows or [])
 
     async def fetch_one(self, name: str, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
-                        ) -> Optional[dict[str, Any]]:
+                        ) -> dict[str, Any] | None:
         """Run a query and return its first row, or None."""
         rows = await self.fetch(name, sql, params)
         return rows[0] if rows else None

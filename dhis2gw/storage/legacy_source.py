@@ -10,7 +10,8 @@ outside the reactor, like ``dhis2gw migrate``.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import psycopg2
 import psycopg2.extras
@@ -51,7 +52,7 @@ class LegacySource:
         """Close the connection."""
         self.conn.close()
 
-    def has(self, table: str, column: Optional[str] = None) -> bool:
+    def has(self, table: str, column: str | None = None) -> bool:
         """True when ``table`` (and ``column`` in it) exists."""
         return table in self.columns and (column is None or column in self.columns[table])
 
@@ -59,7 +60,7 @@ class LegacySource:
         present = self.columns.get(table, set())
         if not present:
             return iter(())
-        fields = []
+        fields: list[sql.Composable] = []
         for column in wanted:
             if column not in present:
                 fields.append(sql.SQL("NULL AS {}").format(sql.Identifier(column)))
@@ -106,7 +107,8 @@ class LegacySource:
             return 0
         with self.conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM dhis2_mapping_dimension")
-            return int(cur.fetchone()[0])
+            row = cur.fetchone()  # count(*) always answers one row
+            return int(row[0]) if row else 0
 
     def servers(self) -> list[dict[str, Any]]:
         """Every ``servers`` row (passwords and tokens in plain text, as the original kept them)."""

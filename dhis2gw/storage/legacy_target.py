@@ -16,7 +16,8 @@ DHIS2 payload again with this gateway's mappings before it is requeued.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 import psycopg2
@@ -95,7 +96,7 @@ class LegacyTarget:
         return uid
 
     def insert_api_token(self, username: str, token_hash: str, prefix: str, expires_at: Any,
-                         created_at: Any) -> Optional[bool]:
+                         created_at: Any) -> bool | None:
         """Give ``username`` an API token by its hash: True when added, False when present, None without the user."""
         self.cur.execute("SELECT id FROM users WHERE lower(username) = lower(%s)", (username,))
         user = self.cur.fetchone()

@@ -9,7 +9,9 @@ every submitter/destination (``default`` is how the original dhis2gw wrote "any"
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import builtins
+from collections.abc import Iterable
+from typing import Any
 
 from dhis2gw.storage.database import Database
 
@@ -61,7 +63,7 @@ class MappingStore:
         return {key: row for key, (_, row) in best.items()}
 
     async def org_unit_mapping(self, source_orgunit: str, source_name: str,
-                               instance_name: str) -> Optional[str]:
+                               instance_name: str) -> str | None:
         """The destination org unit mapped from a submitter's org unit code, if any."""
         rows = await self.db.fetch(
             "mappings.org_unit",
@@ -97,7 +99,7 @@ class DuplicateMapping(Exception):
     """Another mapping has the same (code, source_name, instance_name, what)."""
 
 
-def _where(filters: dict[str, str], q: Optional[str]) -> tuple[str, list[Any]]:
+def _where(filters: dict[str, str], q: str | None) -> tuple[str, list[Any]]:
     clauses, params = [], []
     for column in FILTER_COLUMNS:
         if filters.get(column) is not None:
@@ -117,7 +119,7 @@ class MappingAdminStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def list(self, filters: dict[str, str], q: Optional[str], limit: int, offset: int
+    async def list(self, filters: dict[str, str], q: str | None, limit: int, offset: int
                    ) -> tuple[list[dict[str, Any]], int]:
         """One page of mappings (ordered by code, source, instance, what) and the total."""
         where, params = _where(filters, q)
@@ -127,13 +129,13 @@ class MappingAdminStore:
             params + [limit, offset])
         return rows, int(total["n"]) if total else 0
 
-    async def export_rows(self, filters: dict[str, str], q: Optional[str]) -> list[dict[str, Any]]:
+    async def export_rows(self, filters: dict[str, str], q: str | None) -> builtins.list[dict[str, Any]]:
         """Every mapping matching the filters, in export order."""
         where, params = _where(filters, q)
         return await self.db.fetch("mappings.export", _SELECT + where
                                    + " ORDER BY what, source_name, instance_name, code", params)
 
-    async def get(self, uid: str) -> Optional[dict[str, Any]]:
+    async def get(self, uid: str) -> dict[str, Any] | None:
         """One mapping by uid."""
         return await self.db.fetch_one("mappings.get", _SELECT + " WHERE uid = %s", (uid,))
 
@@ -153,7 +155,7 @@ class MappingAdminStore:
         assert row_out is not None
         return row_out
 
-    async def update(self, uid: str, row: dict[str, str]) -> Optional[dict[str, Any]]:
+    async def update(self, uid: str, row: dict[str, str]) -> dict[str, Any] | None:
         """Replace one mapping's columns; None when it does not exist."""
         import psycopg2
 
@@ -172,7 +174,8 @@ class MappingAdminStore:
         return row is not None
 
     @staticmethod
-    async def upsert_chunk(cursor: Any, uids: list[str], rows: list[dict[str, str]]) -> tuple[int, int]:
+    async def upsert_chunk(cursor: Any, uids: builtins.list[str],
+                           rows: builtins.list[dict[str, str]]) -> tuple[int, int]:
         """Insert new / update changed rows inside a transaction; return ``(inserted, updated)``.
 
         Unchanged rows are not touched (``IS DISTINCT FROM``), so the caller counts them as
@@ -190,7 +193,7 @@ class MappingAdminStore:
         inserted = sum(1 for r in result if r["inserted"])
         return inserted, len(result) - inserted
 
-    async def scope_rows(self, source_name: str, instance_name: str) -> list[dict[str, Any]]:
+    async def scope_rows(self, source_name: str, instance_name: str) -> builtins.list[dict[str, Any]]:
         """Every de/ou mapping that applies to one submitter source and destination (cache fill)."""
         return await self.db.fetch(
             "mappings.scope",

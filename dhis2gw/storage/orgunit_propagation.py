@@ -8,7 +8,8 @@ would be refused again) with the current hash.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from dhis2gw.storage.database import Database, json_param
 from dhis2gw.storage.submissions import PENDING_STATES

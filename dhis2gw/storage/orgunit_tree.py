@@ -6,8 +6,9 @@ tree is flagged ``gone_from_dhis2`` (with ``gone_at``) and comes back to life if
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from dhis2gw.storage.database import Database, cursor_fetch, json_param
 
@@ -58,11 +59,11 @@ class UpsertResult:
 class UnitQuery:
     """Filters of ``GET /orgunits``."""
 
-    level: Optional[int] = None
-    parent: Optional[str] = None
-    path_prefix: Optional[str] = None
-    q: Optional[str] = None
-    district_uids: Optional[Sequence[str]] = None
+    level: int | None = None
+    parent: str | None = None
+    path_prefix: str | None = None
+    q: str | None = None
+    district_uids: Sequence[str] | None = None
     include_gone: bool = False
     page: int = 1
     page_size: int = 50
@@ -75,11 +76,11 @@ class OrgUnitStore:
         self.db = db
 
     # --- sync state ---------------------------------------------------------------------
-    async def state(self, name: str) -> Optional[dict[str, Any]]:
+    async def state(self, name: str) -> dict[str, Any] | None:
         """The sync state row of source ``name`` (scope, watermark), or None before the first sync."""
         return await self.db.fetch_one("orgunits.state", "SELECT * FROM orgunit_sync_state WHERE name = %s", (name,))
 
-    async def save_state(self, name: str, scope: Any, watermark: Optional[str], full: bool) -> None:
+    async def save_state(self, name: str, scope: Any, watermark: str | None, full: bool) -> None:
         """Record a finished sync run of ``name``."""
         await self.db.execute(
             "orgunits.save_state",
@@ -206,7 +207,7 @@ class OrgUnitStore:
             " FROM organisation_unit_group_members GROUP BY unit_uid")
         return {r["unit_uid"].strip(): [g.strip() for g in r["groups"]] for r in rows}
 
-    async def level_number(self, name: str) -> Optional[int]:
+    async def level_number(self, name: str) -> int | None:
         """The level number whose name is ``name`` (case-insensitive), or None."""
         row = await self.db.fetch_one("orgunits.level_by_name",
                                       "SELECT level FROM organisation_unit_levels WHERE lower(name) = lower(%s)",
@@ -217,14 +218,16 @@ class OrgUnitStore:
         """UIDs of units at ``level`` whose uid, code or name is ``ident`` (name case-insensitive)."""
         rows = await self.db.fetch(
             "orgunits.find_at_level",
-            "SELECT uid FROM organisation_units WHERE level = %s AND (uid = %s OR code = %s OR lower(name) = lower(%s))",
+            "SELECT uid FROM organisation_units"
+            " WHERE level = %s AND (uid = %s OR code = %s OR lower(name) = lower(%s))",
             (level, ident[:11], ident, ident))
         return [r["uid"].strip() for r in rows]
 
     # --- API reads ----------------------------------------------------------------------
-    async def query(self, q: UnitQuery, district_level: Optional[int]) -> tuple[list[dict[str, Any]], int]:
+    async def query(self, q: UnitQuery, district_level: int | None) -> tuple[list[dict[str, Any]], int]:
         """One page of units matching ``q`` (ordered by path) and the total count."""
-        where, params = ["TRUE"], []
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
         if not q.include_gone:
             where.append("NOT o.gone_from_dhis2")
         if q.level is not None:
@@ -257,7 +260,8 @@ class OrgUnitStore:
             "SELECT o.uid, o.code, o.name, o.short_name, o.level, o.path, o.parent_uid, o.opening_date,"
             " o.closed_date, o.attributes, o.dhis2_last_updated, o.gone_from_dhis2, o.gone_at, o.updated_at,"
             " d.uid AS district_uid, d.name AS district_name,"
-            " (SELECT coalesce(array_agg(m.group_uid ORDER BY m.group_uid), '{}') FROM organisation_unit_group_members m"
+            " (SELECT coalesce(array_agg(m.group_uid ORDER BY m.group_uid), '{}')"
+            " FROM organisation_unit_group_members m"
             "  WHERE m.unit_uid = o.uid) AS groups"
             f" FROM organisation_units o {district_join} WHERE {clause}"
             " ORDER BY o.path LIMIT %s OFFSET %s",

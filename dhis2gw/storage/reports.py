@@ -7,7 +7,8 @@ level asked, optionally under one parent), so a facility that sent nothing shows
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet import defer
 
@@ -33,7 +34,7 @@ class ReportStore:
             " WHERE data_set = %s AND period = ANY(%s) AND org_unit IS NOT NULL"
             " ORDER BY period, org_unit, id DESC) c GROUP BY org_unit", (data_set, list(periods)))
 
-    async def facilities(self, level: Optional[int], parent: Optional[str]) -> list[dict[str, Any]]:
+    async def facilities(self, level: int | None, parent: str | None) -> list[dict[str, Any]]:
         """Org units of the cache at ``level`` (default: the deepest level) under ``parent``, by name."""
         return await self.db.fetch(
             "reports.facilities",
@@ -43,8 +44,8 @@ class ReportStore:
             " AND (%s::text IS NULL OR path LIKE '%%/' || %s || '/%%' OR uid = %s)"
             " ORDER BY name, uid LIMIT %s", (level, parent, parent, parent, MAX_FACILITIES))
 
-    async def report(self, data_set: str, periods: Sequence[str], level: Optional[int],
-                     parent: Optional[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    async def report(self, data_set: str, periods: Sequence[str], level: int | None,
+                     parent: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The facilities and the cells, read on two pool connections at once."""
         cells, units = await defer.gatherResults(
             [defer.Deferred.fromCoroutine(self.latest_cells(data_set, periods)),

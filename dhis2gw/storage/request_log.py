@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from dhis2gw.storage.database import Database
 
@@ -42,12 +42,13 @@ class RequestLogStore:
         sql = f"INSERT INTO request_log ({', '.join(ROW_FIELDS)}) VALUES " + ", ".join([_ROW_SQL] * len(rows))
         await self.db.execute("request_log.insert_many", sql, params)
 
-    async def query(self, *, since: Optional[datetime] = None, until: Optional[datetime] = None,
-                    username: Optional[str] = None, user_id: Optional[int] = None, endpoint: Optional[str] = None,
-                    status: Optional[int] = None, status_class: Optional[int] = None, method: Optional[str] = None,
+    async def query(self, *, since: datetime | None = None, until: datetime | None = None,
+                    username: str | None = None, user_id: int | None = None, endpoint: str | None = None,
+                    status: int | None = None, status_class: int | None = None, method: str | None = None,
                     page: int = 1, page_size: int = 50) -> tuple[list[dict[str, Any]], int]:
         """One page of rows (newest first) matching every given filter, and the total count."""
-        where, params = ["TRUE"], []  # type: ignore[var-annotated]
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
         for clause, value in (("at >= %s", since), ("at < %s", until), ("lower(username) = lower(%s)", username),
                               ("user_id = %s", user_id), ("endpoint = %s", endpoint), ("status = %s", status),
                               ("method = %s", method)):

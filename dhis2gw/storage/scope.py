@@ -1,7 +1,7 @@
 """Look-ups for submitter scoping (issue 16, F9): where org units sit in the synced hierarchy."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from dhis2gw.storage.database import Database
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Optional, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import psycopg2
 
@@ -47,7 +48,7 @@ def follow_up_key(prefix: str, uid: str, attempts: int) -> str:
 
 def utc(seconds: float) -> datetime:
     """A clock reading as an aware UTC datetime (for columns the clock decides)."""
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 class IdempotencyConflict(Exception):
@@ -65,14 +66,14 @@ class NewSubmission:
     uid: str
     kind: str
     destination: str
-    submitter_id: Optional[int]
+    submitter_id: int | None
     endpoint: str
     payload: Any
     dhis2_payload: Any
     import_params: dict[str, str]
     value_count: int
-    idempotency_key: Optional[str] = None
-    request_id: Optional[str] = None
+    idempotency_key: str | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,10 @@ class Created:
     existing: bool
 
 
-async def _event(cursor: Any, submission_id: int, event: str, status: Optional[str] = None, *,
-                 attempt: Optional[int] = None, destination: Optional[str] = None,
-                 http_status: Optional[int] = None, duration_ms: Optional[int] = None,
-                 detail: Optional[str] = None, actor: Optional[str] = None) -> None:
+async def _event(cursor: Any, submission_id: int, event: str, status: str | None = None, *,
+                 attempt: int | None = None, destination: str | None = None,
+                 http_status: int | None = None, duration_ms: int | None = None,
+                 detail: str | None = None, actor: str | None = None) -> None:
     await cursor.execute(
         "INSERT INTO submission_events (submission_id, event, status, attempt, destination, http_status,"
         " duration_ms, detail, actor) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -134,7 +135,7 @@ class SubmissionStore:
         return Created(existing, existing=True)
 
     # --- reads -------------------------------------------------------------------------
-    async def get(self, submission_id: int, with_payloads: bool = True) -> Optional[dict[str, Any]]:
+    async def get(self, submission_id: int, with_payloads: bool = True) -> dict[str, Any] | None:
         """One submission (with payloads, response and conflicts when asked)."""
         extra = ", payload, dhis2_payload, import_params, response, conflicts, lease_owner" if with_payloads else ""
         return await self.db.fetch_one("submission.get", f"SELECT {SUMMARY_COLUMNS}{extra} FROM submissions"
@@ -181,7 +182,7 @@ class SubmissionStore:
              follow_up_kind, key_prefix, limit))
 
     # --- delivery ----------------------------------------------------------------------
-    async def start_attempt(self, submission_id: int, token: str, destination: str) -> Optional[dict[str, Any]]:
+    async def start_attempt(self, submission_id: int, token: str, destination: str) -> dict[str, Any] | None:
         """Take a submission for an attempt; None when it is final (just ack it). One round trip."""
         return await self.db.fetch_one(
             "submission.start_attempt",
@@ -219,11 +220,11 @@ class SubmissionStore:
         return bool(rows)
 
     async def record(self, submission_id: int, token: str, status: str, *, event: str,
-                     attempt: Optional[int] = None, destination: Optional[str] = None,
-                     http_status: Optional[int] = None, duration_ms: Optional[int] = None,
+                     attempt: int | None = None, destination: str | None = None,
+                     http_status: int | None = None, duration_ms: int | None = None,
                      response: Any = None, import_count: Any = None, conflicts: Any = None,
-                     error: Optional[str] = None, next_attempt_at: Optional[datetime] = None,
-                     spent_retry: bool = False, detail: Optional[str] = None,
+                     error: str | None = None, next_attempt_at: datetime | None = None,
+                     spent_retry: bool = False, detail: str | None = None,
                      keep_response: bool = True) -> bool:
         """Record the outcome of an attempt held by ``token``; False if the lease was lost.
 

@@ -8,7 +8,7 @@ overwrites, and returns what is stored, so two concurrent ingests agree on one U
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from dhis2gw.storage.database import Database
 
@@ -21,7 +21,7 @@ class UidMapStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def source_system(self, submitter_id: Optional[int], source_name: Optional[str]) -> str:
+    async def source_system(self, submitter_id: int | None, source_name: str | None) -> str:
         """The namespace of a submitter's ids: its ``source_name``, else its username.
 
         Falls back to ``user:<id>`` (or ``anonymous``) when the user row is not found.

@@ -8,7 +8,7 @@ Times that decide validity (expiry) are passed in from the caller's clock.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import psycopg2
 
@@ -32,10 +32,10 @@ class UserStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, *, uid: str, username: str, password_hash: str, role: str, email: Optional[str] = None,
-                     full_name: Optional[str] = None, telephone: Optional[str] = None,
-                     source_name: Optional[str] = None, is_active: bool = True,
-                     permissions: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    async def create(self, *, uid: str, username: str, password_hash: str, role: str, email: str | None = None,
+                     full_name: str | None = None, telephone: str | None = None,
+                     source_name: str | None = None, is_active: bool = True,
+                     permissions: dict[str, Any] | None = None) -> dict[str, Any]:
         """Insert a user; raise ``DuplicateUsername`` when the name is taken.
 
         ``permissions``: values of PERMISSION_FIELDS (the rest keep their defaults).
@@ -57,7 +57,7 @@ class UserStore:
         assert row is not None
         return row
 
-    async def get(self, uid: str) -> Optional[dict[str, Any]]:
+    async def get(self, uid: str) -> dict[str, Any] | None:
         """The user with public id ``uid`` (no password hash), or None."""
         return await self.db.fetch_one("users.get", f"SELECT {USER_COLUMNS} FROM users WHERE uid = %s", (uid,))
 
@@ -67,24 +67,25 @@ class UserStore:
                                       (user_id,))
         return bool(row and row["callback_allowed"])
 
-    async def username_taken(self, username: str, except_uid: Optional[str] = None) -> bool:
+    async def username_taken(self, username: str, except_uid: str | None = None) -> bool:
         """True when another user has ``username`` (case-insensitive)."""
         row = await self.db.fetch_one(
             "users.username_taken", "SELECT 1 AS x FROM users WHERE lower(username) = lower(%s) AND uid <> %s",
             (username, except_uid or ""))
         return row is not None
 
-    async def credentials(self, username: str) -> Optional[dict[str, Any]]:
+    async def credentials(self, username: str) -> dict[str, Any] | None:
         """The user named ``username`` WITH its password hash: for verifying a login only."""
         return await self.db.fetch_one(
             "users.credentials",
             f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower(%s)", (username,))
 
-    async def list(self, *, q: Optional[str] = None, username: Optional[str] = None, role: Optional[str] = None,
-                   active: Optional[bool] = None, page: int = 1, page_size: int = 20
+    async def list(self, *, q: str | None = None, username: str | None = None, role: str | None = None,
+                   active: bool | None = None, page: int = 1, page_size: int = 20
                    ) -> tuple[list[dict[str, Any]], int]:
         """One page of users (newest first) matching the filters, and the total count."""
-        where, params = ["TRUE"], []  # type: ignore[var-annotated]
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
         if username:
             where.append("lower(username) = lower(%s)")
             params.append(username)
@@ -106,14 +107,15 @@ class UserStore:
             params + [page_size, (page - 1) * page_size])
         return rows, int(total_row["n"]) if total_row else 0
 
-    async def update(self, uid: str, fields: dict[str, Any], *, password_hash: Optional[str] = None,
-                     revoke_sessions: bool = False) -> Optional[dict[str, Any]]:
+    async def update(self, uid: str, fields: dict[str, Any], *, password_hash: str | None = None,
+                     revoke_sessions: bool = False) -> dict[str, Any] | None:
         """Change ``fields`` (a subset of EDITABLE_FIELDS) and optionally the password.
 
         With ``revoke_sessions`` (always when the password changes or the user is deactivated)
         every token the user holds stops working in the same transaction.
         """
-        sets, params = ["updated_at = now()"], []  # type: ignore[var-annotated]
+        sets: list[str] = ["updated_at = now()"]
+        params: list[Any] = []
         for name, value in fields.items():
             if name not in EDITABLE_FIELDS:
                 raise ValueError(f"not an editable field: {name}")
@@ -126,7 +128,7 @@ class UserStore:
         if revoke_sessions:
             sets.append("token_epoch = token_epoch + 1")
 
-        async def run(cursor: Any) -> Optional[dict[str, Any]]:
+        async def run(cursor: Any) -> dict[str, Any] | None:
             rows = await cursor_fetch(cursor, f"UPDATE users SET {', '.join(sets)} WHERE uid = %s "
                                               f"RETURNING {USER_COLUMNS}", params + [uid])
             if not rows:
@@ -211,8 +213,8 @@ class TokenStore:
         return await self.db.fetch("tokens.family", "SELECT jti, spent_at, revoked_at FROM refresh_tokens"
                                                     " WHERE family = %s ORDER BY issued_at, jti", (family,))
 
-    async def create_api_token(self, user_id: int, token_hash: str, prefix: str, description: Optional[str],
-                               expires_at: Optional[float]) -> dict[str, Any]:
+    async def create_api_token(self, user_id: int, token_hash: str, prefix: str, description: str | None,
+                               expires_at: float | None) -> dict[str, Any]:
         """Store a new API token (only its hash)."""
         row = await self.db.fetch_one(
             "tokens.create_api",
@@ -237,7 +239,7 @@ class TokenStore:
                                  " RETURNING id", (token_id, user_id))
         return row is not None
 
-    async def use_api_token(self, token_hash: str, now: float) -> Optional[dict[str, Any]]:
+    async def use_api_token(self, token_hash: str, now: float) -> dict[str, Any] | None:
         """The live token with ``token_hash`` and its user's auth state (touching last_used_at), or None."""
         return await self.db.fetch_one(
             "tokens.use_api",

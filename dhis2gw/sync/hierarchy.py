@@ -17,7 +17,7 @@ Runs never overlap in one process (a DeferredLock); across processes the cron cl
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -34,7 +34,7 @@ class HierarchySync:
 
     log = Logger()
 
-    def __init__(self, client: Any, store: OrgUnitStore, planner: Optional[PropagationPlanner],
+    def __init__(self, client: Any, store: OrgUnitStore, planner: PropagationPlanner | None,
                  roots: tuple[str, ...], facility_level: int, page_size: int = 1000) -> None:
         self.client = client
         self.store = store
@@ -42,7 +42,7 @@ class HierarchySync:
         self.reader = TreeReader(client, roots, facility_level, page_size)
         self.scope = {"roots": sorted(roots), "max_level": facility_level}
         self.lock = defer.DeferredLock()
-        self.last_report: Optional[dict[str, Any]] = None
+        self.last_report: dict[str, Any] | None = None
 
     @property
     def busy(self) -> bool:
@@ -62,7 +62,8 @@ class HierarchySync:
     async def _run(self, trigger: str) -> dict[str, Any]:
         state = await self.store.state(SOURCE)
         full = state is None or state["scope"] != self.scope
-        since = None if full else read_since(state["watermark"])
+        previous = None if state is None or full else state["watermark"]
+        since = None if full else read_since(previous)
         levels_changed = await self.store.replace_levels(await self.reader.levels())
         units = await self.reader.units(since)
         upsert = await self.store.upsert_units(units, baseline=full)
@@ -82,7 +83,7 @@ class HierarchySync:
         for group in groups:
             group["members"] = [m for m in group["members"] if m in ids] if ids else group["members"]
         group_counts = await self.store.replace_groups(groups)
-        watermark = newest_stamp(units, None if full else state["watermark"])
+        watermark = newest_stamp(units, previous)
         await self.store.save_state(SOURCE, self.scope, watermark, full)
         report: dict[str, Any] = {
             "trigger": trigger, "mode": "full" if full else "incremental", "since": since,

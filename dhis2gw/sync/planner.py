@@ -22,8 +22,9 @@ finds whatever is still missing), so two batches for one server never race.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -49,7 +50,7 @@ class CCRoles:
     groups: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, api: Any, enabled: Sequence[str]) -> "CCRoles":
+    def from_config(cls, api: Any, enabled: Sequence[str]) -> CCRoles:
         """Roles from the ``api`` section; names of disabled servers are left out."""
         def keep(names: Sequence[str]) -> tuple[str, ...]:
             return tuple(n for n in names if n in enabled)
@@ -74,7 +75,7 @@ class PropagationPlanner:
 
     def __init__(self, units: OrgUnitStore, propagation: PropagationStore, submissions: SubmissionStore,
                  queue: Any, roles: CCRoles, facility_level: int,
-                 wake: Optional[Callable[[str], None]] = None) -> None:
+                 wake: Callable[[str], None] | None = None) -> None:
         self.units = units
         self.propagation = propagation
         self.submissions = submissions
@@ -83,7 +84,7 @@ class PropagationPlanner:
         self.facility_level = facility_level
         self.wake = wake
 
-    def _wants_unit(self, server: str, unit: dict[str, Any], row: Optional[dict[str, Any]], digest: str) -> bool:
+    def _wants_unit(self, server: str, unit: dict[str, Any], row: dict[str, Any] | None, digest: str) -> bool:
         roles = self.roles
         in_step = row is not None and row["status"] in IN_STEP and row["content_hash"] == digest
         if not in_step and (server in roles.hierarchy
@@ -93,7 +94,7 @@ class PropagationPlanner:
         # Create servers get a new unit once; later changes reach them only through another role.
         return server in roles.create and not unit["baseline"] and (row is None or row["status"] not in IN_STEP)
 
-    def _unit_op(self, server: str, unit: dict[str, Any], row: Optional[dict[str, Any]]) -> str:
+    def _unit_op(self, server: str, unit: dict[str, Any], row: dict[str, Any] | None) -> str:
         if row is not None and row["status"] == "delivered":
             return "update"
         if server in self.roles.create and not unit["baseline"]:

@@ -7,8 +7,9 @@ id, so parents arrive before their children.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from dhis2gw.dhis2.metadata import fetch_organisation_unit_levels
 from dhis2gw.sync.units import UNIT_FIELDS, local_row
@@ -31,7 +32,7 @@ class TreeReader:
         level = f"level:le:{self.max_level}"
         return [[f"path:like:{root}", level] for root in self.roots] or [[level]]
 
-    async def units(self, since: Optional[str] = None) -> list[dict[str, Any]]:
+    async def units(self, since: str | None = None) -> list[dict[str, Any]]:
         """Local rows of every unit in the tree (changed since ``since`` when given), parents first."""
         seen: dict[str, dict[str, Any]] = {}
         for filters in self._scopes():
@@ -69,7 +70,7 @@ class TreeReader:
         return out
 
 
-def newest_stamp(rows: Sequence[dict[str, Any]], previous: Optional[str]) -> Optional[str]:
+def newest_stamp(rows: Sequence[dict[str, Any]], previous: str | None) -> str | None:
     """The largest ``lastUpdated`` of ``rows`` (ISO strings compare in time order), or ``previous``."""
     stamps = [r["dhis2_last_updated"] for r in rows if r.get("dhis2_last_updated")]
     if previous:
@@ -77,7 +78,7 @@ def newest_stamp(rows: Sequence[dict[str, Any]], previous: Optional[str]) -> Opt
     return max(stamps) if stamps else None
 
 
-def read_since(watermark: Optional[str]) -> Optional[str]:
+def read_since(watermark: str | None) -> str | None:
     """The ``lastUpdated:ge:`` value for an incremental read: the watermark minus the overlap."""
     if not watermark:
         return None

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 #: Fields read from DHIS2 for each unit (reference §4.1; attributes kept locally, not propagated).
 UNIT_FIELDS = ("id,code,name,shortName,level,path,parent[id],openingDate,closedDate,lastUpdated,"
                "attributeValues[value,attribute[id]]")
 
 
-def dhis2_date(value: Any) -> Optional[str]:
+def dhis2_date(value: Any) -> str | None:
     """``'1995-01-01T00:00:00.000'`` / a date → ``'1995-01-01'``; None stays None."""
     if value is None or value == "":
         return None
@@ -26,8 +27,8 @@ def dhis2_date(value: Any) -> Optional[str]:
     return str(value)[:10]
 
 
-def unit_payload(uid: str, name: str, short_name: Optional[str], code: Optional[str],
-                 opening_date: Any, closed_date: Any, parent_uid: Optional[str]) -> dict[str, Any]:
+def unit_payload(uid: str, name: str, short_name: str | None, code: str | None,
+                 opening_date: Any, closed_date: Any, parent_uid: str | None) -> dict[str, Any]:
     """The ``POST/PUT /api/organisationUnits`` body for a CC server (fields left out when empty)."""
     body: dict[str, Any] = {"id": uid, "name": name, "shortName": short_name or name[:50],
                             "openingDate": dhis2_date(opening_date) or "1970-01-01"}

@@ -1,7 +1,8 @@
 """The detail view of one submission: summary, payloads, response, conflicts, errors, timeline."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kivy.metrics import dp
 from kivymd.uix.boxlayout import MDBoxLayout

@@ -1,8 +1,9 @@
 """The logs screen: filters, sortable paginated table, requeue/delete per row, bulk actions."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 from kivy.metrics import dp
 from kivymd.uix.boxlayout import MDBoxLayout
@@ -12,8 +13,17 @@ from kivymd.uix.progressindicator import MDLinearProgressIndicator
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
-from dhis2gw_admin.screens.widgets import (ERROR_COLOR, STATUS_COLORS, ClickableRow, button, dialog, field, hbox,
-                                           label, vbox)
+from dhis2gw_admin.screens.widgets import (
+    ERROR_COLOR,
+    STATUS_COLORS,
+    ClickableRow,
+    button,
+    dialog,
+    field,
+    hbox,
+    label,
+    vbox,
+)
 from dhis2gw_admin.viewmodels.logs import STATUSES, LogsVM
 
 # (sort key or None, title, width weight, the row's text): header and rows share these weights and
@@ -80,7 +90,8 @@ class LogsScreen(MDScreen):
         top = vbox(
             hbox(self.status_button, self.date_from, self.pick_from, self.date_to, self.pick_to, self.user,
                  self.kind, self.destination),
-            hbox(self.org_unit, self.period, self.text, self.apply_button, self.clear_button, self.requeue_all_button, self.purge_button),
+            hbox(self.org_unit, self.period, self.text, self.apply_button, self.clear_button, self.requeue_all_button,
+                 self.purge_button),
             self.progress, self.progress_text, self.error, self.message, self.header, spacing=6)
         root = MDBoxLayout(orientation="vertical", padding=dp(12), spacing=dp(6))
         for w in (top, self.table, self.footer):

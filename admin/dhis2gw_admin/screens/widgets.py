@@ -1,15 +1,21 @@
 """Small KivyMD widget builders shared by the screens (no logic, no HTTP)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from kivy.metrics import dp
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.widget import Widget
 from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.button import MDButton, MDButtonText
-from kivymd.uix.dialog import (MDDialog, MDDialogButtonContainer, MDDialogContentContainer, MDDialogHeadlineText,
-                               MDDialogSupportingText)
+from kivymd.uix.dialog import (
+    MDDialog,
+    MDDialogButtonContainer,
+    MDDialogContentContainer,
+    MDDialogHeadlineText,
+    MDDialogSupportingText,
+)
 from kivymd.uix.label import MDLabel
 from kivymd.uix.textfield import MDTextField, MDTextFieldHintText
 
@@ -47,7 +53,7 @@ def button(text: str, on_release: Callable[..., Any], style: str = "filled", **k
     return btn
 
 
-def field(hint: str, text: str = "", password: bool = False, width: Optional[float] = None, **kw: Any) -> MDTextField:
+def field(hint: str, text: str = "", password: bool = False, width: float | None = None, **kw: Any) -> MDTextField:
     tf = MDTextField(MDTextFieldHintText(text=hint), mode="outlined", text=text, password=password,
                      multiline=False, **kw)
     if width is not None:
@@ -74,15 +80,15 @@ class ClickableRow(ButtonBehavior, MDBoxLayout):
     """A table row that reacts to a click."""
 
 
-def dialog(title: str, text: str, actions: list[tuple[str, Optional[Callable[[], Any]]]],
-           content: Optional[Widget] = None) -> MDDialog:
+def dialog(title: str, text: str, actions: list[tuple[str, Callable[[], Any] | None]],
+           content: Widget | None = None) -> MDDialog:
     """Open a dialog; each action is (label, callback or None to just close)."""
     buttons = MDDialogButtonContainer(Widget(), spacing=dp(8))
     dlg = MDDialog(MDDialogHeadlineText(text=title), MDDialogSupportingText(text=text))
     if content is not None:
         dlg.add_widget(MDDialogContentContainer(content, orientation="vertical"))
 
-    def make(cb: Optional[Callable[[], Any]]) -> Callable[[], None]:
+    def make(cb: Callable[[], Any] | None) -> Callable[[], None]:
         def run() -> None:
             dlg.dismiss()
             if cb is not None:

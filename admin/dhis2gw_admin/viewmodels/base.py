@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable
 from datetime import datetime
-from typing import Any, Awaitable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from twisted.internet import defer, task
 
@@ -27,7 +28,7 @@ class ViewModel(Observable):
     error = Field("")
     message = Field("")
 
-    async def guard(self, work: Awaitable[T]) -> Optional[T]:
+    async def guard(self, work: Awaitable[T]) -> T | None:
         """Await ``work`` with ``busy`` set; on failure set ``error`` and return None."""
         self.busy = True
         self.error = ""
@@ -35,14 +36,14 @@ class ViewModel(Observable):
             return await work
         except GatewayError as e:
             self.error = str(e)
-        except Exception as e:  # noqa: BLE001 - shown as one sentence, logged in full
+        except Exception as e:  # shown as one sentence, logged in full
             log.exception("unexpected error in %s", type(self).__name__)
             self.error = f"Unexpected problem: {type(e).__name__}: {e}"
         finally:
             self.busy = False
         return None
 
-    def spawn(self, work: Awaitable[Any]) -> "defer.Deferred[Any]":
+    def spawn(self, work: Awaitable[Any]) -> defer.Deferred[Any]:
         """Start an action from a UI callback (fire and forget; errors are already captured)."""
         d = defer.Deferred.fromCoroutine(work)  # type: ignore[arg-type]
 
@@ -71,7 +72,7 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
-def short_time(value: Optional[str]) -> str:
+def short_time(value: str | None) -> str:
     """An ISO timestamp as ``YYYY-MM-DD HH:MM:SS +03:00``: in the zone the gateway sent it in (its
     own time zone), with that zone's offset shown ("" for none)."""
     if not value:
@@ -85,7 +86,7 @@ def short_time(value: Optional[str]) -> str:
     return f"{text} {offset[:3]}:{offset[3:]}" if offset else text
 
 
-def age_text(seconds: Optional[float]) -> str:
+def age_text(seconds: float | None) -> str:
     """``42 s``, ``5 min``, ``3 h 10 min``, ``2 d 4 h`` ("—" for none)."""
     if seconds is None:
         return "—"

@@ -6,7 +6,7 @@ request); the queue from ``GET /queue``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 
@@ -39,7 +39,9 @@ def destination_row(item: dict[str, Any]) -> dict[str, Any]:
 def stale_row(row: dict[str, Any], when: str) -> dict[str, Any]:
     """A destination as last seen, once the gateway stopped answering: nothing in it is claimed as
     current (no "running / breaker closed" under an error saying the gateway cannot be reached)."""
-    unknown = f"unknown: the gateway did not answer (last seen {when})" if when else "unknown: the gateway did not answer"
+    unknown = "unknown: the gateway did not answer"
+    if when:
+        unknown += f" (last seen {when})"
     return {**row, "stale": True, "paused_text": "state unknown", "breaker_text": unknown,
             "depth_text": "unknown", "oldest_text": "unknown"}
 
@@ -57,7 +59,7 @@ class DashboardVM(ViewModel):
         self.api = api
         self.clock = clock
         self.interval = interval
-        self._timer: Optional[Any] = None
+        self._timer: Any | None = None
         self._auto = False
 
     async def _load(self) -> bool:

@@ -6,7 +6,8 @@ tracker ``validationReport.errorReports``, metadata ``typeReports[].objectReport
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from dhis2gw_admin.api import GatewayApi
 from dhis2gw_admin.observable import Field
@@ -64,7 +65,7 @@ def error_report_lines(response: Any, already_said: str = "") -> list[str]:
     return [line for line in unique if not already_said or line not in already_said]
 
 
-def with_status(http_status: Any, detail: Optional[str]) -> str:
+def with_status(http_status: Any, detail: str | None) -> str:
     """``HTTP 500 — detail`` without saying "HTTP 500" twice when the detail starts with it."""
     detail = (detail or "").strip()
     if not http_status:
@@ -141,7 +142,7 @@ class DetailVM(ViewModel):
     deleted = Field(False)
     names = Field({})             # UID → {"code", "name", "type"} (what the gateway knows)
 
-    def __init__(self, api: GatewayApi, clipboard: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(self, api: GatewayApi, clipboard: Callable[[str], None] | None = None) -> None:
         self.api = api
         self.clipboard = clipboard
 
@@ -167,8 +168,8 @@ class DetailVM(ViewModel):
         ]
         unit = s.get("org_unit")
         if unit:
-            self.summary.append(("Org unit", f"{s.get('org_unit_name') or unit} ({s.get('org_unit_code') or 'no code'}),"
-                                             f" UID {unit}"))
+            self.summary.append(("Org unit", f"{s.get('org_unit_name') or unit}"
+                                             f" ({s.get('org_unit_code') or 'no code'}), UID {unit}"))
             self.summary.append(("Period / data set", f"{s.get('period') or '—'} / {s.get('data_set') or '—'}"))
         self.names = dict(s.get("names") or {})
         self.payload_text = pretty_json(s.get("payload"))

@@ -1,8 +1,6 @@
 """LoginVM: server URL, username, password → a session; logout; the URL remembered."""
 from __future__ import annotations
 
-from typing import Optional
-
 from dhis2gw_admin.client import GatewayClient, Session, normalise_server_url
 from dhis2gw_admin.errors import GatewayError
 from dhis2gw_admin.observable import Field
@@ -19,7 +17,7 @@ class LoginVM(ViewModel):
     role = Field("")
     is_admin = Field(False)
 
-    def __init__(self, client: GatewayClient, settings: Optional[SettingsStore] = None) -> None:
+    def __init__(self, client: GatewayClient, settings: SettingsStore | None = None) -> None:
         self.client = client
         self.settings = settings
         remembered = settings.load() if settings else {}
@@ -27,7 +25,7 @@ class LoginVM(ViewModel):
         self.username = remembered.get("username", "")
         client.on_session_ended.append(self._expired)
 
-    async def login(self, password: str, server_url: Optional[str] = None, username: Optional[str] = None) -> bool:
+    async def login(self, password: str, server_url: str | None = None, username: str | None = None) -> bool:
         """Log in; True on success. The password is used once and not kept."""
         if server_url is not None:
             self.server_url = server_url
@@ -42,7 +40,7 @@ class LoginVM(ViewModel):
             self.error = str(e)
             return False
         self.client.set_server(url)
-        session: Optional[Session] = await self.guard(self.client.login(self.username.strip(), password))
+        session: Session | None = await self.guard(self.client.login(self.username.strip(), password))
         if session is None:
             return False
         self.server_url = url

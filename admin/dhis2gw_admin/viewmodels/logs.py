@@ -7,7 +7,7 @@ shows in its dialog, the action itself runs only when the operator confirms.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dhis2gw_admin.api import GatewayApi
 from dhis2gw_admin.errors import GatewayError
@@ -187,7 +187,7 @@ class LogsVM(ViewModel):
         params.update(page=1, page_size=1)
         return int((await self.api.list_logs(params)).get("total") or 0)
 
-    async def prepare_requeue_matching(self) -> Optional[int]:
+    async def prepare_requeue_matching(self) -> int | None:
         """How many submissions 'requeue all matching' would queue (for the confirmation)."""
         self.confirm_count = None
         count = await self.guard(self._count_requeue())
@@ -213,7 +213,7 @@ class LogsVM(ViewModel):
         self.progress = 1.0
         return answer
 
-    async def requeue_matching(self) -> Optional[dict[str, Any]]:
+    async def requeue_matching(self) -> dict[str, Any] | None:
         """Requeue every requeueable submission matching the filter; follow the job to its end."""
         answer = await self.guard(self._requeue_matching())
         if answer is None:
@@ -225,7 +225,7 @@ class LogsVM(ViewModel):
         return answer
 
     # --- purge ------------------------------------------------------------------------------------------
-    async def prepare_purge(self, before: str, statuses: Optional[list[str]] = None) -> Optional[int]:
+    async def prepare_purge(self, before: str, statuses: list[str] | None = None) -> int | None:
         """Dry run: how many final submissions created before ``before`` a purge would delete."""
         self.confirm_count = None
         answer = await self.guard(self.api.purge_logs(before, statuses, dry_run=True))
@@ -234,7 +234,7 @@ class LogsVM(ViewModel):
         self.confirm_count = int(answer.get("deleted", 0))
         return self.confirm_count
 
-    async def purge(self, before: str, statuses: Optional[list[str]] = None) -> Optional[int]:
+    async def purge(self, before: str, statuses: list[str] | None = None) -> int | None:
         """Delete final submissions created before ``before``; the number deleted."""
         answer = await self.guard(self.api.purge_logs(before, statuses, dry_run=False))
         if answer is None:

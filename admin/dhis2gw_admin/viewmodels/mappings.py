@@ -7,7 +7,7 @@ until done; ``progress`` goes 0 → 1 and ``import_errors`` lists "row N, column
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from dhis2gw_admin.api import GatewayApi
 from dhis2gw_admin.errors import GatewayError, InvalidInput
@@ -116,7 +116,7 @@ class MappingsVM(ViewModel):
         self.import_errors = lines
 
     async def import_file(self, path: str | Path, partial: bool = False, dry_run: bool = False
-                          ) -> Optional[dict[str, Any]]:
+                          ) -> dict[str, Any] | None:
         """Import a CSV/XLSX file; the report (counts, errors) or None on failure."""
         self.importing = True
         self.import_counts, self.import_errors = {}, []
@@ -145,7 +145,7 @@ class MappingsVM(ViewModel):
         target.write_bytes(reply.body)
         return target
 
-    async def export(self, fmt: str, directory: str | Path) -> Optional[Path]:
+    async def export(self, fmt: str, directory: str | Path) -> Path | None:
         """Save the mappings matching the filters as ``csv`` or ``xlsx`` in ``directory``."""
         ext = "csv" if fmt == "csv" else "xlsx"
         saved = await self.guard(self._save(self.api.export_mappings(ext, dict(self.filters)), Path(directory),
@@ -155,7 +155,7 @@ class MappingsVM(ViewModel):
             self.message = f"Saved {saved}"
         return saved
 
-    async def download_template(self, directory: str | Path) -> Optional[Path]:
+    async def download_template(self, directory: str | Path) -> Path | None:
         saved = await self.guard(self._save(self.api.mapping_template(), Path(directory),
                                             "dhis2_mappings_template.xlsx"))
         if saved is not None:

@@ -1,7 +1,7 @@
 """UsersVM (administrators only): list, create, deactivate, reset a password."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dhis2gw_admin.api import GatewayApi
 from dhis2gw_admin.observable import Field
@@ -43,7 +43,7 @@ class UsersVM(ViewModel):
         return bool(await self.guard(self._load()))
 
     async def create(self, username: str, password: str, role: str = "operator", full_name: str = "",
-                     email: str = "", source_name: str = "") -> Optional[dict[str, Any]]:
+                     email: str = "", source_name: str = "") -> dict[str, Any] | None:
         """Create a user; its public record, or None (``error`` says why: taken, weak password…)."""
         if self._refused():
             return None

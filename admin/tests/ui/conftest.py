@@ -14,8 +14,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ import pytest
 os.environ["KIVY_NO_ARGS"] = "1"
 os.environ["KIVY_HOME"] = tempfile.mkdtemp(prefix="kivy-home-")
 os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
-from kivy.config import Config  # noqa: E402
+from kivy.config import Config
 
 Config.set("graphics", "width", "1440")
 Config.set("graphics", "height", "900")

@@ -8,13 +8,12 @@ facilities, six months of submissions) — the report screen included.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import OUTPUT, PASSWORD, ROOT, Driver, Gateway
 
@@ -81,8 +80,8 @@ def test_filter_logs(ui: Driver, gateway: Gateway) -> None:
     logs = app.screens["logs"]
     ui.until(lambda: len(getattr(logs, "row_widgets", {})) == 5, what="five rows")
     ui.click(logs.status_button)
-    from kivymd.uix.menu.menu import MDDropdownTextItem
     from kivy.core.window import Window
+    from kivymd.uix.menu.menu import MDDropdownTextItem
 
     def menu_item() -> object:
         return next((w for root in Window.children for w in root.walk() if isinstance(w, MDDropdownTextItem)
@@ -182,8 +181,8 @@ def test_users(ui: Driver, gateway: Gateway) -> None:
     ui.type_into(screen.new_username, "clerk")
     ui.type_into(screen.new_password, "clerk-Password-123")
     ui.click(screen.role_button)  # a menu of the three roles, not free text
-    from kivymd.uix.menu.menu import MDDropdownTextItem
     from kivy.core.window import Window
+    from kivymd.uix.menu.menu import MDDropdownTextItem
 
     item = ui.until(lambda: next((w for root in Window.children for w in root.walk()
                                   if isinstance(w, MDDropdownTextItem) and getattr(w, "text", "") == "submitter"),
@@ -313,7 +312,8 @@ def test_every_screen_on_realistic_data(ui: Driver, gateway: Gateway) -> None:
     ui.type_into(report.periods, "202401,202402,202403,202404,202405,202406")
     started = time.monotonic()
     ui.click(report.apply_button)
-    ui.until(lambda: len(getattr(report, "row_widgets", [])) == app.model.report.page_size, timeout=60, what="report rows")
+    ui.until(lambda: len(getattr(report, "row_widgets", [])) == app.model.report.page_size, timeout=60,
+             what="report rows")
     took = time.monotonic() - started
     assert f"of {facilities} facilities" in report.page_label.text, report.page_label.text
     assert len(report.header.children) == 7  # facility + six months

@@ -167,7 +167,8 @@ class LogsOperatorColumnsTests(AdminGatewayCase):
         model = await self.logged_in()
         units = facility_uids()
         await self.gateway.db.execute("test.ou", "INSERT INTO organisation_units (uid, code, name, level, path)"
-                                      " VALUES (%s, 'KAL-HC3', 'Kaliro Town HC III', 4, %s)", (units[0], "/" + units[0]))
+                                      " VALUES (%s, 'KAL-HC3', 'Kaliro Town HC III', 4, %s)",
+                                      (units[0], "/" + units[0]))
         january = await self.submit(1, facility=0, period="202401")
         february = await self.submit(2, facility=0, period="202402")
         other = await self.submit(3, facility=1, period="202401")
@@ -197,7 +198,8 @@ class ReportViewModelTests(AdminGatewayCase):
         units = facility_uids()
         for n, uid in enumerate(units[:3]):
             await self.gateway.db.execute("test.ou", "INSERT INTO organisation_units (uid, code, name, level, path)"
-                                          " VALUES (%s, %s, %s, 4, %s)", (uid, f"HC-{n}", f"Health Centre {n}", "/" + uid))
+                                          " VALUES (%s, %s, %s, 4, %s)",
+                                          (uid, f"HC-{n}", f"Health Centre {n}", "/" + uid))
         sids = [await self.submit(1, facility=0, period="202401"), await self.submit(2, facility=1, period="202401"),
                 await self.submit(3, facility=0, period="202402")]
         for sid in sids:
