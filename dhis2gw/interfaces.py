@@ -60,8 +60,30 @@ class Prepared:
     response_extra: dict[str, Any] = field(default_factory=dict)  # merged into the 202 answer
 
 
+@dataclass(frozen=True)
+class IngestDoc:
+    """How a kind's ingest route reads in the OpenAPI document (a kind's optional ``ingest_doc``).
+
+    The route itself (``POST /api/v2<endpoint>``, the body schema, roles, Idempotency-Key, the
+    202 answer) is built by the gateway from ``endpoint`` and ``request_schema``; this only adds words
+    and the kind's own query parameters, answers and 202 schema.
+    """
+
+    summary: str = ""
+    description: str = ""
+    query: tuple[dict[str, Any], ...] = ()  # OpenAPI parameter objects (import options …)
+    responses: dict[int, str] = field(default_factory=dict)  # status → description, added to the common ones
+    response_schema: Optional[dict[str, Any]] = None  # the 202 answer, when the kind adds to it
+
+
 class ISubmissionKind(Interface):
-    """A kind of submission: how it is accepted, prepared and delivered to DHIS2."""
+    """A kind of submission: how it is accepted, prepared and delivered to DHIS2.
+
+    The gateway serves ``POST /api/v2<endpoint>`` for every kind with an ``endpoint`` and a
+    ``request_schema`` (one route per kind, built when the API is mounted). Optional attributes:
+    ``ingest_doc`` (an :class:`IngestDoc`) and ``async repeat_answer(row, query) -> dict``, merged
+    into the answer to an Idempotency-Key repeat (e.g. the UIDs the first submission got).
+    """
 
     name = Attribute("Unique name stored in submissions.kind, e.g. 'aggregate'.")
     endpoint = Attribute("Ingest path under /api/v2 (e.g. '/aggregate'), or None for internal kinds.")
@@ -74,8 +96,8 @@ class ISubmissionKind(Interface):
         """Send one submission row to DHIS2 with ``client`` (async); return an ``Outcome``.
 
         ``context`` is the delivery context of this attempt (not the ``PluginContext``): it offers
-        ``save_job(job_id)`` (persist an async DHIS2 job before polling) and ``clock``. Must not raise for DHIS2-side problems: the client already turns them into
-        Outcomes.
+        ``save_job(job_id)`` (persist an async DHIS2 job before polling) and ``clock``. Must not
+        raise for DHIS2-side problems: the client already turns them into Outcomes.
         """
 
 

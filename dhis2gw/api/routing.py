@@ -330,9 +330,10 @@ class Router:
         for attr in dir(type(area)):
             fn = getattr(type(area), attr, None)
             for spec in getattr(fn, _ROUTE_ATTR, ()):
-                self._register(prefix, spec, getattr(area, attr), f"{type(area).__name__}.{attr}")
+                self.add_route(prefix, spec, getattr(area, attr), f"{type(area).__name__}.{attr}")
 
-    def _register(self, prefix: str, spec: RouteSpec, handler: Callable[..., Awaitable[Any]], name: str) -> None:
+    def add_route(self, prefix: str, spec: RouteSpec, handler: Callable[..., Awaitable[Any]], name: str) -> None:
+        """Serve ``handler`` for ``spec`` under ``prefix`` (routes built at run time, e.g. each kind's ingest)."""
         full_path = (prefix.rstrip("/") + spec.path) if spec.path != "/" or not prefix else prefix
         mounted = MountedRoute(full_path or "/", spec, name)
         self.routes.append(mounted)

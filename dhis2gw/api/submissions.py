@@ -1,4 +1,5 @@
-"""Ingest and status endpoints: ``POST /aggregate``, ``POST /submissions/<kind>``,
+"""Ingest and status endpoints: ``POST /<endpoint>`` of every kind that has one (``/aggregate``,
+``/tracker``, plugins' kinds: `IngestApi.kind_routes`), ``POST /submissions/<kind>``,
 ``GET /submissions/<id>``.
 
 Ingest order (DESIGN.md §4): validate → prepare (mapping, checks) → commit the row in
@@ -11,15 +12,14 @@ another body it is a 409.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from twisted.logger import Logger
 
 from dhis2gw.api.errors import ApiError, not_found
-from dhis2gw.api.routing import ANY_USER, Call, Response, route
+from dhis2gw.api.routing import ANY_USER, Call, Response, RouteSpec, route
 from dhis2gw.dhis2.uids import generate_uid
-from dhis2gw.interfaces import IngestRequest, KindError
-from dhis2gw.kinds.aggregate import REQUEST_SCHEMA as AGGREGATE_SCHEMA
+from dhis2gw.interfaces import IngestDoc, IngestRequest, KindError
 from dhis2gw.queue.connection import RedisUnavailable
 from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.storage.submissions import IdempotencyConflict, NewSubmission, SubmissionStore
@@ -29,6 +29,9 @@ SUBMITTERS = frozenset({"admin", "submitter"})
 OPERATOR_ONLY_ANSWERS = frozenset({"callback"})
 _IDEMPOTENCY_MAX = 200
 
+IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"},
+                      "description": "a repeat with the same key and body answers the first submission (200)"}
+INGEST_RESPONSES = {200: "idempotent repeat: the first submission", 409: "Idempotency-Key reused with another body"}
 SUBMISSION_ACCEPTED = {
     "type": "object",
     "properties": {
@@ -72,16 +75,26 @@ class IngestApi:
         self.enqueue_timeout = enqueue_timeout
         self.base_path = base_path
 
-    @route("POST", "/aggregate", roles=SUBMITTERS, body_schema=AGGREGATE_SCHEMA, status=202, log_body=False,
-           summary="Submit aggregate data values", tags=("submissions",),
-           query=({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},),
-           responses={200: "idempotent repeat: the first submission", 409: "Idempotency-Key reused with another body",
-                      403: "outside the submitter's org units or data sets, a destructive option without may_delete,"
-                           " or a callback_url without callback_allowed",
-                      422: "codes without a mapping, or values DHIS2 would refuse"},
-           response_schema=SUBMISSION_ACCEPTED)
-    async def post_aggregate(self, call: Call) -> Response:
-        return await self.ingest("aggregate", call)
+    def kind_routes(self) -> list[tuple[RouteSpec, Callable[..., Awaitable[Response]], str]]:
+        """``POST /api/v2<endpoint>`` of every kind that declares an endpoint and a request schema
+        (aggregate, tracker, plugins' kinds): one route each, documented by the kind's ``ingest_doc``,
+        all on the one ingest path. Mounted by the route table (dhis2gw.api.table)."""
+        routes = []
+        for name, kind in sorted(self.kinds.items()):
+            endpoint, schema = getattr(kind, "endpoint", None), getattr(kind, "request_schema", None)
+            if not endpoint or schema is None:
+                continue
+            doc = getattr(kind, "ingest_doc", None) or IngestDoc(summary=f"Submit {name} data")
+            spec = RouteSpec("POST", endpoint, roles=SUBMITTERS, body_schema=schema, status=202, log_body=False,
+                             summary=doc.summary, description=doc.description, tags=("submissions",),
+                             query=(IDEMPOTENCY_HEADER, *doc.query), responses={**INGEST_RESPONSES, **doc.responses},
+                             response_schema=doc.response_schema or SUBMISSION_ACCEPTED)
+
+            async def post(call: Call, kind_name: str = name) -> Response:
+                return await self.ingest(kind_name, call)
+
+            routes.append((spec, post, f"IngestApi.post_{name}"))
+        return routes
 
     @route("POST", "/submissions/<kind>", roles=SUBMITTERS, body_schema={"type": "object"}, status=202,
            log_body=False,
@@ -158,6 +171,10 @@ class IngestApi:
         body = self._accepted(row, prepared.dhis2_payload if not created.existing else None, prepared.response_extra)
         if created.existing:
             body["message"] = "Idempotent repeat: this is the submission first made with this Idempotency-Key"
+            repeat_answer = getattr(kind, "repeat_answer", None)
+            if repeat_answer is not None:
+                stored = await self.store.get(row["id"])
+                body.update(await repeat_answer(stored or row, query))
             return Response(body, status=200)
         return Response(body, status=202, headers={"Location": body["status_url"]})
 

@@ -20,7 +20,6 @@ from dhis2gw.api.request_log import RequestsApi
 from dhis2gw.api.routing import Router
 from dhis2gw.api.submissions import IngestApi
 from dhis2gw.api.sync import CronApi, OrgUnitsApi
-from dhis2gw.api.tracker import TrackerApi
 from dhis2gw.api.users import UsersApi
 
 V2 = "/api/v2"
@@ -34,7 +33,6 @@ class ApiAreas:
     users: UsersApi
     requests: RequestsApi
     ingest: IngestApi
-    tracker: TrackerApi
     mappings: MappingsApi
     metadata: MetadataApi
     logs: LogsApi
@@ -58,7 +56,6 @@ def route_table(areas: ApiAreas) -> list[tuple[str, object]]:
         (V2, areas.users),
         (V2, areas.requests),
         (V2, areas.ingest),
-        (V2, areas.tracker),
         (V2, areas.mappings),
         (V2, areas.metadata),
         (V2, areas.logs),
@@ -77,8 +74,19 @@ def route_table(areas: ApiAreas) -> list[tuple[str, object]]:
 
 
 def mount(router: Router, areas: ApiAreas) -> list[tuple[str, object]]:
-    """Mount the route table on ``router``; returns what was mounted."""
+    """Mount the route table on ``router``, then each kind's ingest route (``IngestApi.kind_routes``);
+    returns the areas mounted."""
     table = route_table(areas)
     for prefix, area in table:
-        router.mount(prefix, area)
+        if area is areas.ingest:
+            mount_ingest(router, areas.ingest, prefix)
+        else:
+            router.mount(prefix, area)
     return table
+
+
+def mount_ingest(router: Router, ingest: IngestApi, prefix: str = V2) -> None:
+    """The ingest area (``/submissions…``) and every kind's own ingest route (``IngestApi.kind_routes``)."""
+    router.mount(prefix, ingest)
+    for spec, handler, name in ingest.kind_routes():
+        router.add_route(prefix, spec, handler, name)

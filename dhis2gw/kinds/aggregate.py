@@ -28,7 +28,7 @@ from zope.interface import implementer
 from dhis2gw.kinds.read_back import read_back_data_values
 from dhis2gw.dhis2.periods import is_valid_period
 from dhis2gw.dhis2.uids import is_valid_uid
-from dhis2gw.interfaces import IngestRequest, ISubmissionKind, KindError, Prepared
+from dhis2gw.interfaces import IngestDoc, IngestRequest, ISubmissionKind, KindError, Prepared
 from dhis2gw.storage.mappings import MappingStore
 
 UID_PATTERN = "^[A-Za-z][A-Za-z0-9]{10}$"
@@ -117,6 +117,12 @@ class AggregateKind:
     name = "aggregate"
     endpoint = "/aggregate"
     request_schema = REQUEST_SCHEMA
+    ingest_doc = IngestDoc(
+        summary="Submit aggregate data values",
+        description="A DHIS2 data value set, or the simplified form (codes → values, mapped with the mapping sheet).",
+        responses={403: "outside the submitter's org units or data sets, a destructive option without may_delete,"
+                        " or a callback_url without callback_allowed",
+                   422: "codes without a mapping, or values DHIS2 would refuse"})
 
     def __init__(self, mappings: MappingStore, mapping_scheme: str = "CODE", default_data_set: str = "",
                  default_attribute_option_combo: str = "", validator: Optional[Any] = None) -> None:

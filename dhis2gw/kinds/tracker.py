@@ -33,10 +33,10 @@ from zope.interface import implementer
 
 from dhis2gw.kinds.read_back import read_back_tracker
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
-from dhis2gw.interfaces import IngestRequest, ISubmissionKind, KindError, Prepared
-from dhis2gw.kinds.tracker_schema import REQUEST_SCHEMA, SOURCE_ID_ATTRIBUTE
+from dhis2gw.interfaces import IngestDoc, IngestRequest, ISubmissionKind, KindError, Prepared
+from dhis2gw.kinds.tracker_schema import ACCEPTED_SCHEMA, QUERY_PARAMETERS, REQUEST_SCHEMA, SOURCE_ID_ATTRIBUTE
 from dhis2gw.kinds.tracker_schema import import_options
-from dhis2gw.kinds.tracker_uids import Slot, UidMap, collect, prepare_uids, render_relationship_items
+from dhis2gw.kinds.tracker_uids import Slot, UidMap, collect, prepare_uids, render_relationship_items, uid_listing
 
 
 
@@ -47,6 +47,13 @@ class TrackerKind:
     name = "tracker"
     endpoint = "/tracker"
     request_schema = REQUEST_SCHEMA
+    ingest_doc = IngestDoc(
+        summary="Submit tracker data (tracked entities, enrollments, events, relationships)",
+        description="Flat or nested DHIS2 tracker payload; import options as query parameters. "
+                    "Objects without a UID get one now; `uids` maps each object's `reference` "
+                    "(or its JSON path) to its UID.",
+        query=QUERY_PARAMETERS, response_schema=ACCEPTED_SCHEMA,
+        responses={400: "invalid body or import options", 422: "duplicate or unresolvable references"})
     log = Logger()
 
     def __init__(self, uid_map: Optional[UidMap] = None, async_threshold_bytes: int = 1024 * 1024, *,
@@ -67,6 +74,14 @@ class TrackerKind:
         self.poll_failures = poll_failures
 
     # --- ingest ------------------------------------------------------------------------
+    async def repeat_answer(self, row: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+        """An Idempotency-Key repeat: ``prepare`` ran again and drew fresh UIDs for objects without a
+        reference; answer the UIDs and payload of the submission actually stored."""
+        if not row.get("dhis2_payload"):
+            return {}
+        return {"uids": uid_listing(row["payload"], row["dhis2_payload"], query.get(SOURCE_ID_ATTRIBUTE)),
+                "payload": row["dhis2_payload"]}
+
     async def prepare(self, request: IngestRequest) -> Prepared:
         """Validate options, assign UIDs, resolve references; KindError lists every problem."""
         params, gateway_options = import_options(request.query)

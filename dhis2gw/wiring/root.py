@@ -34,7 +34,6 @@ from dhis2gw.api.scoping import SubmitterScope
 from dhis2gw.api.site import GatewaySite
 from dhis2gw.api.submissions import IngestApi
 from dhis2gw.api.sync import CronApi, OrgUnitsApi
-from dhis2gw.api.tracker import TrackerApi
 from dhis2gw.api.users import UsersApi
 from dhis2gw.auth.sessions import AuthServices, build_auth
 from dhis2gw.config import Config
@@ -255,7 +254,6 @@ def _api_areas(config: Config, reactor: Any, role: str, db: Database, redis: Red
         users=UsersApi(auth),
         requests=RequestsApi(request_log_store),
         ingest=ingest,
-        tracker=TrackerApi(ingest),
         mappings=MappingsApi(MappingAdminStore(db), importer, cached.changed, parser=SubprocessSheetParser(reactor)),
         metadata=MetadataApi(mappings.metadata),
         logs=LogsApi(logs, store, requeue, config.server.tzinfo),

@@ -20,6 +20,7 @@ from dhis2gw.api.mappings import MappingsApi, MetadataApi
 from dhis2gw.api.routing import Router
 from dhis2gw.api.site import GatewaySite
 from dhis2gw.api.submissions import IngestApi
+from dhis2gw.api.table import mount_ingest
 from dhis2gw.mapping.importer import MappingImporter
 from dhis2gw.mapping.lookup import CachedMappings, SharedVersion
 from dhis2gw.mapping.metadata_cache import MetadataCache
@@ -109,7 +110,7 @@ class MappingRig(DeliveryRig):
         router = Router(StaticAuthenticator())
         router.mount("/api/v2", MappingsApi(self.admin_store, self.importer, self.cached.changed, self.limits))
         router.mount("/api/v2", MetadataApi(self.metadata))
-        router.mount("/api/v2", IngestApi(self.kinds, self.store, self.queue, {"main": _Entry("main")}))
+        mount_ingest(router, IngestApi(self.kinds, self.store, self.queue, {"main": _Entry("main")}))
         self.router = router
         site = GatewaySite(router.resource(), max_body_bytes=self.max_body_bytes)
         self.port = reactor.listenTCP(0, site, interface="127.0.0.1")

@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 from dhis2gw.api.routing import Router
 from dhis2gw.api.site import GatewaySite
 from dhis2gw.api.submissions import IngestApi
+from dhis2gw.api.table import mount_ingest
 from dhis2gw.interfaces import IngestRequest, KindError
 from dhis2gw.wiring.plugins import load_plugins
 from tests.plugins.support import SHIPPED, create_user, isolate_plugin_path, make_config, make_context
@@ -42,8 +43,8 @@ class ExampleKindDeliveryTests(DeliveryRig):
 
     async def serve_ingest(self) -> str:
         router = Router(StaticAuthenticator())
-        router.mount("/api/v2", IngestApi(self.kinds, self.store, self.queue, self.config.destinations(),
-                                          wake=self.dispatcher.wake))
+        mount_ingest(router, IngestApi(self.kinds, self.store, self.queue, self.config.destinations(),
+                                       wake=self.dispatcher.wake))
         port = reactor.listenTCP(0, GatewaySite(router.resource(), max_body_bytes=1 << 20), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         return f"http://127.0.0.1:{port.getHost().port}"

@@ -16,7 +16,7 @@ from twisted.internet import reactor
 from dhis2gw.api.routing import Router
 from dhis2gw.api.site import GatewaySite
 from dhis2gw.api.submissions import IngestApi
-from dhis2gw.api.tracker import TrackerApi
+from dhis2gw.api.table import mount_ingest
 from tests.support.fake_auth import StaticAuthenticator
 from tests.tracker.rig import FAC_CR, TrackerRig, flat_payload, nested_payload, person
 
@@ -40,8 +40,7 @@ class TrackerApiTests(TrackerRig):
         ingest = IngestApi(self.kinds, self.store, self.queue, {"main": _Destination("main")},
                            wake=self.dispatcher.wake)
         router = Router(StaticAuthenticator())
-        router.mount("/api/v2", TrackerApi(ingest))
-        router.mount("/api/v2", ingest)
+        mount_ingest(router, ingest)
         self.port = reactor.listenTCP(0, GatewaySite(router.resource(), max_body_bytes=1024 * 1024),
                                       interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
