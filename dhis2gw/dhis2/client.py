@@ -65,8 +65,9 @@ TRACKER_DEFAULT_PARAMS = {"async": "false", "importStrategy": "CREATE_AND_UPDATE
 class TreqLike(Protocol):
     """What the client needs of its HTTP layer: treq's ``request`` (a treq ``HTTPClient``, ``StubTreq``)."""
 
-    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
-        """Send one request; the Deferred fires with a treq response."""
+    def request(self, method: str, url: str, *, params: Any = None, headers: Any = None, data: Any = None,
+                allow_redirects: bool = True, unbuffered: bool = False, reactor: Any = None) -> Deferred[Any]:
+        """Send one request (``data``: the body as bytes); the Deferred fires with a treq response."""
 
 
 def api_root(base_url: str) -> str:
