@@ -73,7 +73,7 @@ class ClockDeliveryRig(SynchronousTestCase):
     max_concurrent = 5
     max_retries = 3
     backoff_base = 0.05
-    probe_interval = 0.2
+    probe_interval = 1.0  # DeliveryRig probes every 0.2 s to keep real-time tests short; here time is free
     breaker_threshold = 5
     read_timeout = 10.0
 
