@@ -24,7 +24,7 @@ def per_version(base: type, *versions: str) -> Callable[[T], T]:
 
     def make(mixin: T) -> T:
         module = sys.modules[mixin.__module__]
-        summary = (mixin.__doc__ or mixin.__name__).strip().splitlines()[0].rstrip(".")
+        summary = " ".join((mixin.__doc__ or mixin.__name__).strip().split("\n\n")[0].split()).rstrip(".")
         stem = mixin.__name__.lstrip("_")
         for version in versions:
             name = f"{stem}{version.replace('.', '')}Tests"
