@@ -27,7 +27,8 @@ from dhis2gw.operations.filters import (
 )
 from dhis2gw.operations.requeue import RequeueService
 from dhis2gw.storage.logs import LogFilter, LogStore, selection_json
-from dhis2gw.storage.submissions import FINAL_STATES, PENDING_STATES, REQUEUEABLE, SubmissionStore
+from dhis2gw.storage.statuses import FINAL_STATES, PENDING_STATES, REQUEUEABLE
+from dhis2gw.storage.submissions import SubmissionStore
 
 _ERROR_EVENTS = ("partial", "rejected", "retrying", "failed", "destination_unavailable", "rate_limited",
                  "lease_expired")

@@ -32,10 +32,8 @@ from dhis2gw.dhis2.outcome import Outcome, OutcomeKind, ReadBack
 from dhis2gw.queue.connection import RedisUnavailable
 from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.storage.database import DatabaseUnavailable
+from dhis2gw.storage.statuses import FINAL_STATUS
 from dhis2gw.storage.submissions import SubmissionStore, utc
-
-FINAL_STATUS = {OutcomeKind.DELIVERED: "delivered", OutcomeKind.PARTIAL: "partial",
-                OutcomeKind.REJECTED: "rejected"}
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from importlib import metadata as _package_metadata
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Mapping, Protocol, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectingCancelledError
@@ -60,6 +60,14 @@ Interpreter = Callable[..., Outcome]
 
 #: Tracker defaults from DESIGN.md section 5: synchronous, idempotent re-sends.
 TRACKER_DEFAULT_PARAMS = {"async": "false", "importStrategy": "CREATE_AND_UPDATE"}
+
+
+class TreqLike(Protocol):
+    """What the client needs of its HTTP layer: treq's ``request`` (a treq ``HTTPClient``, ``StubTreq``)."""
+
+    def request(self, method: str, url: str, *, params: Any = None, headers: Any = None, data: Any = None,
+                allow_redirects: bool = True, unbuffered: bool = False, reactor: Any = None) -> Deferred[Any]:
+        """Send one request (``data``: the body as bytes); the Deferred fires with a treq response."""
 
 
 def api_root(base_url: str) -> str:
@@ -111,8 +119,15 @@ class DHIS2Client:
         clock: IReactorTime | None = None,
         tls_policy: IPolicyForHTTPS | None = None,
         user_agent: str = USER_AGENT,
+        http: TreqLike | None = None,
     ) -> None:
-        """``reactor`` does the networking; ``clock`` (default: the reactor) drives timeouts and durations."""
+        """``reactor`` does the networking; ``clock`` (default: the reactor) drives timeouts and durations.
+
+        ``http`` replaces the treq ``HTTPClient`` the client builds over its own connection pool: tests
+        hand it a ``treq.testing.StubTreq`` (``dhis2gw.testing.sim_client``). The connection options
+        (``max_connections``, ``connect_timeout``, ``idle_connection_timeout``, ``tls_policy``) are then
+        the injected client's business, and `close` has nothing to close.
+        """
         self._reactor = reactor
         self._clock: IReactorTime = clock if clock is not None else reactor
         self.base_url = base_url
@@ -121,23 +136,34 @@ class DHIS2Client:
         self.read_timeout = read_timeout
         self.max_response_bytes = max_response_bytes
         self._user_agent = user_agent
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
-        self._pool.maxPersistentPerHost = max_connections
-        # Drop idle connections before the server does (Tomcat closes after ~20 s): a
-        # POST written on a connection the server is closing looks exactly like a lost
-        # answer and would spend a retry.
-        self._pool.cachedConnectionTimeout = idle_connection_timeout
-        agent = Agent(
-            reactor,
-            contextFactory=tls_policy or BrowserLikePolicyForHTTPS(),
-            connectTimeout=connect_timeout,
-            pool=self._pool,
-        )
-        self._http = HTTPClient(agent)
+        self._pool: HTTPConnectionPool | None = None
+        self._http: TreqLike
+        if http is not None:
+            self._http = http
+        else:
+            self._http = self._pooled_client(reactor, max_connections, idle_connection_timeout,
+                                             connect_timeout, tls_policy)
         #: Server version from the last successful `system_info`, e.g. ``(2, 40, 3)``.
         self.version: Version | None = None
         #: The last ``/api/system/info`` body.
         self.system_info_body: dict[str, Any] | None = None
+
+    def _pooled_client(self, reactor: Any, max_connections: int, idle_connection_timeout: float,
+                       connect_timeout: float, tls_policy: IPolicyForHTTPS | None) -> HTTPClient:
+        """The real HTTP layer: one treq HTTPClient over one persistent connection pool."""
+        pool = self._pool = HTTPConnectionPool(reactor, persistent=True)
+        pool.maxPersistentPerHost = max_connections
+        # Drop idle connections before the server does (Tomcat closes after ~20 s): a
+        # POST written on a connection the server is closing looks exactly like a lost
+        # answer and would spend a retry.
+        pool.cachedConnectionTimeout = idle_connection_timeout
+        agent = Agent(
+            reactor,
+            contextFactory=tls_policy or BrowserLikePolicyForHTTPS(),
+            connectTimeout=connect_timeout,
+            pool=pool,
+        )
+        return HTTPClient(agent, data_to_body_producer=_BytesProducer)
 
     # ------------------------------------------------------------------ transport
 
@@ -177,7 +203,7 @@ class DHIS2Client:
                 self.api_url + path.lstrip("/"),
                 params=params,
                 headers=self._headers(data is not None),
-                data=_BytesProducer(data) if data is not None else None,
+                data=data,
                 allow_redirects=False,
                 unbuffered=True,
                 reactor=self._reactor,
@@ -368,6 +394,8 @@ class DHIS2Client:
 
     def close(self) -> Deferred[None]:
         """Close the cached persistent connections; the Deferred fires when they are closed."""
+        if self._pool is None:  # an injected HTTP layer belongs to whoever made it
+            return succeed(None)
         return self._pool.closeCachedConnections()
 
 

@@ -21,8 +21,8 @@ from typing import Any
 from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import Call
 from dhis2gw.storage.logs import SORT_COLUMNS, LogFilter, Page
+from dhis2gw.storage.statuses import STATUSES
 
-STATUSES = ("queued", "processing", "delivered", "partial", "rejected", "retrying", "failed")
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 20
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

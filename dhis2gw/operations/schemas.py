@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dhis2gw.operations.filters import STATUSES
+from dhis2gw.storage.statuses import FINAL_STATES, PENDING_STATES, STATUSES
 
 _TS = {"type": ["string", "null"], "format": "date-time"}
 _INT_OR_NULL = {"type": ["integer", "null"]}
@@ -69,7 +69,7 @@ LOG_DETAIL: dict[str, Any] = {
 }
 
 _STATUS_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
-                  "required": ["queued", "processing", "retrying", "delivered", "partial", "rejected", "failed"]}
+                  "required": list(PENDING_STATES + FINAL_STATES)}
 LOG_STATS: dict[str, Any] = {
     "type": "object",
     "required": ["windows"],

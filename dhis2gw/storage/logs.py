@@ -21,7 +21,8 @@ from typing import Any, Optional, Sequence
 from twisted.internet import defer
 
 from dhis2gw.storage.database import Database, cursor_fetch, json_param
-from dhis2gw.storage.submissions import FINAL_STATES, PENDING_STATES, SUMMARY_COLUMNS
+from dhis2gw.storage.statuses import FINAL_STATES, PENDING_STATES, QUEUED, RETRYING, sql_list
+from dhis2gw.storage.submissions import SUMMARY_COLUMNS
 
 #: Sort keys the list accepts → SQL column. Only NOT NULL columns: the keyset cursor compares
 #: ``(column, id)`` tuples, which NULLs would break.
@@ -376,7 +377,7 @@ class LogStore:
         rows = await self.db.fetch(
             "logs.oldest_waiting",
             "SELECT destination, min(created_at) AS oldest, count(*) AS n FROM submissions"
-            " WHERE status IN ('queued', 'retrying') GROUP BY destination")
+            f" WHERE status IN {sql_list((QUEUED, RETRYING))} GROUP BY destination")
         return {r["destination"]: {"oldest": r["oldest"], "waiting": int(r["n"])} for r in rows}
 
     # --- requeue jobs ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dhis2gw.storage.database import Database, json_param
-from dhis2gw.storage.submissions import PENDING_STATES
+from dhis2gw.storage.statuses import PENDING_STATES
 
 _MARK = """
 INSERT INTO orgunit_propagation AS t (server, unit_uid, operation, content_hash, submission_id, status)

@@ -17,10 +17,9 @@ from typing import Any
 import psycopg2
 
 from dhis2gw.storage.database import Database, cursor_fetch, json_param
+from dhis2gw.storage.statuses import DELIVERED, FINAL_STATES, PENDING_STATES, REQUEUEABLE, sql_list
 
-FINAL_STATES = ("delivered", "partial", "rejected", "failed")
-REQUEUEABLE = ("partial", "rejected", "failed")
-PENDING_STATES = ("queued", "processing", "retrying")
+_PENDING_SQL = sql_list(PENDING_STATES)
 
 # The columns a submission row is returned with (no payloads: those are fetched on demand).
 SUMMARY_COLUMNS = (
@@ -188,7 +187,7 @@ class SubmissionStore:
             "submission.start_attempt",
             "WITH u AS (UPDATE submissions SET status = 'processing', attempts = attempts + 1, lease_owner = %s,"
             " last_attempt_at = now(), updated_at = now()"
-            " WHERE id = %s AND status IN ('queued', 'retrying', 'processing')"
+            f" WHERE id = %s AND status IN {_PENDING_SQL}"
             f" RETURNING {SUMMARY_COLUMNS}, dhis2_payload, import_params, payload),"
             " e AS (INSERT INTO submission_events (submission_id, event, status, attempt, destination)"
             " SELECT id, 'processing', 'processing', attempts, %s FROM u)"
@@ -204,7 +203,7 @@ class SubmissionStore:
             "submission.start_attempts",
             "WITH u AS (UPDATE submissions SET status = 'processing', attempts = attempts + 1, lease_owner = %s,"
             " last_attempt_at = now(), updated_at = now()"
-            " WHERE id = ANY(%s) AND status IN ('queued', 'retrying', 'processing')"
+            f" WHERE id = ANY(%s) AND status IN {_PENDING_SQL}"
             f" RETURNING {SUMMARY_COLUMNS}, dhis2_payload, import_params, payload),"
             " e AS (INSERT INTO submission_events (submission_id, event, status, attempt, destination)"
             " SELECT id, 'processing', 'processing', attempts, %s FROM u)"
@@ -260,7 +259,7 @@ class SubmissionStore:
         return await self.db.fetch(
             "submission.pending",
             "SELECT id, destination, status, next_attempt_at, lease_owner FROM submissions"
-            " WHERE status IN ('queued', 'processing', 'retrying') AND id > %s ORDER BY id LIMIT %s",
+            f" WHERE status IN {_PENDING_SQL} AND id > %s ORDER BY id LIMIT %s",
             (after_id, limit))
 
     async def reset_processing(self, ids: Sequence[int], event: str, detail: str) -> list[int]:
@@ -299,7 +298,7 @@ class SubmissionStore:
         attempt. Only ``job_failures`` (the retry budget) starts again. The ``requeued`` event
         records how many attempts had been made.
         """
-        states = list(REQUEUEABLE) + (["delivered"] if force else [])
+        states = list(REQUEUEABLE) + ([DELIVERED] if force else [])
 
         async def move(cursor: Any) -> list[dict[str, Any]]:
             rows = await cursor_fetch(

@@ -32,10 +32,11 @@ from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.queue.connection import RedisUnavailable
 from dhis2gw.storage.orgunit_propagation import PropagationStore
 from dhis2gw.storage.orgunit_tree import OrgUnitStore
+from dhis2gw.storage.statuses import DELIVERED, REJECTED
 from dhis2gw.storage.submissions import NewSubmission, SubmissionStore
 from dhis2gw.sync.units import groups_hash, payload_hash, payload_of_row
 
-IN_STEP = ("delivered", "rejected")  # a rejected body would be rejected again: wait for a change
+IN_STEP = (DELIVERED, REJECTED)  # a rejected body would be rejected again: wait for a change
 ENDPOINT = "/api/v2/sync/orgunits"
 
 

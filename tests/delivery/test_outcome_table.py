@@ -1,8 +1,9 @@
 """Every row of the README's outcome table, and the mixed cases, through a DestinationWorker on a task.Clock.
 
-The worker runs with fakes for PostgreSQL (``FakeStore``), Redis (``FakeQueue``), the DHIS2 client's
-health check (``FakeClient``) and the submission kind (``FakeKind``: scripted deliveries and
-read-backs that answer when the test advances the Clock). Each test checks what is recorded
+The worker runs with the fakes of ``dhis2gw.testing``: PostgreSQL (``MemorySubmissionStore``), Redis
+(``MemorySubmissionQueue``), the DHIS2 client's health check (``ScriptedHealthCheck``) and the
+submission kind (``ScriptedKind``: scripted deliveries and read-backs that answer when the test
+advances the Clock). Each test checks what is recorded
 (status, event, whether a retry is spent), what happens to the id in Redis, and the breaker.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dhis2gw.delivery.breaker import CircuitBreaker
 from dhis2gw.delivery.retry import RetryPolicy
 from dhis2gw.delivery.worker import DestinationWorker
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind as K, ReadBack
+from dhis2gw.testing import MemorySubmissionQueue, MemorySubmissionStore, ScriptedHealthCheck, ScriptedKind
 
 OK = Outcome(K.DELIVERED, http_status=200, dhis2_status="SUCCESS")
 DB_DOWN = Outcome(K.SUSPECT, "server_error", http_status=500, message="Unable to acquire JDBC Connection")
@@ -24,95 +26,15 @@ LOST = Outcome(K.SUSPECT, "connection_lost", message="connection lost after send
 MAX_RETRIES = 3
 
 
-class FakeStore:
-    """The submission store's attempt and record calls, in memory."""
-
-    def __init__(self) -> None:
-        self.rows: dict[int, dict[str, Any]] = {}
-        self.records: list[dict[str, Any]] = []
-
-    def add(self, sid: int, job_failures: int = 0) -> None:
-        self.rows[sid] = {"id": sid, "kind": "aggregate", "attempts": 0, "job_failures": job_failures,
-                          "status": "queued", "dhis2_payload": {}, "import_params": {}}
-
-    async def start_attempt(self, sid: int, token: str, destination: str) -> Optional[dict[str, Any]]:
-        row = self.rows[sid]
-        row.update(attempts=row["attempts"] + 1, status="processing")
-        return dict(row)
-
-    async def record(self, sid: int, token: str, status: str, **kw: Any) -> bool:
-        row = self.rows[sid]
-        row["status"] = status
-        row["job_failures"] += 1 if kw.get("spent_retry") else 0
-        self.records.append(dict(kw, sid=sid, status=status, spent_retry=bool(kw.get("spent_retry"))))
-        return True
-
-    def last(self, sid: int) -> dict[str, Any]:
-        return [r for r in self.records if r["sid"] == sid][-1]
-
-
-class FakeQueue:
-    """The Redis queue calls a worker makes after recording, in memory."""
-
-    def __init__(self, clock: task.Clock) -> None:
-        self.clock = clock
-        self.calls: list[tuple[Any, ...]] = []
-
-    async def ack(self, dest: str, sid: int) -> None:
-        self.calls.append(("ack", sid))
-
-    async def release(self, dest: str, sid: int) -> None:
-        self.calls.append(("release", sid))
-
-    async def delay(self, dest: str, sid: int, due: float) -> None:
-        self.calls.append(("delay", sid, due - self.clock.seconds()))
-
-    async def heartbeat(self, dest: str, sid: int) -> None:
-        pass
-
-
-class FakeClient:
-    """The health check (``GET /api/me``): scripted answers, each one second later on the Clock."""
-
-    def __init__(self, clock: task.Clock, answers: list[Outcome]) -> None:
-        self.clock, self.answers, self.checks = clock, list(answers), 0
-
-    def health_check(self) -> defer.Deferred[Outcome]:
-        self.checks += 1
-        answer = self.answers.pop(0)
-        return task.deferLater(self.clock, 1.0, lambda: answer)
-
-
-class FakeKind:
-    """Deliveries and read-backs scripted per submission: (seconds on the Clock, answer)."""
-
-    def __init__(self, clock: task.Clock) -> None:
-        self.clock = clock
-        self.deliveries: dict[int, list[tuple[float, Outcome]]] = {}
-        self.reads: dict[int, list[tuple[float, Optional[ReadBack]]]] = {}
-        self.delivered: list[int] = []
-        self.read: list[int] = []
-
-    def deliver(self, client: Any, row: dict[str, Any], ctx: Any) -> defer.Deferred[Outcome]:
-        self.delivered.append(row["id"])
-        delay, outcome = self.deliveries[row["id"]].pop(0)
-        return task.deferLater(self.clock, delay, lambda: outcome)
-
-    def read_back(self, client: Any, row: dict[str, Any]) -> defer.Deferred[Optional[ReadBack]]:
-        self.read.append(row["id"])
-        delay, read = self.reads[row["id"]].pop(0)
-        return task.deferLater(self.clock, delay, lambda: read)
-
-
 class OutcomeTableTests(SynchronousTestCase):
     """One test per row of the README's outcome table, then the mixed cases."""
 
     def setUp(self) -> None:
         self.clock = task.Clock()
-        self.store = FakeStore()
-        self.queue = FakeQueue(self.clock)
-        self.kind = FakeKind(self.clock)
-        self.client = FakeClient(self.clock, [])
+        self.store = MemorySubmissionStore(self.clock)
+        self.queue = MemorySubmissionQueue(self.clock)
+        self.kind = ScriptedKind(self.clock)
+        self.client = ScriptedHealthCheck(self.clock)
         self.breaker = CircuitBreaker(self.clock, threshold=5)
         self.worker = DestinationWorker("main", self.clock, self.client, self.breaker, self.queue,  # type: ignore
                                         self.store, {"aggregate": self.kind},  # type: ignore[arg-type]
@@ -123,7 +45,7 @@ class OutcomeTableTests(SynchronousTestCase):
                 reads: tuple[Optional[ReadBack], ...] = (), checks: tuple[Outcome, ...] = ()) -> defer.Deferred[None]:
         """Start the attempt of submission ``sid``, whose delivery answers ``outcomes[0]`` after ``delay``."""
         if sid not in self.store.rows:
-            self.store.add(sid, job_failures)
+            self.store.add(id=sid, job_failures=job_failures)
         self.kind.deliveries.setdefault(sid, []).extend((delay, o) for o in outcomes)
         self.kind.reads.setdefault(sid, []).extend((1.0, r) for r in reads)
         self.client.answers.extend(checks)
@@ -141,14 +63,14 @@ class OutcomeTableTests(SynchronousTestCase):
         """SUCCESS / OK → delivered, no retry, id acked, the breaker stays closed."""
         record = self.settle(1, OK)
         self.assertEqual((record["status"], record["spent_retry"]), ("delivered", False))
-        self.assertEqual(self.queue.calls, [("ack", 1)])
+        self.assertEqual(self.queue.calls, [("ack", "main", 1)])
         self.assertEqual((self.breaker.state, self.breaker.consecutive_failures), ("closed", 0))
 
     def test_warning_is_partial(self) -> None:
         """WARNING (or ERROR with some values stored) → partial, no retry."""
         record = self.settle(1, Outcome(K.PARTIAL, "conflicts", http_status=409, dhis2_status="WARNING"))
         self.assertEqual((record["status"], record["spent_retry"]), ("partial", False))
-        self.assertEqual(self.queue.calls, [("ack", 1)])
+        self.assertEqual(self.queue.calls, [("ack", "main", 1)])
 
     def test_error_is_rejected(self) -> None:
         """ERROR with nothing stored, 400/404 JSON/413/415/422 → rejected, no retry."""
@@ -180,21 +102,21 @@ class OutcomeTableTests(SynchronousTestCase):
                          ("queued", "destination_suspect", False))
         self.assertIn("server_error", record["detail"])
         self.assertEqual((self.kind.read, self.client.checks), ([], 1))
-        self.assertEqual(self.queue.calls, [("release", 1)])
+        self.assertEqual(self.queue.calls, [("release", "main", 1)])
         self.assertEqual(self.breaker.consecutive_failures, 1)
 
     def test_server_error_with_passing_check_spends_a_retry(self) -> None:
         """500, the health check passes right after: the payload is suspected → retrying with backoff."""
         record = self.settle(1, DB_DOWN, checks=(OK,))
         self.assertEqual((record["status"], record["spent_retry"]), ("retrying", True))
-        self.assertEqual(self.queue.calls, [("delay", 1, 15.0)])  # base 30 × jitter 0.5
+        self.assertEqual(self.queue.calls, [("delay", "main", 1, 15.0)])  # base 30 × jitter 0.5
         self.assertEqual((self.breaker.state, self.breaker.consecutive_failures), ("closed", 0))
 
     def test_suspect_fails_once_max_retries_are_spent(self) -> None:
         """A suspect failure with DHIS2 healthy and max_retries spent already → failed (a poison payload)."""
         record = self.settle(1, DB_DOWN, job_failures=MAX_RETRIES, checks=(OK,))
         self.assertEqual((record["status"], record["spent_retry"]), ("failed", True))
-        self.assertEqual(self.queue.calls, [("ack", 1)])
+        self.assertEqual(self.queue.calls, [("ack", "main", 1)])
 
     def test_timeout_with_data_missing_spends_a_retry(self) -> None:
         """Timeout, the read-back answers that the data is missing: that answer shows DHIS2 healthy
@@ -241,7 +163,7 @@ class OutcomeTableTests(SynchronousTestCase):
             record = self.settle(sid, Outcome(K.DESTINATION_FAILURE, reason))
             self.assertEqual((record["status"], record["event"], record["spent_retry"]),
                              ("queued", "destination_unavailable", False), reason)
-            self.assertEqual(self.queue.calls[-1], ("release", sid))
+            self.assertEqual(self.queue.calls[-1], ("release", "main", sid))
             self.assertEqual((self.breaker.state, self.breaker.reason), ("open", shape), reason)
 
     def test_auth_opens_the_breaker_at_once(self) -> None:
@@ -254,7 +176,7 @@ class OutcomeTableTests(SynchronousTestCase):
         """429 → delayed by Retry-After, no retry; the breaker counts it."""
         record = self.settle(1, Outcome(K.RATE_LIMITED, "rate_limited", http_status=429, retry_after=7))
         self.assertEqual((record["status"], record["event"], record["spent_retry"]), ("queued", "rate_limited", False))
-        self.assertEqual(self.queue.calls, [("delay", 1, 7.0)])
+        self.assertEqual(self.queue.calls, [("delay", "main", 1, 7.0)])
         self.assertEqual(self.breaker.consecutive_failures, 1)
 
     # --- mixed cases -------------------------------------------------------------------------------

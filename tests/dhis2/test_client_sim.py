@@ -1,8 +1,13 @@
-"""DHIS2Client against the DHIS2 simulator at 2.37, 2.40, 2.42, 2.43 and 2.44: each fault gives the outcome the rules table says.
+"""DHIS2Client against the DHIS2 simulator at 2.37, 2.40, 2.42, 2.43.0, 2.43.2 and 2.44: each fault gives
+the outcome the rules table says.
 
-The simulator runs on the real reactor (its slow-body trickle needs real time);
-outages are driven with a `Clock` given to the `SimulatorServer`.  Assertions
-look at DHIS2's side too (``sim.store``), not just at the outcome.
+The versions cover the answers' shapes: 2.37 a bare ImportSummary (always 200), 2.40 and 2.42 a
+WebMessage (409 for WARNING/ERROR), 2.43.0 the data entry pipeline with a mixed import still 409,
+2.43.2 E81xx codes and 200 WARNING, 2.44 the Gist list pager and ``/login/``.
+
+The simulator runs on the real reactor and a real port (its slow-body trickle needs real time);
+outages are driven with a `Clock` given to the `SimulatorServer`.  Assertions look at DHIS2's side
+too (``sim.store``), not just at the outcome.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dhis2gw.dhis2.auth import ApiTokenAuth, BasicAuth
 from dhis2gw.dhis2.client import DHIS2Client
 from dhis2gw.dhis2.outcome import OutcomeKind as K
 from dhis2gw.dhis2.versions import data_entry_pipeline, login_path, parse_version, partial_success_is_200
+from tests.support.versions import per_version
 
 try:
     from dhis2gw.sim import Simulator, SimulatorServer
@@ -48,8 +54,8 @@ class _NoCredentials:
         return b""
 
 
-class _SimFaults:
-    """Fault-mode tests; subclasses pick the DHIS2 version."""
+class _SimRig:
+    """A simulator of ``version`` on a port, and clients of it closed after the test."""
 
     version = ""
 
@@ -66,6 +72,11 @@ class _SimFaults:
         client = DHIS2Client(reactor, self.server.base_url, auth or BasicAuth("admin", "district"), **kwargs)
         self.addCleanup(client.close)
         return client
+
+
+@per_version(TestCase, "2.37", "2.40", "2.42", "2.43.0", "2.43.2", "2.44")
+class _SimFaults(_SimRig):
+    """Each fault mode of the simulator gives the outcome the rules table says."""
 
     async def test_delivered_and_partial(self) -> None:
         """A clean payload is DELIVERED; one bad value is PARTIAL (200 on 2.37, 409 on 2.40) with its index."""
@@ -190,38 +201,8 @@ class _SimFaults:
         self.assertEqual((invalid.kind, invalid.error_reports[0]["code"]), (K.REJECTED, "E4000"))
 
 
-class SimFaults237Tests(_SimFaults, TestCase):
-    """Fault modes against a simulated DHIS2 2.37 (bare ImportSummary, always 200)."""
-
-    version = "2.37"
-
-
-class SimFaults240Tests(_SimFaults, TestCase):
-    """Fault modes against a simulated DHIS2 2.40 (WebMessage, 409 for WARNING/ERROR)."""
-
-    version = "2.40"
-
-
-class SimFaults242Tests(_SimFaults, TestCase):
-    """Fault modes against a simulated DHIS2 2.42."""
-
-    version = "2.42"
-
-
-class SimFaults243Tests(_SimFaults, TestCase):
-    """Fault modes against a simulated DHIS2 2.43.2 (data entry pipeline: E81xx, 200 WARNING)."""
-
-    version = "2.43.2"
-
-
-class SimFaults2430Tests(_SimFaults, TestCase):
-    """Fault modes against a simulated DHIS2 2.43.0 (a mixed import is still 409 WARNING)."""
-
-    version = "2.43.0"
-
-
-class SimFaults244Tests(_SimFaults, TestCase):
-    """Fault modes against a simulated DHIS2 2.44 (Gist list pager, /login/)."""
+class GistPager244Tests(_SimRig, TestCase):
+    """DHIS2 2.44's Gist list pager, met by the client's own paging."""
 
     version = "2.44"
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.versions import per_version
 from tests.tracker.rig import (DE_BIRTH_WEIGHT, FAC_CR, PR_CHILD, TEA_NATIONAL_ID, TrackerRig,
                                flat_payload, nested_payload, person)
 
@@ -270,8 +271,10 @@ class OldVersionTests(TrackerRig):
         self.assertEqual(stored["from"], {"trackedEntity": uids["trackedEntities"]["O-M"]})
 
 
-class _PerVersion:
-    """Delivered and rejected outcomes, with relationships, on one simulated DHIS2 version."""
+@per_version(TrackerRig, "2.36", "2.41", "2.42")
+class _DeliveredAndRejected:
+    """Delivered and rejected outcomes, with relationships (2.36: flat RelationshipItems, old messages;
+    2.41: error args, no timings; 2.42: typed UIDs)."""
 
     async def test_delivered_and_rejected(self: Any) -> None:
         """A flat payload with a relationship is delivered; an E1041 payload is rejected with its report."""
@@ -286,21 +289,3 @@ class _PerVersion:
         conflicts = (await self.store.get(bad))["conflicts"]
         self.assertIn("E1041", [c["code"] for c in conflicts])
         self.assertTrue(all(c["trackerType"] and c["uid"] for c in conflicts))
-
-
-class Version236Tests(_PerVersion, TrackerRig):
-    """2.36: flat RelationshipItems, old messages."""
-
-    version = "2.36"
-
-
-class Version241Tests(_PerVersion, TrackerRig):
-    """2.41: error args, no timings."""
-
-    version = "2.41"
-
-
-class Version242Tests(_PerVersion, TrackerRig):
-    """2.42: typed UIDs."""
-
-    version = "2.42"
