@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dhis2gw.storage.statuses import FINAL_STATES, PENDING_STATES
 from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import OPERATOR, Call, route
 from dhis2gw.storage.reports import ReportStore
@@ -20,7 +21,8 @@ from dhis2gw.storage.reports import ReportStore
 MAX_PERIODS = 24
 _PERIOD = re.compile(r"^\d{4}[A-Za-z0-9]{0,8}$")
 _UID = re.compile(r"^[A-Za-z][A-Za-z0-9]{10}$")
-STATUSES = ("delivered", "partial", "rejected", "failed", "queued", "processing", "retrying", "missing")
+#: Report cells: the final statuses, then the pending ones, then ``missing`` (nothing submitted).
+STATUSES = (*FINAL_STATES, *PENDING_STATES, "missing")
 
 REPORT_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -169,7 +169,7 @@ class SubmissionStore:
         return await self.db.fetch(
             "submission.finished_without_follow_up",
             "SELECT s.id, s.uid, s.kind, s.destination, s.submitter_id, s.status, s.attempts, s.http_status,"
-            " s.payload FROM submissions s WHERE s.status IN ('delivered', 'partial', 'rejected', 'failed')"
+            " s.payload FROM submissions s WHERE s.status IN " + sql_list(FINAL_STATES) +
             " AND s.kind <> %s AND s.created_at > now() - make_interval(secs => %s)"
             " AND s.finished_at < now() - make_interval(secs => %s) AND s.id > %s"
             " AND (s.payload ? %s OR s.submitter_id = ANY(%s))"
