@@ -17,7 +17,8 @@ from dhis2gw.callbacks.submitters import CallbackSubmitters
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
 from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.queue.connection import RedisUnavailable
-from dhis2gw.storage.submissions import FINAL_STATES, NewSubmission, SubmissionStore, follow_up_key
+from dhis2gw.storage.statuses import FAILED, FINAL_STATES, FINAL_STATUS
+from dhis2gw.storage.submissions import NewSubmission, SubmissionStore, follow_up_key
 from dhis2gw.wiring.context import QueueOperations
 
 log = Logger(namespace="dhis2gw.plugins.callback")
@@ -30,8 +31,8 @@ KEY_PREFIX = "callback:"
 SWEEP_WINDOW = 24 * 3600.0
 SWEEP_GRACE = 60.0
 SWEEP_PAGE = 500
-_STATUS_KINDS = {"delivered": OutcomeKind.DELIVERED, "partial": OutcomeKind.PARTIAL,
-                 "rejected": OutcomeKind.REJECTED, "failed": OutcomeKind.RETRY}
+#: The outcome a final status stands for when the sweep recovers a missed callback.
+_STATUS_KINDS = {**{status: kind for kind, status in FINAL_STATUS.items()}, FAILED: OutcomeKind.RETRY}
 _SUMMARY_FIELDS = ("id", "uid", "kind", "destination", "status", "attempts", "http_status", "value_count",
                    "import_count", "error", "created_at", "finished_at")
 
