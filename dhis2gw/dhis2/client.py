@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import json
 from importlib import metadata as _package_metadata
-from typing import Any, AsyncIterator, Callable, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
-from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS
-from zope.interface import implementer
-from treq.client import HTTPClient
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
 
 from dhis2gw.dhis2 import metadata as _metadata
 from dhis2gw.dhis2.auth import DHIS2Auth
@@ -40,6 +38,7 @@ from dhis2gw.dhis2.interpret import (
     pending_outcome,
 )
 from dhis2gw.dhis2.outcome import JobRef, Outcome, OutcomeKind
+from dhis2gw.dhis2.transport import TreqLike, api_root, persistent_pool, pooled_treq
 from dhis2gw.dhis2.tracker_reports import (
     TRACKER_JOB_TYPE,
     interpret_job_configuration,
@@ -60,44 +59,6 @@ Interpreter = Callable[..., Outcome]
 
 #: Tracker defaults from DESIGN.md section 5: synchronous, idempotent re-sends.
 TRACKER_DEFAULT_PARAMS = {"async": "false", "importStrategy": "CREATE_AND_UPDATE"}
-
-
-class TreqLike(Protocol):
-    """What the client needs of its HTTP layer: treq's ``request`` (a treq ``HTTPClient``, ``StubTreq``)."""
-
-    def request(self, method: str, url: str, *, params: Any = None, headers: Any = None, data: Any = None,
-                allow_redirects: bool = True, unbuffered: bool = False, reactor: Any = None) -> Deferred[Any]:
-        """Send one request (``data``: the body as bytes); the Deferred fires with a treq response."""
-
-
-def api_root(base_url: str) -> str:
-    """``https://h/dhis``, ``https://h/dhis/`` and ``https://h/dhis/api[/]`` -> ``https://h/dhis/api/``."""
-    url = base_url.strip().rstrip("/")
-    if not url.endswith("/api"):
-        url += "/api"
-    return url + "/"
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    """A request body already in memory, written at once (no cooperator, no global reactor)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(self._data)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        """Nothing to pause: the body was written in one go."""
-
-    def resumeProducing(self) -> None:
-        """Nothing to resume."""
-
-    def stopProducing(self) -> None:
-        """Nothing to stop."""
 
 
 class DHIS2Client:
@@ -141,29 +102,12 @@ class DHIS2Client:
         if http is not None:
             self._http = http
         else:
-            self._http = self._pooled_client(reactor, max_connections, idle_connection_timeout,
-                                             connect_timeout, tls_policy)
+            self._pool = persistent_pool(reactor, max_connections, idle_connection_timeout)
+            self._http = pooled_treq(reactor, self._pool, connect_timeout, tls_policy)
         #: Server version from the last successful `system_info`, e.g. ``(2, 40, 3)``.
         self.version: Version | None = None
         #: The last ``/api/system/info`` body.
         self.system_info_body: dict[str, Any] | None = None
-
-    def _pooled_client(self, reactor: Any, max_connections: int, idle_connection_timeout: float,
-                       connect_timeout: float, tls_policy: IPolicyForHTTPS | None) -> HTTPClient:
-        """The real HTTP layer: one treq HTTPClient over one persistent connection pool."""
-        pool = self._pool = HTTPConnectionPool(reactor, persistent=True)
-        pool.maxPersistentPerHost = max_connections
-        # Drop idle connections before the server does (Tomcat closes after ~20 s): a
-        # POST written on a connection the server is closing looks exactly like a lost
-        # answer and would spend a retry.
-        pool.cachedConnectionTimeout = idle_connection_timeout
-        agent = Agent(
-            reactor,
-            contextFactory=tls_policy or BrowserLikePolicyForHTTPS(),
-            connectTimeout=connect_timeout,
-            pool=pool,
-        )
-        return HTTPClient(agent, data_to_body_producer=_BytesProducer)
 
     # ------------------------------------------------------------------ transport
 
