@@ -14,10 +14,11 @@ figures depend on the machine and whatever else runs on it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
+
+from tests.bench.gateway_timing import bench_parser, filled_database, print_timings, react_for, time_gateway_queries
 
 QUERIES = (
     ("no filter, page 1", ""),
@@ -129,19 +130,10 @@ def _total(body: bytes) -> int:
 
 def main() -> None:
     """Entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=7)
-    args = parser.parse_args()
-
     import zoneinfo
 
-    from tests.bench.gateway_timing import print_timings, react_for, time_gateway_queries
-    from tests.support.services import migrated_database
-
-    dsn = migrated_database()
-    print(f"filling {args.rows:,} submissions …", flush=True)
-    print(f"filled in {fill(dsn, args.rows):.1f} s")
+    args = bench_parser(__doc__).parse_args()
+    dsn = filled_database(f"{args.rows:,} submissions", lambda dsn: fill(dsn, args.rows))
     queries = [(label, "/api/v2/logs?page_size=20&" + query) for label, query in QUERIES]
     results = react_for(lambda reactor: time_gateway_queries(reactor, dsn, queries, args.repeat, _total))
     print_timings(f"GET /api/v2/logs (page_size=20), {args.rows:,} rows, {args.repeat} runs each over HTTP",

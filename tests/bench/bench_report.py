@@ -12,8 +12,9 @@ figures depend on the machine and whatever else runs on it.
 """
 from __future__ import annotations
 
-import argparse
 import time
+
+from tests.bench.gateway_timing import bench_parser, filled_database, print_timings, react_for, time_gateway_queries
 
 DS = "uFaVMlw4qxK"
 FILL = """
@@ -59,22 +60,14 @@ def fill(dsn: str, rows: int, facilities: int) -> float:
 
 def main() -> None:
     """Entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser = bench_parser(__doc__)
     parser.add_argument("--facilities", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-
-    from tests.bench.gateway_timing import print_timings, react_for, time_gateway_queries
-    from tests.support.services import migrated_database
-
-    dsn = migrated_database()
-    print(f"filling {args.rows:,} submissions over {args.facilities:,} facilities …", flush=True)
-    print(f"filled in {fill(dsn, args.rows, args.facilities):.1f} s")
+    dsn = filled_database(f"{args.rows:,} submissions over {args.facilities:,} facilities",
+                          lambda dsn: fill(dsn, args.rows, args.facilities))
     results = react_for(lambda reactor: time_gateway_queries(reactor, dsn, QUERIES, args.repeat, len))
     print_timings(f"{args.rows:,} submissions, {args.facilities:,} facilities, {args.repeat} runs each over HTTP",
                   results, "bytes", 36)
-
 
 if __name__ == "__main__":
     main()

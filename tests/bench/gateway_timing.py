@@ -6,12 +6,31 @@ is asked once to warm up and then ``repeat`` times.
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Any, Awaitable, Callable, Sequence
 
 #: (label, median ms, max ms, what ``measure`` made of the last answer)
 Timing = tuple[str, float, float, int]
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every such bench takes: ``--rows`` to fill and ``--repeat`` per query."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    return parser
+
+
+def filled_database(what: str, fill: Callable[[str], float]) -> str:
+    """A fresh migrated database on the test PostgreSQL filled by ``fill(dsn)`` (which returns its seconds)."""
+    from tests.support.services import migrated_database
+
+    dsn = migrated_database()
+    print(f"filling {what} …", flush=True)
+    print(f"filled in {fill(dsn):.1f} s")
+    return dsn
 
 
 async def time_gateway_queries(reactor: Any, dsn: str, queries: Sequence[tuple[str, str]], repeat: int,
