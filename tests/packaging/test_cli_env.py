@@ -13,7 +13,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from dhis2gw import __version__, envfile
+from dhis2gw import __version__
+from dhis2gw.config import envfile
 from tests.support.services import ROOT
 
 DHIS2GW = str(Path(sys.executable).parent / "dhis2gw")
