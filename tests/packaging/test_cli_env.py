@@ -128,10 +128,11 @@ class OneLineErrorTests(SynchronousTestCase):
     """What an operator can fix is one line on stderr, with a non-zero status."""
 
     def test_unreachable_database(self) -> None:
-        """migrate and createuser against a closed port: one line naming the database (no password)."""
+        """migrate, createuser and import-legacy against a closed port: one line naming the database (no password)."""
         env = _env(DHIS2GW_DB="postgresql://gw:hidden@127.0.0.1:1/gw", DHIS2GW_JWT_SECRET="s" * 40,
                    DHIS2GW_MIGRATIONS_DIR=str(ROOT / "migrations"))
-        for argv, stdin in ((("migrate",), None), (("createuser", "alice", "--password-stdin"), "a-Long-pass-12\n")):
+        for argv, stdin in ((("migrate",), None), (("createuser", "alice", "--password-stdin"), "a-Long-pass-12\n"),
+                            (("import-legacy", "--from", "postgresql://go@127.0.0.1:1/go", "--dry-run"), None)):
             result = _run(*argv, env=env, stdin=stdin)
             self.assertEqual(result.returncode, 1, result.stderr)
             self.assertNotIn("Traceback", result.stderr + result.stdout)
