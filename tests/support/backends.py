@@ -1,10 +1,14 @@
 """The real PostgreSQL and Redis of the test services, opened for one trial test case.
 
-Each helper starts its client on the global reactor and registers on the test case the cleanups
-that stop it and remove what the test made (its Redis keys; the database is dropped at exit).
+``open_database`` and ``open_redis`` start a client on the global reactor and register on the test
+case the cleanups that stop it and remove what the test made (its Redis keys; the database is
+dropped at exit). ``run_sql`` is the blocking way to look at or seed a database around that.
 """
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+import psycopg2
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
@@ -32,3 +36,14 @@ def open_redis(case: TestCase) -> tuple[RedisConnections, str]:
     prefix = redis_prefix()
     case.addCleanup(delete_redis_prefix, prefix)
     return redis, prefix
+
+
+def run_sql(dsn: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement in a transaction of its own (blocking); the rows it returns (none for a write)."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
