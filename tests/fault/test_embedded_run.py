@@ -16,7 +16,7 @@ from typing import Iterator
 import psutil
 
 from dhis2gw.runtime.embedded import free_port, wait_for_port
-from tests.support.processes import VENV_BIN
+from tests.support.processes import VENV_BIN, wait_until
 from tests.support.services import ROOT
 
 
@@ -125,6 +125,8 @@ def test_second_run_on_the_same_state_dir_is_refused() -> None:
         assert first.proc.poll() is None
         first.assert_ready()
         assert {p.pid for p in _embedded_children(state)} == servers
+        # The demo's bootstrap runs after the API listens: a SIGTERM before it ends cuts it short.
+        wait_until(lambda: "demo is up" in (Path(state) / "out.log").read_text(), timeout=60, what="the demo banner")
         first.proc.send_signal(signal.SIGTERM)
         first.proc.wait(60)
         assert _embedded_children(state) == []
