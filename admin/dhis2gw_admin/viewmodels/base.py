@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from typing import Any, Awaitable, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from twisted.internet import defer, task
 
@@ -41,6 +41,17 @@ class ViewModel(Observable):
         finally:
             self.busy = False
         return None
+
+    async def act(self, work: Awaitable[T], announce: Callable[[T], str],
+                  then: Optional[Callable[[], Awaitable[Any]]] = None) -> Optional[T]:
+        """Run an action under :meth:`guard`; when it succeeds, ``announce(answer)`` becomes ``message``
+        and ``then`` runs (the reload that shows its effect). The answer, or None."""
+        answer = await self.guard(work)
+        if answer is not None:
+            self.message = announce(answer)
+            if then is not None:
+                await then()
+        return answer
 
     def spawn(self, work: Awaitable[Any]) -> "defer.Deferred[Any]":
         """Start an action from a UI callback (fire and forget; errors are already captured)."""

@@ -165,12 +165,9 @@ class LogsVM(ViewModel):
         return True
 
     async def delete_one(self, submission_id: int) -> bool:
-        answer = await self.guard(self.api.delete_log(submission_id))
-        if answer is None:
-            return False
-        self.message = f"Submission {submission_id} deleted"
-        await self.load()
-        return True
+        deleted = await self.act(self.api.delete_log(submission_id), lambda _: f"Submission {submission_id} deleted",
+                                 self.load)
+        return deleted is not None
 
     # --- requeue by filter ----------------------------------------------------------------------------
     def _requeue_filter(self) -> dict[str, Any]:
