@@ -90,13 +90,6 @@ def load_env_file(args: argparse.Namespace, environ: Any = os.environ) -> Option
     return str(path)
 
 
-def _database_problem(config: Any, error: BaseException) -> None:
-    """Exit with one line naming the database (password hidden) and why it did not answer."""
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    sys.stderr.write(f"dhis2gw: cannot use the database {config.database.redacted_uri}: {reason}\n")
-    raise SystemExit(1)
-
-
 def _config(args: argparse.Namespace) -> Any:
     from dhis2gw.wiring.entry import load_config_or_exit
 
@@ -181,29 +174,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """``dhis2gw migrate``."""
-    from dhis2gw.storage.migrations import MigrationError, migrate
-    from dhis2gw.runtime.embedded import start_embedded
+    from dhis2gw.runtime.commands import embedded_servers, migrate_and_report
 
-    config, embedded = start_embedded(_config(args), exclusive=False)
-
-    async def main(reactor: Any) -> None:
-        import psycopg2
-
-        try:
-            report = await migrate(config.database.dsn(), config.server.migrations_path, reactor)
-        except MigrationError as e:
-            sys.stderr.write(f"dhis2gw: {e}\n")
-            raise SystemExit(1) from None
-        except psycopg2.Error as e:
-            _database_problem(config, e)
-        applied = ", ".join(str(v) for v in report.applied) or "none"
-        print(f"schema at version {report.current} (applied now: {applied})")
-
-    try:
-        _react(main)
-    finally:
-        for server in reversed(embedded):
-            server.stop()
+    with embedded_servers(_config(args)) as config:
+        _react(lambda reactor: migrate_and_report(config, reactor))
     return 0
 
 
@@ -225,61 +199,21 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def cmd_createuser(args: argparse.Namespace) -> int:
     """``dhis2gw createuser``."""
-    from dhis2gw.runtime.cli_users import create_user_command
-    from dhis2gw.storage.database import Database
-    from dhis2gw.storage.migrations import migrate
-    from dhis2gw.runtime.embedded import start_embedded
+    from dhis2gw.runtime.commands import create_user, embedded_servers
 
     password = _read_password(args)
-    config, embedded = start_embedded(_config(args), exclusive=False)
-
-    async def main(reactor: Any) -> None:
-        import psycopg2
-
-        from dhis2gw.storage.database import DatabaseUnavailable
-        from dhis2gw.storage.migrations import MigrationError
-
-        try:
-            await migrate(config.database.dsn(), config.server.migrations_path, reactor)
-        except MigrationError as e:
-            sys.stderr.write(f"dhis2gw: {e}\n")
-            raise SystemExit(1) from None
-        except psycopg2.Error as e:
-            _database_problem(config, e)
-        db = Database(reactor, config.database.dsn(), size=1, max_start_delay=2)
-        db.startService()
-        try:
-            await db.started
-            message = await create_user_command(db, args.username, args.user_role, password, email=args.email,
-                                                min_length=config.auth.password_min_length)
-        except ValueError as e:
-            sys.stderr.write(f"dhis2gw: {e}\n")
-            raise SystemExit(2) from None
-        except (psycopg2.Error, DatabaseUnavailable) as e:
-            _database_problem(config, e)
-        finally:
-            await db.stopService()
-        print(message)
-
-    try:
-        _react(main)
-    finally:
-        for server in reversed(embedded):
-            server.stop()
+    with embedded_servers(_config(args)) as config:
+        _react(lambda reactor: create_user(config, reactor, args.username, args.user_role, password, args.email))
     return 0
 
 
 def cmd_import_legacy(args: argparse.Namespace) -> int:
     """``dhis2gw import-legacy`` (dhis2gw.legacy.command)."""
     from dhis2gw.legacy.command import run
-    from dhis2gw.runtime.embedded import start_embedded
+    from dhis2gw.runtime.commands import embedded_servers
 
-    config, embedded = start_embedded(_config(args), exclusive=False)
-    try:
+    with embedded_servers(_config(args)) as config:
         return run(args, config, _react)
-    finally:
-        for server in reversed(embedded):
-            server.stop()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

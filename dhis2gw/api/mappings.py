@@ -53,6 +53,12 @@ def mapping_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _download(data: bytes, content_type: str, filename: str) -> Response:
+    """A file the browser saves as ``filename``."""
+    return Response(raw=data, content_type=content_type,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 class MappingsApi:
     """``/mappings`` (see module docstring)."""
 
@@ -203,23 +209,20 @@ class MappingsApi:
            summary="Export mappings as CSV (the columns the import takes)",
            response_schema={"type": "string", "contentMediaType": CSV_TYPE})
     async def export_csv(self, call: Call) -> Response:
-        rows = await self.store.export_rows(*self._filters(call))
-        return Response(raw=to_csv(rows), content_type=CSV_TYPE,
-                        headers={"Content-Disposition": 'attachment; filename="dhis2_mappings.csv"'})
+        return _download(to_csv(await self.store.export_rows(*self._filters(call))), CSV_TYPE, "dhis2_mappings.csv")
 
     @route("GET", "/mappings/export/excel", roles=OPERATOR, tags=TAGS, query=_FILTERS,
            summary="Export mappings as XLSX (data on the first sheet)",
            response_schema={"type": "string", "contentMediaType": XLSX_TYPE})
     async def export_excel(self, call: Call) -> Response:
-        rows = await self.store.export_rows(*self._filters(call))
-        return Response(raw=to_xlsx(rows), content_type=XLSX_TYPE,
-                        headers={"Content-Disposition": 'attachment; filename="dhis2_mappings.xlsx"'})
+        return _download(to_xlsx(await self.store.export_rows(*self._filters(call))), XLSX_TYPE,
+                         "dhis2_mappings.xlsx")
 
     @route("GET", "/mappings/template.xlsx", roles=OPERATOR, tags=TAGS,
            summary="XLSX template: headers, one example row, a sheet documenting each column",
            response_schema={"type": "string", "contentMediaType": XLSX_TYPE})
     async def template(self, call: Call) -> Response:
-        return self._template()
+        return _download(template_xlsx(), XLSX_TYPE, "dhis2_mappings_template.xlsx")
 
     @route("GET", "/mappings/export/excel-template", roles=OPERATOR, tags=TAGS, deprecated=True,
            summary="The original's template path (now authenticated); same as /mappings/template.xlsx",

@@ -221,6 +221,20 @@ def classify_http_status(
     return None
 
 
+def screen_json_answer(
+    status: int, headers: Mapping[str, str] | None, decoded: DecodedBody, now: float | None
+) -> Outcome | None:
+    """Outcome of an answer that should carry a JSON object, decided before that object is read.
+
+    The HTTP status decides (`classify_http_status`), else a 2xx/409 without a JSON object is
+    `non_json_answer`.  None when ``decoded.json`` is the object the endpoint's rules read.
+    """
+    decided = classify_http_status(status, headers, decoded, now)
+    if decided is None and not (decoded.is_json and isinstance(decoded.json, dict)):
+        decided = non_json_answer(status, decoded)
+    return decided
+
+
 def non_json_answer(status: int, decoded: DecodedBody) -> Outcome:
     """Outcome for a 2xx/409 whose body is not the JSON the endpoint always returns.
 
@@ -286,9 +300,6 @@ def interpret_json_read(
 ) -> Outcome:
     """A plain JSON GET: DELIVERED with the parsed body on 2xx JSON, else the HTTP rules."""
     decoded = decode_body(body)
-    decided = classify_http_status(status, headers, decoded, now)
-    if decided is not None:
-        return decided
     if 200 <= status < 300 and decoded.is_json:
         return Outcome(OutcomeKind.DELIVERED, None, http_status=status, body=decoded.json, message=f"HTTP {status}")
     if status == 409:
@@ -296,7 +307,8 @@ def interpret_json_read(
             OutcomeKind.REJECTED, "http_409", http_status=status, body=decoded.body_value,
             message=f"HTTP 409: {decoded.excerpt[:200]}",
         )
-    return non_json_answer(status, decoded)
+    # The status rules decide neither a 2xx nor a 409, so they can come after those.
+    return classify_http_status(status, headers, decoded, now) or non_json_answer(status, decoded)
 
 
 def interpret_ping(
@@ -304,9 +316,6 @@ def interpret_ping(
 ) -> Outcome:
     """``/api/system/ping`` answers ``pong`` as text: any 2xx means alive."""
     decoded = decode_body(body)
-    decided = classify_http_status(status, headers, decoded, now)
-    if decided is not None:
-        return decided
     if 200 <= status < 300:
         return Outcome(OutcomeKind.DELIVERED, None, http_status=status, body=decoded.body_value, message="alive")
-    return non_json_answer(status, decoded)
+    return classify_http_status(status, headers, decoded, now) or non_json_answer(status, decoded)

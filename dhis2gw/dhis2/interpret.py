@@ -32,10 +32,9 @@ from dhis2gw.dhis2.conflicts import normalise_conflict
 from dhis2gw.dhis2.http_rules import (
     DecodedBody,
     as_int,
-    classify_http_status,
     decode_body,
     looks_transient,
-    non_json_answer,
+    screen_json_answer,
     web_message_error,
     web_message_text,
 )
@@ -225,11 +224,9 @@ def interpret_data_value_set_response(
     summary with HTTP 200).  An async answer becomes ACCEPTED_ASYNC with `Outcome.job`.
     """
     decoded = decode_body(body)
-    decided = classify_http_status(status, headers, decoded, now)
-    if decided is not None:
-        return decided
-    if not decoded.is_json or not isinstance(decoded.json, dict):
-        return non_json_answer(status, decoded)
+    screened = screen_json_answer(status, headers, decoded, now)
+    if screened is not None:
+        return screened
     outer, inner = _envelope(decoded)
     if inner is not outer and is_data_value_job(inner):
         job = _job_from(inner, "DATAVALUE_IMPORT")
@@ -342,15 +339,13 @@ def interpret_metadata_response(
     No Content, 2.38+ = 200 with a TypeReport, ``/api/metadata`` = ImportReport.
     """
     decoded = decode_body(body)
-    decided = classify_http_status(status, headers, decoded, now)
-    if decided is not None:
-        return decided
-    if decoded.empty and status in (200, 201, 204):
+    if decoded.empty and status in (200, 201, 204):  # the status rules never decide a 2xx
         return Outcome(
             OutcomeKind.DELIVERED, None, http_status=status, message=f"HTTP {status}, no content"
         )
-    if not decoded.is_json or not isinstance(decoded.json, dict):
-        return non_json_answer(status, decoded)
+    screened = screen_json_answer(status, headers, decoded, now)
+    if screened is not None:
+        return screened
     outer, inner = _envelope(decoded)
     if _is_summary(inner) and "responseType" not in outer:
         return interpret_import_summary(inner, status, decoded.json)

@@ -29,9 +29,8 @@ from typing import Any
 
 from dhis2gw.dhis2.http_rules import (
     DecodedBody,
-    classify_http_status,
     decode_body,
-    non_json_answer,
+    screen_json_answer,
     web_message_error,
     web_message_text,
 )
@@ -201,12 +200,7 @@ def interpret_tracker_response(
     Also reads the deprecated endpoints' ``ImportSummaries`` WebMessage.
     """
     decoded = decode_body(body)
-    decided = classify_http_status(status, headers, decoded, now)
-    if decided is not None:
-        return decided
-    if not decoded.is_json or not isinstance(decoded.json, dict):
-        return non_json_answer(status, decoded)
-    return _interpret_json(status, decoded)
+    return screen_json_answer(status, headers, decoded, now) or _interpret_json(status, decoded)
 
 
 def interpret_tracker_job_report(
@@ -263,11 +257,9 @@ def interpret_job_configuration(
             OutcomeKind.PENDING, "job_unknown", http_status=status, body=decoded.body_value, job=job,
             message="job configuration unknown to DHIS2",
         )
-    decided = classify_http_status(status, headers, decoded, now)
-    if decided is not None:
-        return decided
-    if not decoded.is_json or not isinstance(decoded.json, dict):
-        return non_json_answer(status, decoded)
+    screened = screen_json_answer(status, headers, decoded, now)
+    if screened is not None:
+        return screened
     data = decoded.json
     last = str(data.get("lastExecutedStatus") or "").upper()
     state = str(data.get("jobStatus") or "").upper()

@@ -39,14 +39,10 @@ def run(args: argparse.Namespace, config: Any, react: Any) -> int:
     ``react`` (``dhis2gw.cli._react``) runs ``main`` in a fresh reactor and exits the process.
     """
     from dhis2gw.legacy.importer import import_legacy
-    from dhis2gw.storage.migrations import MigrationError, migrate
+    from dhis2gw.runtime.commands import migrate_or_exit
 
     async def main(reactor: Any) -> None:
-        try:
-            await migrate(config.database.dsn(), config.server.migrations_path, reactor)
-        except MigrationError as e:
-            sys.stderr.write(f"dhis2gw: {e}\n")
-            raise SystemExit(1) from None
+        await migrate_or_exit(config, reactor)
         try:
             summary = import_legacy(args.legacy_uri, config.database.dsn(),
                                     timezone=args.legacy_timezone or config.server.timezone,

@@ -22,15 +22,17 @@ MIB = 1024 * 1024
 _FORMULA_STARTS = "=+-@\t\r"
 
 
+@dataclass(eq=False)
 class SheetRejected(Exception):
     """The file as a whole cannot be imported; answered with ``status`` (413 or 422)."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
+    status: int
+    code: str
+    message: str
+    details: Any = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)

@@ -28,39 +28,36 @@ DEFAULT_PAGE_SIZE = 20
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UID = re.compile(r"^[A-Za-z][A-Za-z0-9]{10}$")
 
+
+def _query(name: str, description: str, example: Any = None, kind: str = "string") -> dict[str, Any]:
+    """An OpenAPI query parameter object."""
+    parameter: dict[str, Any] = {"name": name, "in": "query", "description": description, "schema": {"type": kind}}
+    if example is not None:
+        parameter["example"] = example
+    return parameter
+
+
 # OpenAPI parameter objects of GET /logs (also documented for requeue by filter).
 FILTER_PARAMETERS: tuple[dict[str, Any], ...] = (
-    {"name": "status", "in": "query", "description": "One or more statuses (repeat or comma-separate).",
-     "schema": {"type": "string"}, "example": "failed,rejected"},
-    {"name": "kind", "in": "query", "description": "Submission kind(s): aggregate, tracker, …",
-     "schema": {"type": "string"}},
-    {"name": "endpoint", "in": "query", "description": "Route the submission came in on, e.g. /api/v2/aggregate.",
-     "schema": {"type": "string"}},
-    {"name": "user", "in": "query", "description": "Submitter: user id, uid or username (one or more).",
-     "schema": {"type": "string"}},
-    {"name": "destination", "in": "query", "description": "DHIS2 destination name(s).", "schema": {"type": "string"}},
-    {"name": "org_unit", "in": "query", "description": "Org unit(s): UID or code.", "schema": {"type": "string"},
-     "example": "ty5AJ6ZU5f7"},
-    {"name": "period", "in": "query", "description": "DHIS2 period(s), e.g. 202401.", "schema": {"type": "string"}},
-    {"name": "data_set", "in": "query", "description": "Data set (or tracker program) UID(s).",
-     "schema": {"type": "string"}},
-    {"name": "id", "in": "query", "description": "Submission id(s) or uid(s).", "schema": {"type": "string"}},
-    {"name": "from", "in": "query", "description": "Created at or after: YYYY-MM-DD or an ISO datetime"
-     " (server time zone unless it has an offset).", "schema": {"type": "string"}, "example": "2024-03-01"},
-    {"name": "to", "in": "query", "description": "Created up to: a date includes that whole day; a datetime is"
-     " inclusive.", "schema": {"type": "string"}, "example": "2024-03-31"},
-    {"name": "q", "in": "query", "description": "Free text: id, uid, idempotency key, period, org unit UID, code or"
-     " words of its name, or words of the error.",
-     "schema": {"type": "string"}},
-    {"name": "task_id", "in": "query", "description": "Original's name for the submission id.",
-     "schema": {"type": "string"}},
-    {"name": "job_id", "in": "query", "description": "Original's name for the submission id.",
-     "schema": {"type": "integer"}},
-    {"name": "from_date", "in": "query", "description": "Original's name for `from`.", "schema": {"type": "string"}},
-    {"name": "to_date", "in": "query", "description": "Original's name for `to` (inclusive here).",
-     "schema": {"type": "string"}},
-    {"name": "submitted_at", "in": "query", "description": "One whole day (YYYY-MM-DD).",
-     "schema": {"type": "string"}},
+    _query("status", "One or more statuses (repeat or comma-separate).", "failed,rejected"),
+    _query("kind", "Submission kind(s): aggregate, tracker, …"),
+    _query("endpoint", "Route the submission came in on, e.g. /api/v2/aggregate."),
+    _query("user", "Submitter: user id, uid or username (one or more)."),
+    _query("destination", "DHIS2 destination name(s)."),
+    _query("org_unit", "Org unit(s): UID or code.", "ty5AJ6ZU5f7"),
+    _query("period", "DHIS2 period(s), e.g. 202401."),
+    _query("data_set", "Data set (or tracker program) UID(s)."),
+    _query("id", "Submission id(s) or uid(s)."),
+    _query("from", "Created at or after: YYYY-MM-DD or an ISO datetime (server time zone unless it has an offset).",
+           "2024-03-01"),
+    _query("to", "Created up to: a date includes that whole day; a datetime is inclusive.", "2024-03-31"),
+    _query("q", "Free text: id, uid, idempotency key, period, org unit UID, code or words of its name, or words of"
+           " the error."),
+    _query("task_id", "Original's name for the submission id."),
+    _query("job_id", "Original's name for the submission id.", kind="integer"),
+    _query("from_date", "Original's name for `from`."),
+    _query("to_date", "Original's name for `to` (inclusive here)."),
+    _query("submitted_at", "One whole day (YYYY-MM-DD)."),
 )
 
 PAGE_PARAMETERS: tuple[dict[str, Any], ...] = (

@@ -40,8 +40,11 @@ class SubmissionQueue:
         self.clock = clock
         self.prefix = prefix
         self.lease_seconds = lease_seconds
+        # The keys every destination shares (see dhis2gw.queue.scripts).
+        self.leases_key, self.delayed_key, self.members_key, self.dests_key = (
+            f"{prefix}:{name}" for name in ("leases", "delayed", "members", "dests"))
 
-    # --- keys ------------------------------------------------------------------------
+    # --- keys of one destination -------------------------------------------------------
     def ready_key(self, dest: str) -> str:
         return f"{self.prefix}:ready:{dest}"
 
@@ -50,22 +53,6 @@ class SubmissionQueue:
 
     def paused_key(self, dest: str) -> str:
         return f"{self.prefix}:paused:{dest}"
-
-    @property
-    def leases_key(self) -> str:
-        return f"{self.prefix}:leases"
-
-    @property
-    def delayed_key(self) -> str:
-        return f"{self.prefix}:delayed"
-
-    @property
-    def members_key(self) -> str:
-        return f"{self.prefix}:members"
-
-    @property
-    def dests_key(self) -> str:
-        return f"{self.prefix}:dests"
 
     def _now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)

@@ -80,45 +80,46 @@ redis.call('SADD', KEYS[3], ARGV[3])
 return 1
 """
 
+# A Lua prelude of the scripts below that walk a ZSET of ``d|id`` members (delayed, leases):
+# ``take_due(each)`` removes up to ARGV[3] members of KEYS[1] scored at most ARGV[2] (now, ms),
+# calls ``each(dest, id)`` for every one, and returns how many it took.
+_TAKE_DUE = """
+local function take_due(each)
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+  for _, member in ipairs(due) do
+    local sep = string.find(member, '|', 1, true)
+    redis.call('ZREM', KEYS[1], member)
+    each(string.sub(member, 1, sep - 1), string.sub(member, sep + 1))
+  end
+  return #due
+end
+"""
+
 # Move due delayed members to their ready lists.
 # KEYS: delayed   ARGV: prefix, now_ms, limit   -> number moved
-MOVE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do
-  local sep = string.find(member, '|', 1, true)
-  local dest = string.sub(member, 1, sep - 1)
-  local id = string.sub(member, sep + 1)
-  redis.call('ZREM', KEYS[1], member)
+MOVE_DUE = _TAKE_DUE + """
+return take_due(function(dest, id)
   redis.call('RPUSH', ARGV[1] .. ':ready:' .. dest, id)
-end
-return #due
+end)
 """
 
 # Return ids whose lease expired, and ids in processing lists with no lease at all, to ready.
 # KEYS: leases, dests   ARGV: prefix, now_ms, limit
 # Returns a flat list: dest1, id1, dest2, id2, ... of what was recovered.
-REAP = """
+REAP = _TAKE_DUE + """
 local out = {}
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(expired) do
-  local sep = string.find(member, '|', 1, true)
-  local dest = string.sub(member, 1, sep - 1)
-  local id = string.sub(member, sep + 1)
-  redis.call('ZREM', KEYS[1], member)
+local function recover(dest, id)
   if redis.call('LREM', ARGV[1] .. ':processing:' .. dest, 1, id) > 0 then
     redis.call('RPUSH', ARGV[1] .. ':ready:' .. dest, id)
     table.insert(out, dest)
     table.insert(out, id)
   end
 end
+take_due(recover)
 for _, dest in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local plist = ARGV[1] .. ':processing:' .. dest
-  for _, id in ipairs(redis.call('LRANGE', plist, 0, -1)) do
+  for _, id in ipairs(redis.call('LRANGE', ARGV[1] .. ':processing:' .. dest, 0, -1)) do
     if not redis.call('ZSCORE', KEYS[1], dest .. '|' .. id) then
-      redis.call('LREM', plist, 1, id)
-      redis.call('RPUSH', ARGV[1] .. ':ready:' .. dest, id)
-      table.insert(out, dest)
-      table.insert(out, id)
+      recover(dest, id)
     end
   end
 end

@@ -84,15 +84,11 @@ class JobRegistry:
             job.result = work()
         except SimulatedJobFailure:
             self.log.info("simulated job {job_id} failed on purpose (fail_next)", job_id=job.id)
-            self._notify(job, "Job failed", True, level="ERROR")
-            job.done = job.failed = True
-            self._wipe_if_failed(job)
+            self._fail(job)
             return
         except Exception:  # noqa: BLE001 - any failing job ends as a failed job, like DHIS2's
             self.log.failure("simulated job {job_id} failed", job_id=job.id)
-            self._notify(job, "Job failed", True, level="ERROR")
-            job.done = job.failed = True
-            self._wipe_if_failed(job)
+            self._fail(job)
             return
         result = job.result
         if job.job_type == "DATAVALUE_IMPORT":
@@ -116,6 +112,12 @@ class JobRegistry:
                 msg = "(TRACKER_IMPORT_JOB) Import:Done took 0.1 sec."
             self._notify(job, msg, True)
         job.done = True
+        self._wipe_if_failed(job)
+
+    def _fail(self, job: Job) -> None:
+        """End ``job`` as DHIS2 ends one that died: a terminal ERROR row, then (2.44) the feed wiped."""
+        self._notify(job, "Job failed", True, level="ERROR")
+        job.done = job.failed = True
         self._wipe_if_failed(job)
 
     def _wipe_if_failed(self, job: Job) -> None:

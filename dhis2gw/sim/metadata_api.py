@@ -148,12 +148,9 @@ class MetadataApi:
 
     def create_org_unit(self, ctx: RequestContext) -> SimResponse:
         """``POST /api/organisationUnits``: 201 ObjectReport (client id kept) or 409 errors."""
-        try:
-            body = ctx.json()
-        except ValueError as e:
-            return error(400, f"JSON parse error: {e}")
-        if not isinstance(body, dict):
-            return error(400, "JSON parse error: expected an object")
+        body = _json_object(ctx)
+        if isinstance(body, SimResponse):
+            return body
         uid = body.get("id") or self.new_id()
         if not is_uid(uid):
             return self._report(409, uid, [{"message": f"Invalid UID `{uid}` for property `id`",
@@ -178,12 +175,9 @@ class MetadataApi:
         existing = self.md.objects["organisationUnits"].get(uid)
         if not existing:
             return error(404, f"OrganisationUnit with id {uid} could not be found.")
-        try:
-            body = ctx.json()
-        except ValueError as e:
-            return error(400, f"JSON parse error: {e}")
-        if not isinstance(body, dict):
-            return error(400, "JSON parse error: expected an object")
+        body = _json_object(ctx)
+        if isinstance(body, SimResponse):
+            return body
         errors = self._ou_errors(body, uid)
         if errors:
             return self._report(409, uid, errors)
@@ -211,6 +205,17 @@ class MetadataApi:
         return SimResponse.json(200, web_message(200, None, "OK", response={
             "responseType": "TypeReport", "klass": "org.hisp.dhis.organisationunit.OrganisationUnitGroup",
             "stats": {"created": 0, "updated": 1, "deleted": 0, "ignored": 0, "total": 1}, "objectReports": []}))
+
+
+def _json_object(ctx: RequestContext) -> dict[str, Any] | SimResponse:
+    """The request's JSON object, or the 400 DHIS2 answers when the body is not one."""
+    try:
+        body = ctx.json()
+    except ValueError as e:
+        return error(400, f"JSON parse error: {e}")
+    if not isinstance(body, dict):
+        return error(400, "JSON parse error: expected an object")
+    return body
 
 
 def _plain_fields(fields: str | None) -> bool:

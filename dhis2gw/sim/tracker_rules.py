@@ -100,13 +100,15 @@ class TrackerValidator:
     def _scheme(self, key: str) -> str:
         return self.schemes.get(key) or self.schemes.get("idScheme") or "UID"
 
-    def _existence(self, ttype: str, uid: str, exists_code: str, missing_code: str) -> TrackerError | None:
+    def _existence(self, ttype: str, uid: str, exists_code: str, missing_code: str) -> list[TrackerError] | None:
+        """The import strategy's existence check: its error, ``[]`` for a DELETE of a stored object
+        (nothing else is validated), None when the other rules decide."""
         exists = uid in self.store.tracker_collection(ttype)
         if self.strategy == "CREATE" and exists:
-            return TrackerError(exists_code, ttype, uid, [uid])
+            return [TrackerError(exists_code, ttype, uid, [uid])]
         if self.strategy in ("UPDATE", "DELETE") and not exists:
-            return TrackerError(missing_code, ttype, uid, [uid])
-        return None
+            return [TrackerError(missing_code, ttype, uid, [uid])]
+        return [] if self.strategy == "DELETE" else None
 
     def _known(self, ttype: str, uid: str | None) -> bool:
         return bool(uid) and (uid in self.store.tracker_collection(ttype) or uid in self.payload_uids[ttype])
@@ -126,9 +128,9 @@ class TrackerValidator:
     def tracked_entity(self, te: dict[str, Any]) -> list[TrackerError]:
         """Errors of one tracked entity."""
         uid = te["trackedEntity"]
-        err = self._existence("TRACKED_ENTITY", uid, "E1002", "E1063")
-        if err or self.strategy == "DELETE":
-            return [err] if err else []
+        settled = self._existence("TRACKED_ENTITY", uid, "E1002", "E1063")
+        if settled is not None:
+            return settled
         if not te.get("trackedEntityType"):
             return [TrackerError("E1121", "TRACKED_ENTITY", uid, ["trackedEntityType"])]
         tet = self.md.lookup("trackedEntityTypes", te["trackedEntityType"], self._scheme("idScheme"))
@@ -152,9 +154,9 @@ class TrackerValidator:
     def enrollment(self, en: dict[str, Any], tes_in_payload: dict[str, dict[str, Any]]) -> list[TrackerError]:
         """Errors of one enrollment."""
         uid = en["enrollment"]
-        err = self._existence("ENROLLMENT", uid, "E1080", "E1081")
-        if err or self.strategy == "DELETE":
-            return [err] if err else []
+        settled = self._existence("ENROLLMENT", uid, "E1080", "E1081")
+        if settled is not None:
+            return settled
         for prop in ("program", "trackedEntity", "orgUnit"):
             if not en.get(prop):
                 return [TrackerError("E1122", "ENROLLMENT", uid, [prop])]
@@ -186,9 +188,9 @@ class TrackerValidator:
     def event(self, ev: dict[str, Any]) -> list[TrackerError]:
         """Errors of one event."""
         uid = ev["event"]
-        err = self._existence("EVENT", uid, "E1030", "E1032")
-        if err or self.strategy == "DELETE":
-            return [err] if err else []
+        settled = self._existence("EVENT", uid, "E1030", "E1032")
+        if settled is not None:
+            return settled
         if not ev.get("programStage"):
             return [TrackerError("E1123", "EVENT", uid, ["programStage"])]
         stage = self.md.lookup("programStages", ev["programStage"], self._scheme("programStageIdScheme"))
@@ -236,9 +238,9 @@ class TrackerValidator:
     def relationship(self, rel: dict[str, Any]) -> list[TrackerError]:
         """Errors of one relationship (items already normalised to ``{type: uid}``)."""
         uid = rel["relationship"]
-        err = self._existence("RELATIONSHIP", uid, "E4015", "E4016")
-        if err or self.strategy == "DELETE":
-            return [err] if err else []
+        settled = self._existence("RELATIONSHIP", uid, "E4015", "E4016")
+        if settled is not None:
+            return settled
         if not rel.get("relationshipType"):
             return [TrackerError("E1124", "RELATIONSHIP", uid, ["relationshipType"])]
         if not self.md.get("relationshipTypes", rel["relationshipType"]):

@@ -7,8 +7,36 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Callable, overload
 
 _VERSION_RE = re.compile(r"^2\.(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-.*)?$")
+
+
+class _Switch:
+    """A behaviour switch of :class:`Version`: read on a version, it is ``rule(version)``."""
+
+    def __init__(self, rule: Callable[["Version"], bool], doc: str) -> None:
+        self.rule = rule
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, version: None, owner: Any) -> "_Switch": ...
+
+    @overload
+    def __get__(self, version: "Version", owner: Any) -> bool: ...
+
+    def __get__(self, version: "Version | None", owner: Any) -> "bool | _Switch":
+        return self if version is None else self.rule(version)
+
+
+def _since(minor: int, doc: str, patch: int = 0) -> _Switch:
+    """On from ``2.minor.patch``."""
+    return _Switch(lambda v: v.at_least(minor, patch), doc)
+
+
+def _until(minor: int, doc: str) -> _Switch:
+    """On up to ``2.minor`` (every patch of it)."""
+    return _Switch(lambda v: v.minor <= minor, doc)
 
 
 @dataclass(frozen=True, order=True)
@@ -47,21 +75,22 @@ class Version:
         """True if this version is ``2.minor.patch`` or newer."""
         return (self.minor, self.patch) >= (minor, patch)
 
+    # The switches of one version each, the version that turns them on (or the last one with them).
     # -- aggregate ---------------------------------------------------------
-    @property
-    def dvs_webmessage(self) -> bool:
-        """dataValueSets wraps the summary in a WebMessage (and 409s) from 2.38."""
-        return self.minor >= 38
-
-    @property
-    def coded_conflicts(self) -> bool:
-        """Conflicts carry errorCode/objects/property/indexes from 2.37."""
-        return self.minor >= 37
-
-    @property
-    def rejected_indexes(self) -> bool:
-        """ImportSummary.rejectedIndexes exists from 2.39."""
-        return self.minor >= 39
+    dvs_webmessage = _since(38, "dataValueSets wraps the summary in a WebMessage (and 409s) from 2.38.")
+    coded_conflicts = _since(37, "Conflicts carry errorCode/objects/property/indexes from 2.37.")
+    rejected_indexes = _since(39, "ImportSummary.rejectedIndexes exists from 2.39.")
+    new_value_wording = _since(40, "E7619/E7633/E7641 wording changed in 2.40.")
+    strict_locking_flags = _since(38, "importOptions echo strictDataSetApproval/Locking/InputPeriods from 2.38.")
+    data_entry_pipeline = _since(
+        43, "2.43 rewrote the aggregate import: E80xx/E81xx codes, per-data-set groups, new counting.")
+    partial_success_200 = _since(
+        43, "A mixed import (some values stored, some refused) answers 200 WARNING from 2.43.1 (409 before).", 1)
+    superuser_skips_future_periods = _since(
+        43, "From 2.43.1 users with ALL are not held to ``openFuturePeriods`` (dhis2w #139).", 1)
+    dry_run_npe = _since(
+        43, "2.43.2+: ``dryRun=true`` on a TRUE_ONLY/LONG_TEXT value is a deterministic 500 NPE (dhis2w #129).", 2)
+    backticked_args = _since(44, "2.44 wraps conflict arguments in backticks (`` `[A, B]` ``).")
 
     @property
     def unchanged_is_ignored(self) -> bool:
@@ -75,113 +104,29 @@ class Version:
             return self.patch >= 3
         return self.minor >= 41
 
-    @property
-    def new_value_wording(self) -> bool:
-        """E7619/E7633/E7641 wording changed in 2.40."""
-        return self.minor >= 40
-
-    @property
-    def strict_locking_flags(self) -> bool:
-        """importOptions echo strictDataSetApproval/Locking/InputPeriods from 2.38."""
-        return self.minor >= 38
-
-    @property
-    def data_entry_pipeline(self) -> bool:
-        """2.43 rewrote the aggregate import: E80xx/E81xx codes, per-data-set groups, new counting."""
-        return self.minor >= 43
-
-    @property
-    def partial_success_200(self) -> bool:
-        """A mixed import (some values stored, some refused) answers 200 WARNING from 2.43.1 (409 before)."""
-        return self.at_least(43, 1)
-
-    @property
-    def superuser_skips_future_periods(self) -> bool:
-        """From 2.43.1 users with ALL are not held to ``openFuturePeriods`` (dhis2w #139)."""
-        return self.at_least(43, 1)
-
-    @property
-    def dry_run_npe(self) -> bool:
-        """2.43.2+: ``dryRun=true`` on a TRUE_ONLY/LONG_TEXT value is a deterministic 500 NPE (dhis2w #129)."""
-        return self.at_least(43, 2)
-
-    @property
-    def backticked_args(self) -> bool:
-        """2.44 wraps conflict arguments in backticks (`` `[A, B]` ``)."""
-        return self.minor >= 44
-
     # -- jobs --------------------------------------------------------------
-    @property
-    def persisted_jobs(self) -> bool:
-        """2.41+: job names 'DATAVALUE_IMPORT (<millis>)', jobStatus/jobParameters."""
-        return self.minor >= 41
-
-    @property
-    def failed_job_feed_wiped(self) -> bool:
-        """2.44 empties a failed job's ``/api/system/tasks`` feed about 1 s after its last row (dhis2w #143)."""
-        return self.minor >= 44
+    persisted_jobs = _since(41, "2.41+: job names 'DATAVALUE_IMPORT (<millis>)', jobStatus/jobParameters.")
+    failed_job_feed_wiped = _since(
+        44, "2.44 empties a failed job's ``/api/system/tasks`` feed about 1 s after its last row (dhis2w #143).")
 
     # -- tracker -----------------------------------------------------------
-    @property
-    def tracker_timings(self) -> bool:
-        """timingsStats exists (reportMode=FULL) up to 2.40."""
-        return self.minor <= 40
-
-    @property
-    def tracker_error_args(self) -> bool:
-        """errorReports carry args from 2.41."""
-        return self.minor >= 41
-
-    @property
-    def tracker_object_index(self) -> bool:
-        """objectReports carry index up to 2.40."""
-        return self.minor <= 40
-
-    @property
-    def tracker_bundle_status(self) -> bool:
-        """bundleReport has status + stats up to 2.39."""
-        return self.minor <= 39
-
-    @property
-    def tracker_invalid_uid_400(self) -> bool:
-        """2.42 rejects invalid UIDs while parsing (400) instead of E1048."""
-        return self.minor >= 42
-
-    @property
-    def tracker_job_response_type(self) -> bool:
-        """The async tracker response lacks responseType in 2.41 only."""
-        return self.minor != 41
-
-    @property
-    def nested_relationship_items(self) -> bool:
-        """RelationshipItem is ``{"trackedEntity": {"trackedEntity": uid}}`` from 2.38."""
-        return self.minor >= 38
-
-    @property
-    def old_tracker_messages(self) -> bool:
-        """2.36-2.39 render objects as ``OrganisationUnit (uid)`` in messages."""
-        return self.minor <= 39
+    tracker_timings = _until(40, "timingsStats exists (reportMode=FULL) up to 2.40.")
+    tracker_error_args = _since(41, "errorReports carry args from 2.41.")
+    tracker_object_index = _until(40, "objectReports carry index up to 2.40.")
+    tracker_bundle_status = _until(39, "bundleReport has status + stats up to 2.39.")
+    tracker_invalid_uid_400 = _since(42, "2.42 rejects invalid UIDs while parsing (400) instead of E1048.")
+    tracker_job_response_type = _Switch(lambda v: v.minor != 41,
+                                        "The async tracker response lacks responseType in 2.41 only.")
+    nested_relationship_items = _since(
+        38, 'RelationshipItem is ``{"trackedEntity": {"trackedEntity": uid}}`` from 2.38.')
+    old_tracker_messages = _until(39, "2.36-2.39 render objects as ``OrganisationUnit (uid)`` in messages.")
 
     # -- metadata / auth ---------------------------------------------------
-    @property
-    def collection_type_report(self) -> bool:
-        """Collection add/remove returns 200 TypeReport from 2.38 (204 before)."""
-        return self.minor >= 38
-
-    @property
-    def pat(self) -> bool:
-        """Personal access tokens exist from 2.37."""
-        return self.minor >= 37
-
-    @property
-    def pat_v2(self) -> bool:
-        """``d2p_`` tokens exist from 2.41."""
-        return self.minor >= 41
-
-    @property
-    def gist_lists(self) -> bool:
-        """2.44 serves list reads with plain ``fields=`` through Gist (its pager; ``nextPage`` over http)."""
-        return self.minor >= 44
+    collection_type_report = _since(38, "Collection add/remove returns 200 TypeReport from 2.38 (204 before).")
+    pat = _since(37, "Personal access tokens exist from 2.37.")
+    pat_v2 = _since(41, "``d2p_`` tokens exist from 2.41.")
+    gist_lists = _since(
+        44, "2.44 serves list reads with plain ``fields=`` through Gist (its pager; ``nextPage`` over http).")
 
     @property
     def login_path(self) -> str:

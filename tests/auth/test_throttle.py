@@ -88,7 +88,6 @@ class RedisLoginThrottleTests(TestCase):
     """The shared budget on the real Redis, "now" on a Clock."""
 
     async def setUp(self) -> None:
-        svc = services()
         self.prefix = redis_prefix()
         self.addCleanup(delete_redis_prefix, self.prefix)
         self.clock = Clock()

@@ -12,8 +12,11 @@ Markdown table and appends it to ``bench-results/delivery.md`` with the date and
 from __future__ import annotations
 
 import argparse
+import socket
 import time
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
 
 import psycopg2
 
@@ -44,36 +47,55 @@ def _delivery_times(dsn: str) -> tuple[float, float, int]:
     return float(first), float(last), int(n)
 
 
+@dataclass
+class _Rig:
+    """A fresh migrated database seeded with submissions, a Redis prefix, a running simulator."""
+
+    dsn: str
+    prefix: str
+    sim: SimulatorProcess
+    gateway: Optional[GatewayProcess] = None
+
+    def start_gateway(self, role: str = "all", wait: bool = True, **extra: str) -> GatewayProcess:
+        """Start the gateway under test with ``extra`` environment variables."""
+        self.gateway = GatewayProcess(_env(self.dsn, self.prefix, self.sim, **extra), role=role)
+        self.gateway.start(wait=wait)
+        return self.gateway
+
+
+@contextmanager
+def _rig(count: int, latency: Optional[float] = None) -> Iterator[_Rig]:
+    """A rig with ``count`` seeded submissions; everything it made is stopped and dropped on exit."""
+    rig = _Rig(create_database(), redis_prefix(), SimulatorProcess(latency=latency))
+    try:
+        _apply_migrations_blocking(rig.dsn)
+        seed_submissions(rig.dsn, count)
+        rig.sim.start()
+        yield rig
+    finally:
+        if rig.gateway:
+            rig.gateway.stop()
+        rig.sim.stop()
+        delete_redis_prefix(rig.prefix)
+        drop_database(rig.dsn)
+
+
 def measure_delivery(latency: float, count: int, batching: bool = False) -> dict[str, Any]:
     """Deliver ``count`` submissions through one gateway to a simulator with ``latency``."""
-    dsn = create_database()
-    prefix = redis_prefix()
-    sim = SimulatorProcess(latency=latency or None)
-    gateway = None
-    try:
-        _apply_migrations_blocking(dsn)
-        seed_submissions(dsn, count)
-        sim.start()
+    with _rig(count, latency or None) as rig:
         extra = {"DHIS2GW_BATCH_ENABLED": "true"} if batching else {}
-        gateway = GatewayProcess(_env(dsn, prefix, sim, **extra), role="worker")
-        gateway.start(wait=False)
-        wait_until(lambda: status_counts(dsn).get("delivered", 0) == count, timeout=max(300, count / 5),
+        gateway = rig.start_gateway("worker", wait=False, **extra)
+        wait_until(lambda: status_counts(rig.dsn).get("delivered", 0) == count, timeout=max(300, count / 5),
                    interval=0.5, what="all delivered")
         assert gateway.proc is not None
         hwm = _vm_hwm_kb(gateway.proc.pid)
-        first, last, n = _delivery_times(dsn)
+        first, last, n = _delivery_times(rig.dsn)
         # The first delivery completes one round trip after the start: count that interval too.
         elapsed = (last - first) + max(latency, 0.001)
         return {"latency_ms": int(latency * 1000), "batching": batching, "submissions": n, "seconds": round(elapsed, 2),
                 "per_second": round(n / elapsed, 1), "values_per_second": round(n / elapsed, 1),
                 "peak_rss_mb": round(hwm / 1024, 1),
                 "theoretical": round(MAX_CONCURRENT / latency, 1) if latency else None}
-    finally:
-        if gateway:
-            gateway.stop()
-        sim.stop()
-        delete_redis_prefix(prefix)
-        drop_database(dsn)
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -84,44 +106,31 @@ def _vm_hwm_kb(pid: int) -> int:
     return 0
 
 
+def _redis_command(*parts: str) -> bytes:
+    """One command to the test Redis over a raw socket (blocking); its raw answer."""
+    svc = services()
+    encoded = [p.encode() for p in parts]
+    payload = b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in encoded)
+    with socket.create_connection((svc.redis_host, svc.redis_port)) as sock:
+        sock.sendall(payload)
+        return sock.recv(64)
+
+
 def measure_memory(count: int) -> dict[str, Any]:
     """Peak RSS of a gateway whose reconciler queued ``count`` submissions (destination paused)."""
-    dsn = create_database()
-    prefix = redis_prefix()
-    sim = SimulatorProcess()
-    gateway = None
-    try:
-        _apply_migrations_blocking(dsn)
-        seed_submissions(dsn, count)
-        sim.start()
-        svc = services()
-        import socket
-
-        with socket.create_connection((svc.redis_host, svc.redis_port)) as sock:  # pause before start
-            key = f"{prefix}:paused:main".encode()
-            sock.sendall(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\n1\r\n" % (len(key), key))
-            sock.recv(16)
-        gateway = GatewayProcess(_env(dsn, prefix, sim))
+    with _rig(count) as rig:
+        _redis_command("SET", f"{rig.prefix}:paused:main", "1")  # pause before start
         started = time.monotonic()
-        gateway.start()
+        gateway = rig.start_gateway()
 
         def queued_all() -> bool:
-            with socket.create_connection((svc.redis_host, svc.redis_port)) as sock:
-                key = f"{prefix}:ready:main".encode()
-                sock.sendall(b"*2\r\n$4\r\nLLEN\r\n$%d\r\n%s\r\n" % (len(key), key))
-                return int(sock.recv(32)[1:].split(b"\r\n")[0]) >= count
+            return int(_redis_command("LLEN", f"{rig.prefix}:ready:main")[1:].split(b"\r\n")[0]) >= count
 
         wait_until(queued_all, timeout=600, interval=1, what="reconciler queued everything")
         took = time.monotonic() - started
         time.sleep(2)
         hwm = _vm_hwm_kb(gateway.proc.pid)  # type: ignore[union-attr]
         return {"queued": count, "peak_rss_mb": round(hwm / 1024, 1), "reconcile_seconds": round(took, 1)}
-    finally:
-        if gateway:
-            gateway.stop()
-        sim.stop()
-        delete_redis_prefix(prefix)
-        drop_database(dsn)
 
 
 def main() -> None:

@@ -14,10 +14,11 @@ figures depend on the machine and whatever else runs on it.
 """
 from __future__ import annotations
 
-import argparse
-import statistics
+import json
 import time
 from typing import Any
+
+from tests.bench.gateway_timing import bench_parser, filled_database, print_timings, react_for, time_gateway_queries
 
 QUERIES = (
     ("no filter, page 1", ""),
@@ -121,76 +122,22 @@ def explain(dsn: str, tz: Any) -> None:
     conn.close()
 
 
-async def run_http(reactor: Any, dsn: str, repeat: int) -> list[tuple[str, float, float, int]]:
-    """Start a gateway and time every query; return (label, median ms, max ms, total)."""
-    import treq
-
-    from dhis2gw.config import load_config
-    from dhis2gw.runtime.embedded import free_port
-    from dhis2gw.wiring.root import build_gateway
-    from tests.support.fake_auth import StaticAuthenticator
-    from tests.support.services import delete_redis_prefix, redis_prefix, test_environ
-
-    prefix = redis_prefix()
-    config = load_config(None, test_environ(dsn, prefix, DHIS2GW_SERVER_PORT=str(free_port())))
-    gateway = build_gateway(config, reactor, "api")
-    gateway.router.authenticator = StaticAuthenticator()
-    gateway.service.startService()
-    port = (await gateway.listener.listening).getHost().port
-    base = f"http://127.0.0.1:{port}/api/v2/logs?page_size=20&"
-    headers = {"Authorization": ["Test admin 1"]}
-    results = []
-    try:
-        for label, query in QUERIES:
-            times = []
-            total = -1
-            for i in range(repeat + 1):
-                started = time.perf_counter()
-                response = await treq.get(base + query, headers=headers)
-                body = await response.json()
-                elapsed = (time.perf_counter() - started) * 1000
-                if response.code != 200:
-                    raise RuntimeError(f"{label}: {response.code} {body}")
-                total = body["total"] if body["total"] is not None else -1
-                if i:
-                    times.append(elapsed)
-            results.append((label, statistics.median(times), max(times), total))
-    finally:
-        await gateway.service.stopService()
-        delete_redis_prefix(prefix)
-    return results
+def _total(body: bytes) -> int:
+    """The ``total`` of a ``GET /logs`` answer (-1 when it was not counted)."""
+    total = json.loads(body)["total"]
+    return total if total is not None else -1
 
 
 def main() -> None:
     """Entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=7)
-    args = parser.parse_args()
-
     import zoneinfo
 
-    from twisted.internet import defer, task
-
-    from tests.support.services import migrated_database
-
-    dsn = migrated_database()
-    print(f"filling {args.rows:,} submissions …", flush=True)
-    print(f"filled in {fill(dsn, args.rows):.1f} s")
-    results: list[Any] = []
-
-    async def go(reactor: Any) -> None:
-        results.extend(await run_http(reactor, dsn, args.repeat))
-
-    try:
-        task.react(lambda reactor: defer.Deferred.fromCoroutine(go(reactor)))
-    except SystemExit as e:
-        if e.code:
-            raise
-    print(f"\nGET /api/v2/logs (page_size=20), {args.rows:,} rows, {args.repeat} runs each over HTTP")
-    print(f"{'query':42} {'median ms':>10} {'max ms':>8} {'total':>9}")
-    for label, med, worst, total in results:
-        print(f"{label:42} {med:10.1f} {worst:8.1f} {total:9}")
+    args = bench_parser(__doc__).parse_args()
+    dsn = filled_database(f"{args.rows:,} submissions", lambda dsn: fill(dsn, args.rows))
+    queries = [(label, "/api/v2/logs?page_size=20&" + query) for label, query in QUERIES]
+    results = react_for(lambda reactor: time_gateway_queries(reactor, dsn, queries, args.repeat, _total))
+    print_timings(f"GET /api/v2/logs (page_size=20), {args.rows:,} rows, {args.repeat} runs each over HTTP",
+                  results, "total", 42)
     explain(dsn, zoneinfo.ZoneInfo("Africa/Kampala"))
 
 

@@ -12,10 +12,9 @@ figures depend on the machine and whatever else runs on it.
 """
 from __future__ import annotations
 
-import argparse
-import statistics
 import time
-from typing import Any
+
+from tests.bench.gateway_timing import bench_parser, filled_database, print_timings, react_for, time_gateway_queries
 
 DS = "uFaVMlw4qxK"
 FILL = """
@@ -59,75 +58,16 @@ def fill(dsn: str, rows: int, facilities: int) -> float:
     return time.monotonic() - started
 
 
-async def run_http(reactor: Any, dsn: str, repeat: int) -> list[tuple[str, float, float, int]]:
-    """Start a gateway and time every query; (label, median ms, max ms, bytes)."""
-    import treq
-
-    from dhis2gw.config import load_config
-    from dhis2gw.runtime.embedded import free_port
-    from dhis2gw.wiring.root import build_gateway
-    from tests.support.fake_auth import StaticAuthenticator
-    from tests.support.services import delete_redis_prefix, redis_prefix, test_environ
-
-    prefix = redis_prefix()
-    config = load_config(None, test_environ(dsn, prefix, DHIS2GW_SERVER_PORT=str(free_port())))
-    gateway = build_gateway(config, reactor, "api")
-    gateway.router.authenticator = StaticAuthenticator()
-    gateway.service.startService()
-    port = (await gateway.listener.listening).getHost().port
-    headers = {"Authorization": ["Test admin 1"]}
-    results = []
-    try:
-        for label, path in QUERIES:
-            times = []
-            size = 0
-            for i in range(repeat + 1):
-                started = time.perf_counter()
-                response = await treq.get(f"http://127.0.0.1:{port}{path}", headers=headers)
-                body = await response.content()
-                elapsed = (time.perf_counter() - started) * 1000
-                if response.code != 200:
-                    raise RuntimeError(f"{label}: {response.code} {body[:300]!r}")
-                size = len(body)
-                if i:
-                    times.append(elapsed)
-            results.append((label, statistics.median(times), max(times), size))
-    finally:
-        await gateway.service.stopService()
-        delete_redis_prefix(prefix)
-    return results
-
-
 def main() -> None:
     """Entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser = bench_parser(__doc__)
     parser.add_argument("--facilities", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-
-    from twisted.internet import defer, task
-
-    from tests.support.services import migrated_database
-
-    dsn = migrated_database()
-    print(f"filling {args.rows:,} submissions over {args.facilities:,} facilities …", flush=True)
-    print(f"filled in {fill(dsn, args.rows, args.facilities):.1f} s")
-    results: list[Any] = []
-
-    async def go(reactor: Any) -> None:
-        results.extend(await run_http(reactor, dsn, args.repeat))
-
-    try:
-        task.react(lambda reactor: defer.Deferred.fromCoroutine(go(reactor)))
-    except SystemExit as e:
-        if e.code:
-            raise
-    print(f"\n{args.rows:,} submissions, {args.facilities:,} facilities, {args.repeat} runs each over HTTP")
-    print(f"{'query':36} {'median ms':>10} {'max ms':>8} {'bytes':>9}")
-    for label, med, worst, size in results:
-        print(f"{label:36} {med:10.1f} {worst:8.1f} {size:9}")
-
+    dsn = filled_database(f"{args.rows:,} submissions over {args.facilities:,} facilities",
+                          lambda dsn: fill(dsn, args.rows, args.facilities))
+    results = react_for(lambda reactor: time_gateway_queries(reactor, dsn, QUERIES, args.repeat, len))
+    print_timings(f"{args.rows:,} submissions, {args.facilities:,} facilities, {args.repeat} runs each over HTTP",
+                  results, "bytes", 36)
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """The original's mapping sheets (every row ``default``/``default``) work unchanged: ``default`` means any."""
 from __future__ import annotations
 
-from tests.mapping.support import SUBMITTER, MappingRig, make_csv
+from tests.mapping.support import SUBMITTER, MappingRig
 from tests.support.delivery import DE_ANC1, DE_OPD, DE_WEIGHT, DS_HMIS, FACILITIES
 
 COC = "HllvX50cXC0"

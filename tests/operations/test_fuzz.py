@@ -19,7 +19,6 @@ from typing import Optional
 
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThreadPool
-from twisted.trial.unittest import SkipTest
 
 from tests.operations.support import OperationsTestCase
 from tests.support.services import ROOT

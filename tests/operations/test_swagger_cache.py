@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import treq
 from twisted.internet import defer, reactor

@@ -1,25 +1,20 @@
 """RedisConnections: timeouts instead of hangs, real Redis otherwise."""
 from __future__ import annotations
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from dhis2gw.runtime.embedded import free_port
 from dhis2gw.queue.connection import RedisConnections, RedisUnavailable
-from tests.support.services import delete_redis_prefix, redis_prefix, services
+from tests.support.backends import open_redis
 
 
 class RedisConnectionTests(TestCase):
     """Commands against the real test Redis."""
 
     def setUp(self) -> None:
-        svc = services()
-        self.redis = RedisConnections(reactor, svc.redis_host, svc.redis_port, timeout=5)
-        self.redis.startService()
-        self.addCleanup(self.redis.stopService)
-        self.prefix = redis_prefix()
-        self.addCleanup(delete_redis_prefix, self.prefix)
+        self.redis, self.prefix = open_redis(self)
 
     async def test_commands_and_scripts(self) -> None:
         """Plain commands and Lua scripts round-trip; numbers are not converted."""

@@ -1,26 +1,19 @@
 """The Lua-backed queue against real Redis, with time driven by a Clock."""
 from __future__ import annotations
 
-from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from dhis2gw.queue.connection import RedisConnections
 from dhis2gw.queue.feed import SubmissionQueue
-from tests.support.services import delete_redis_prefix, redis_prefix, services
+from tests.support.backends import open_redis
 
 
 class SubmissionQueueTests(TestCase):
     """Enqueue, claim, lease, ack, delay, reap and pause on real Redis."""
 
     def setUp(self) -> None:
-        svc = services()
         # Redis commands run on the real reactor; the queue's notion of "now" is the Clock.
-        self.redis = RedisConnections(reactor, svc.redis_host, svc.redis_port, timeout=5)
-        self.redis.startService()
-        self.addCleanup(self.redis.stopService)
-        self.prefix = redis_prefix()
-        self.addCleanup(delete_redis_prefix, self.prefix)
+        self.redis, self.prefix = open_redis(self)
         self.clock = Clock()
         self.clock.advance(1_000_000)
         self.queue = SubmissionQueue(self.redis, self.clock, self.prefix, lease_seconds=60)

@@ -346,25 +346,17 @@ AMBIGUOUS = {"dataValues": [{"dataElement": DE_MAL_DEATHS, "period": "202401", "
 FUTURE = {"dataValues": [{"dataElement": DE_OPD, "period": "209912", "orgUnit": FAC_NR, "value": "5"}]}
 CLERK = basic("clerk", "Clerk123!")
 
-# (name, fixture, version, payload, headers, expected status)
-V243_CASES = [
-    ("E8122 only row 2.43.2", "dataValueSets/error_409_E8122_only_row_invalid_v2.43-2.44__dhis2w-issues-reconstructed.json",
-     "2.43.2", STOCK_NAN, None, 409),
-    ("E8122 only row 2.44", "dataValueSets/error_409_E8122_only_row_invalid_v2.43-2.44__dhis2w-issues-reconstructed.json",
-     "2.44", STOCK_NAN, None, 409),
-    ("mixed 2.43.1", "dataValueSets/warning_200_mixed_batch_v2.43-2.44__dhis2w-issues-reconstructed.json",
-     "2.43.1", MIXED, None, 200),
-    ("mixed 2.44", "dataValueSets/warning_200_mixed_batch_v2.43-2.44__dhis2w-issues-reconstructed.json",
-     "2.44", MIXED, None, 200),
-    ("E8002 2.43", "dataValueSets/error_409_E8002_multiple_datasets_v2.43-2.44__dhis2w-issues-reconstructed.json",
-     "2.43.1", AMBIGUOUS, None, 409),
-    ("E8002 2.44", "dataValueSets/error_409_E8002_multiple_datasets_v2.43-2.44__dhis2w-issues-reconstructed.json",
-     "2.44", AMBIGUOUS, None, 409),
-    ("E8030 non-superuser 2.43.2", "dataValueSets/error_409_E8030_untimely_non_superuser_v2.43-2.44__dhis2w-issues-reconstructed.json",
-     "2.43.2", FUTURE, CLERK, 409),
-    ("E8030 non-superuser 2.44", "dataValueSets/error_409_E8030_untimely_non_superuser_v2.43-2.44__dhis2w-issues-reconstructed.json",
-     "2.44", FUTURE, CLERK, 409),
+DVS = "dataValueSets/{}_v2.43-2.44__dhis2w-issues-reconstructed.json"
+# (name, fixture, versions, payload, headers, expected status): one case per version
+V243_ANSWERS = [
+    ("E8122 only row", DVS.format("error_409_E8122_only_row_invalid"), ("2.43.2", "2.44"), STOCK_NAN, None, 409),
+    ("mixed", DVS.format("warning_200_mixed_batch"), ("2.43.1", "2.44"), MIXED, None, 200),
+    ("E8002", DVS.format("error_409_E8002_multiple_datasets"), ("2.43.1", "2.44"), AMBIGUOUS, None, 409),
+    ("E8030 non-superuser", DVS.format("error_409_E8030_untimely_non_superuser"), ("2.43.2", "2.44"), FUTURE, CLERK,
+     409),
 ]
+V243_CASES = [(f"{name} {version}", fx, version, payload, headers, status)
+              for name, fx, versions, payload, headers, status in V243_ANSWERS for version in versions]
 
 
 def observed_part(body: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:

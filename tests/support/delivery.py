@@ -17,15 +17,13 @@ from dhis2gw.delivery.retry import RetryPolicy
 from dhis2gw.dhis2.auth import BasicAuth
 from dhis2gw.dhis2.client import DHIS2Client
 from dhis2gw.dhis2.uids import generate_uid
-from dhis2gw.interfaces import IngestRequest
+from dhis2gw.interfaces import IngestRequest, Prepared
 from dhis2gw.kinds.aggregate import AggregateKind
-from dhis2gw.queue.connection import RedisConnections
 from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.sim import Metadata, Simulator, SimulatorServer
-from dhis2gw.storage.database import Database
 from dhis2gw.storage.mappings import MappingStore
 from dhis2gw.storage.submissions import FINAL_STATES, NewSubmission, SubmissionStore
-from tests.support.services import delete_redis_prefix, migrated_database, redis_prefix, services
+from tests.support.backends import open_database, open_redis
 
 DS_HMIS = "uFaVMlw4qxK"
 DE_OPD = "Re46C6Apebu"
@@ -55,17 +53,8 @@ class DeliveryRig(TestCase):
     read_timeout = 10.0
 
     async def rig_setup(self) -> None:
-        self.dsn = migrated_database()
-        self.db = Database(reactor, self.dsn, size=4)
-        self.db.startService()
-        await self.db.started
-        self.addCleanup(self.db.stopService)
-        svc = services()
-        self.redis = RedisConnections(reactor, svc.redis_host, svc.redis_port, timeout=5)
-        self.redis.startService()
-        self.addCleanup(self.redis.stopService)
-        self.prefix = redis_prefix()
-        self.addCleanup(delete_redis_prefix, self.prefix)
+        self.dsn, self.db = await open_database(self)
+        self.redis, self.prefix = open_redis(self)
         self.sim = Simulator(self.version, clock=reactor, metadata=Metadata.load_default())
         self.server = SimulatorServer(self.sim, reactor)
         await self.server.start(0)
@@ -109,8 +98,13 @@ class DeliveryRig(TestCase):
     async def submit(self, body: dict[str, Any], push: bool = True) -> int:
         """Prepare, record and queue one aggregate submission like ingest does; return its id."""
         prepared = await self.kind.prepare(IngestRequest(body, None, "", "main", "main", {}))
+        return await self.record("aggregate", body, prepared, push)
+
+    async def record(self, kind: str, body: dict[str, Any], prepared: Prepared, push: bool = True) -> int:
+        """Record a prepared submission of ``kind`` for ``main`` like ingest does and queue it (unless
+        ``push`` is false); return its id."""
         created = await self.store.create(NewSubmission(
-            uid=generate_uid(), kind="aggregate", destination="main", submitter_id=None, endpoint="/api/v2/aggregate",
+            uid=generate_uid(), kind=kind, destination="main", submitter_id=None, endpoint=f"/api/v2/{kind}",
             payload=body, dhis2_payload=prepared.dhis2_payload, import_params=prepared.import_params,
             value_count=prepared.value_count))
         if push:

@@ -2,7 +2,7 @@
 
 The configuration is a YAML file in a temporary directory (``api:`` keys for the main DHIS2 and
 the ``cc_*`` lists, ``servers:`` for the CC simulators) loaded with ``load_config`` like
-production; the sync, planner, kind and dispatcher are wired by ``dhis2gw.sync.wiring`` code.
+production; the sync, planner, kind and dispatcher are wired by the builders of ``dhis2gw.wiring.features``.
 """
 from __future__ import annotations
 
@@ -20,14 +20,13 @@ from dhis2gw.delivery.dispatcher import Dispatcher
 from dhis2gw.delivery.retry import RetryPolicy
 from dhis2gw.dhis2.destinations import Destinations
 from dhis2gw.kinds.orgunit import OrgUnitKind
-from dhis2gw.queue.connection import RedisConnections
 from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.sim import Metadata, Simulator, SimulatorServer
-from dhis2gw.storage.database import Database
 from dhis2gw.storage.orgunit_propagation import PropagationStore
 from dhis2gw.storage.submissions import FINAL_STATES, SubmissionStore
 from dhis2gw.wiring.features import build_sync
-from tests.support.services import delete_redis_prefix, migrated_database, redis_prefix, services, test_environ
+from tests.support.backends import open_database, open_redis
+from tests.support.services import test_environ
 
 ROOT = "pDomLOJBzpp"  # Zambara (level 1) in the bundled country and the generated tree
 NORTH = "OZRoMx0Tm10"  # Northern Region (level 2)
@@ -56,17 +55,8 @@ class SyncRig(TestCase):
     probe_interval = 0.2
 
     async def rig_setup(self) -> None:
-        self.dsn = migrated_database()
-        self.db = Database(reactor, self.dsn, size=4)
-        self.db.startService()
-        await self.db.started
-        self.addCleanup(self.db.stopService)
-        svc = services()
-        self.redis = RedisConnections(reactor, svc.redis_host, svc.redis_port, timeout=5)
-        self.redis.startService()
-        self.addCleanup(self.redis.stopService)
-        self.prefix = redis_prefix()
-        self.addCleanup(delete_redis_prefix, self.prefix)
+        self.dsn, self.db = await open_database(self)
+        self.redis, self.prefix = open_redis(self)
         self.sims: dict[str, Simulator] = {}
         self.servers: dict[str, SimulatorServer] = {}
         for name, factory in [("main", self.main_metadata), *self.cc.items()]:
@@ -118,7 +108,7 @@ class SyncRig(TestCase):
         return self.dispatcher
 
     def make_sync(self) -> Any:
-        """The HierarchySync exactly as ``dhis2gw.sync.wiring`` builds it for a gateway."""
+        """The HierarchySync exactly as ``dhis2gw.wiring.features`` builds it for a gateway."""
         return build_sync(self.config, self.db, self.destinations.clients, self.store, self.queue, self.dispatcher)
 
     async def orgunit_submissions(self) -> list[dict[str, Any]]:

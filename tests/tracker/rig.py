@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.interfaces import IngestRequest, Prepared
 from dhis2gw.kinds.tracker import TrackerKind
-from dhis2gw.storage.submissions import NewSubmission
 from dhis2gw.storage.uid_map import UidMapStore
 from tests.support.delivery import DeliveryRig
 
@@ -81,13 +79,7 @@ class TrackerRig(DeliveryRig):
                              push: bool = True) -> tuple[int, Prepared]:
         """Prepare, record and queue one tracker submission like ingest does."""
         prepared = await self.prepare(body, query)
-        created = await self.store.create(NewSubmission(
-            uid=generate_uid(), kind="tracker", destination="main", submitter_id=None, endpoint="/api/v2/tracker",
-            payload=body, dhis2_payload=prepared.dhis2_payload, import_params=prepared.import_params,
-            value_count=prepared.value_count))
-        if push:
-            await self.queue.enqueue("main", created.row["id"])
-        return int(created.row["id"]), prepared
+        return await self.record("tracker", body, prepared, push), prepared
 
     def tracker_posts(self) -> list[Any]:
         """Every POST /api/tracker the simulator received."""

@@ -9,7 +9,7 @@ from kivymd.uix.gridlayout import MDGridLayout
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
-from dhis2gw_admin.screens.widgets import ERROR_COLOR, STATUS_COLORS, button, hbox, label, vbox
+from dhis2gw_admin.screens.widgets import ERROR_COLOR, STATUS_COLORS, button, hbox, label, shows_text, vbox
 from dhis2gw_admin.viewmodels.dashboard import STATUSES, DashboardVM
 
 
@@ -32,8 +32,8 @@ class DashboardScreen(MDScreen):
         scroll = MDScrollView()
         scroll.add_widget(body)
         self.add_widget(scroll)
-        vm.bind(counts=self._counts, destinations=self._queues, error=lambda _v, t: setattr(self.error, "text", t),
-                gateway_text=lambda _v, t: setattr(self.gateway, "text", t),
+        vm.bind(counts=self._counts, destinations=self._queues, error=shows_text(self.error),
+                gateway_text=shows_text(self.gateway),
                 updated_at=lambda _v, t: setattr(self.status, "text", f"updated {t}, refreshes every "
                                                                       f"{int(vm.interval)} s"))
 

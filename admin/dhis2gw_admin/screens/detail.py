@@ -11,7 +11,8 @@ from kivymd.uix.gridlayout import MDGridLayout
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
-from dhis2gw_admin.screens.widgets import ERROR_COLOR, STATUS_COLORS, button, dialog, hbox, label, vbox
+from dhis2gw_admin.screens.widgets import (ERROR_COLOR, STATUS_COLORS, button, dialog, hbox, label, shows_text,
+                                           vbox)
 from dhis2gw_admin.viewmodels.detail import DetailVM
 
 MAX_SHOWN = 20000  # characters of a payload drawn on screen (copy takes everything)
@@ -52,8 +53,8 @@ class DetailScreen(MDScreen):
                              self.requeue_button, self.delete_button))
         root.add_widget(scroll)
         self.add_widget(root)
-        vm.bind(submission=self._show, status=self._status, error=lambda _v, t: setattr(self.error, "text", t),
-                message=lambda _v, t: setattr(self.message, "text", t),
+        vm.bind(submission=self._show, status=self._status, error=shows_text(self.error),
+                message=shows_text(self.message),
                 deleted=lambda _v, d: d and self.back())
 
     def _status(self, _vm: Any, status: str) -> None:

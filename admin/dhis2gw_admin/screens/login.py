@@ -8,7 +8,7 @@ from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.card import MDCard
 from kivymd.uix.screen import MDScreen
 
-from dhis2gw_admin.screens.widgets import ERROR_COLOR, button, field, label
+from dhis2gw_admin.screens.widgets import ERROR_COLOR, button, field, label, shows_text
 from dhis2gw_admin.viewmodels.login import LoginVM
 
 
@@ -31,8 +31,8 @@ class LoginScreen(MDScreen):
             card.add_widget(w)
         card.add_widget(MDBoxLayout())
         self.add_widget(card)
-        vm.bind(error=lambda _vm, v: setattr(self.error, "text", v),
-                server_url=lambda _vm, v: setattr(self.server, "text", v))
+        vm.bind(error=shows_text(self.error),
+                server_url=shows_text(self.server))
 
     def submit(self) -> None:
         password, self.password.text = self.password.text, ""

@@ -13,17 +13,8 @@ from kivymd.uix.progressindicator import MDLinearProgressIndicator
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
-from dhis2gw_admin.screens.widgets import (
-    ERROR_COLOR,
-    STATUS_COLORS,
-    ClickableRow,
-    button,
-    dialog,
-    field,
-    hbox,
-    label,
-    vbox,
-)
+from dhis2gw_admin.screens.widgets import (ERROR_COLOR, STATUS_COLORS, ClickableRow, LoadsOnEnter, button, dialog,
+                                           field, hbox, label, shows_text, vbox)
 from dhis2gw_admin.viewmodels.logs import STATUSES, LogsVM
 
 # (sort key or None, title, width weight, the row's text): header and rows share these weights and
@@ -40,7 +31,7 @@ ACTION_WEIGHT = 0.1
 ROW_SPACING = 8
 
 
-class LogsScreen(MDScreen):
+class LogsScreen(LoadsOnEnter, MDScreen):
     """Binds to ``LogsVM``; ``open_detail(id)`` shows the detail screen."""
 
     def __init__(self, vm: LogsVM, open_detail: Callable[[int], None], **kw: Any) -> None:
@@ -97,19 +88,12 @@ class LogsScreen(MDScreen):
         for w in (top, self.table, self.footer):
             root.add_widget(w)
         self.add_widget(root)
-        vm.bind(items=self._show_rows, error=lambda _v, t: setattr(self.error, "text", t),
-                message=lambda _v, t: setattr(self.message, "text", t), progress=self._progress,
+        vm.bind(items=self._show_rows, error=shows_text(self.error),
+                message=shows_text(self.message), progress=self._progress,
                 sort=self._sort_marks, descending=self._sort_marks,
-                progress_text=lambda _v, t: setattr(self.progress_text, "text", t),
+                progress_text=shows_text(self.progress_text),
                 statuses=lambda _v, s: setattr(self.status_button.children[0], "text",
                                                "Status: " + (", ".join(s) or "any")))
-
-    def on_enter(self, *args: Any) -> None:
-        self.vm.message = ""  # a banner belongs to the visit it was made in
-        self.reload()
-
-    def reload(self) -> None:
-        self.vm.spawn(self.vm.load())
 
     # --- filters -----------------------------------------------------------------------------------
     def _status_menu(self) -> None:

@@ -12,7 +12,7 @@ from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 from kivymd.uix.selectioncontrol import MDCheckbox
 
-from dhis2gw_admin.screens.widgets import ERROR_COLOR, button, field, hbox, label, vbox
+from dhis2gw_admin.screens.widgets import ERROR_COLOR, LoadsOnEnter, button, field, hbox, label, shows_text, vbox
 from dhis2gw_admin.viewmodels.mappings import MappingsVM
 
 SHOWN = (("code", 0.14), ("what", 0.05), ("name", 0.18), ("dataset", 0.13), ("dataelement", 0.13),
@@ -24,7 +24,7 @@ def downloads_dir() -> Path:
     return d if d.is_dir() else Path.home()
 
 
-class MappingsScreen(MDScreen):
+class MappingsScreen(LoadsOnEnter, MDScreen):
     """Binds to ``MappingsVM``."""
 
     def __init__(self, vm: MappingsVM, **kw: Any) -> None:
@@ -65,21 +65,14 @@ class MappingsScreen(MDScreen):
                                            size_hint_x=None), height=48)):
             root.add_widget(w)
         self.add_widget(root)
-        vm.bind(items=self._rows, error=lambda _v, t: setattr(self.error, "text", t),
-                message=lambda _v, t: setattr(self.message, "text", t),
+        vm.bind(items=self._rows, error=shows_text(self.error),
+                message=shows_text(self.message),
                 progress=lambda _v, p: (setattr(self.progress, "value", p * 100),
                                         setattr(self.progress, "opacity", 1)),
-                progress_text=lambda _v, t: setattr(self.progress_text, "text", t),
+                progress_text=shows_text(self.progress_text),
                 import_errors=lambda _v, lines: setattr(self.import_errors, "text", "\n".join(lines[:50])))
         self.file_manager = MDFileManager(exit_manager=self._close_chooser, select_path=self._chosen,
                                           ext=[".csv", ".xlsx"])
-
-    def on_enter(self, *args: Any) -> None:
-        self.vm.message = ""  # a banner belongs to the visit it was made in
-        self.reload()
-
-    def reload(self) -> None:
-        self.vm.spawn(self.vm.load())
 
     def apply(self) -> None:
         values = {k: tf.text for k, tf in self.filters.items()}

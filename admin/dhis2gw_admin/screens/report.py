@@ -8,7 +8,7 @@ from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
-from dhis2gw_admin.screens.widgets import ERROR_COLOR, STATUS_COLORS, button, field, hbox, label, vbox
+from dhis2gw_admin.screens.widgets import ERROR_COLOR, STATUS_COLORS, button, field, hbox, label, shows_text, vbox
 from dhis2gw_admin.viewmodels.report import ReportVM
 
 MISSING_COLOR = (0.55, 0.55, 0.55, 1)
@@ -41,9 +41,9 @@ class ReportScreen(MDScreen):
                   self.error, self.totals, self.header, self.table, self.footer):
             root.add_widget(w)
         self.add_widget(root)
-        vm.bind(rows=self._show_rows, error=lambda _v, t: setattr(self.error, "text", t),
-                totals_text=lambda _v, t: setattr(self.totals, "text", t),
-                page_text=lambda _v, t: setattr(self.page_label, "text", t),
+        vm.bind(rows=self._show_rows, error=shows_text(self.error),
+                totals_text=shows_text(self.totals),
+                page_text=shows_text(self.page_label),
                 problems_only=lambda _v, on: setattr(self.problems_button.children[0], "text",
                                                      "Show all facilities" if on else "Only missing / rejected"))
 

@@ -9,11 +9,12 @@ from kivymd.uix.menu import MDDropdownMenu
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
-from dhis2gw_admin.screens.widgets import ERROR_COLOR, button, dialog, field, hbox, label, vbox
+from dhis2gw_admin.screens.widgets import (ERROR_COLOR, LoadsOnEnter, button, dialog, field, hbox, label, shows_text,
+                                           vbox)
 from dhis2gw_admin.viewmodels.users import ROLES, UsersVM
 
 
-class UsersScreen(MDScreen):
+class UsersScreen(LoadsOnEnter, MDScreen):
     """Binds to ``UsersVM``."""
 
     def __init__(self, vm: UsersVM, **kw: Any) -> None:
@@ -40,15 +41,8 @@ class UsersScreen(MDScreen):
         root.add_widget(top)
         root.add_widget(scroll)
         self.add_widget(root)
-        vm.bind(items=self._rows, error=lambda _v, t: setattr(self.error, "text", t),
-                message=lambda _v, t: setattr(self.message, "text", t))
-
-    def on_enter(self, *args: Any) -> None:
-        self.vm.message = ""  # a banner belongs to the visit it was made in
-        self.reload()
-
-    def reload(self) -> None:
-        self.vm.spawn(self.vm.load())
+        vm.bind(items=self._rows, error=shows_text(self.error),
+                message=shows_text(self.message))
 
     def _role_menu(self) -> None:
         def choose(role: str) -> None:

@@ -80,6 +80,25 @@ class ClickableRow(ButtonBehavior, MDBoxLayout):
     """A table row that reacts to a click."""
 
 
+def shows_text(widget: Widget) -> Callable[[Any, Any], None]:
+    """An observer for ``vm.bind``: the field's new value becomes ``widget``'s text."""
+    return lambda _vm, text: setattr(widget, "text", text)
+
+
+class LoadsOnEnter:
+    """Mixed into a screen over a view model with ``load()`` (before ``MDScreen``): each visit
+    starts without the banner of the last one and loads again; ``reload`` is the menu's refresh."""
+
+    vm: Any
+
+    def on_enter(self, *args: Any) -> None:
+        self.vm.message = ""  # a banner belongs to the visit it was made in
+        self.reload()
+
+    def reload(self) -> None:
+        self.vm.spawn(self.vm.load())
+
+
 def dialog(title: str, text: str, actions: list[tuple[str, Callable[[], Any] | None]],
            content: Widget | None = None) -> MDDialog:
     """Open a dialog; each action is (label, callback or None to just close)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -43,7 +43,18 @@ class ViewModel(Observable):
             self.busy = False
         return None
 
-    def spawn(self, work: Awaitable[Any]) -> defer.Deferred[Any]:
+    async def act(self, work: Awaitable[T], announce: Callable[[T], str],
+                  then: Callable[[], Awaitable[Any]] | None = None) -> T | None:
+        """Run an action under :meth:`guard`; when it succeeds, ``announce(answer)`` becomes ``message``
+        and ``then`` runs (the reload that shows its effect). The answer, or None."""
+        answer = await self.guard(work)
+        if answer is not None:
+            self.message = announce(answer)
+            if then is not None:
+                await then()
+        return answer
+
+    def spawn(self, work: Awaitable[Any]) -> "defer.Deferred[Any]":
         """Start an action from a UI callback (fire and forget; errors are already captured)."""
         d = defer.Deferred.fromCoroutine(work)  # type: ignore[arg-type]
 

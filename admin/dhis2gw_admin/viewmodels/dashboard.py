@@ -91,14 +91,10 @@ class DashboardVM(ViewModel):
         return False
 
     async def pause(self, destination: str) -> None:
-        if await self.guard(self.api.pause(destination)) is not None:
-            self.message = f"Deliveries to {destination} paused"
-            await self.refresh()
+        await self.act(self.api.pause(destination), lambda _: f"Deliveries to {destination} paused", self.refresh)
 
     async def resume(self, destination: str) -> None:
-        if await self.guard(self.api.resume(destination)) is not None:
-            self.message = f"Deliveries to {destination} resumed"
-            await self.refresh()
+        await self.act(self.api.resume(destination), lambda _: f"Deliveries to {destination} resumed", self.refresh)
 
     # --- auto-refresh -----------------------------------------------------------------------
     def start_auto_refresh(self) -> None:

@@ -19,6 +19,10 @@ FINAL = ("delivered", "partial", "rejected", "failed")
 REQUEUEABLE = ("partial", "rejected", "failed")
 SORTS = ("created_at", "updated_at", "id", "status", "attempts", "kind", "destination")
 PAGE_SIZES = (10, 20, 50, 100)
+#: The text filters: field of the view model -> the gateway's query name (``statuses`` is the list one).
+TEXT_FILTERS = {"date_from": "from", "date_to": "to", "user": "user", "kind": "kind", "endpoint": "endpoint",
+                "destination": "destination", "org_unit": "org_unit", "period": "period", "data_set": "data_set",
+                "text": "q"}
 
 
 def row_view(item: dict[str, Any]) -> dict[str, Any]:
@@ -76,11 +80,8 @@ class LogsVM(ViewModel):
     # --- filters --------------------------------------------------------------------------------
     def filter_values(self) -> dict[str, Any]:
         """The filter as the gateway names it (shared by ``GET /logs`` and requeue-by-filter)."""
-        values: dict[str, Any] = {"status": list(self.statuses), "from": self.date_from.strip(),
-                                  "to": self.date_to.strip(), "user": self.user.strip(), "kind": self.kind.strip(),
-                                  "endpoint": self.endpoint.strip(), "destination": self.destination.strip(),
-                                  "org_unit": self.org_unit.strip(), "period": self.period.strip(),
-                                  "data_set": self.data_set.strip(), "q": self.text.strip()}
+        values: dict[str, Any] = {"status": list(self.statuses)}
+        values.update((query, getattr(self, name).strip()) for name, query in TEXT_FILTERS.items())
         return {k: v for k, v in values.items() if v not in ("", [], None)}
 
     def query(self) -> dict[str, Any]:
@@ -95,15 +96,13 @@ class LogsVM(ViewModel):
             if name in ("status", "statuses"):
                 value = [value] if isinstance(value, str) and value else list(value or [])
                 name = "statuses"
-            if name not in ("statuses", "date_from", "date_to", "user", "kind", "endpoint", "destination", "text",
-                            "org_unit", "period", "data_set"):
+            if name != "statuses" and name not in TEXT_FILTERS:
                 raise AttributeError(name)
             setattr(self, name, value)
         self.page = 1
 
     def clear_filters(self) -> None:
-        self.set_filters(statuses=[], date_from="", date_to="", user="", kind="", endpoint="", destination="",
-                         org_unit="", period="", data_set="", text="")
+        self.set_filters(statuses=[], **dict.fromkeys(TEXT_FILTERS, ""))
 
     # --- loading -----------------------------------------------------------------------------------
     async def _load(self) -> bool:
@@ -165,12 +164,9 @@ class LogsVM(ViewModel):
         return True
 
     async def delete_one(self, submission_id: int) -> bool:
-        answer = await self.guard(self.api.delete_log(submission_id))
-        if answer is None:
-            return False
-        self.message = f"Submission {submission_id} deleted"
-        await self.load()
-        return True
+        deleted = await self.act(self.api.delete_log(submission_id), lambda _: f"Submission {submission_id} deleted",
+                                 self.load)
+        return deleted is not None
 
     # --- requeue by filter ----------------------------------------------------------------------------
     def _requeue_filter(self) -> dict[str, Any]:

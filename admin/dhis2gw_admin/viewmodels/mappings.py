@@ -138,27 +138,22 @@ class MappingsVM(ViewModel):
         return report
 
     # --- export and template ---------------------------------------------------------------------
-    async def _save(self, reply_coro: Any, directory: Path, fallback: str) -> Path:
+    async def _write(self, reply_coro: Any, directory: Path, fallback: str) -> Path:
         reply = await reply_coro
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / (Path(reply.filename).name if reply.filename else fallback)
         target.write_bytes(reply.body)
+        self.last_saved = str(target)
         return target
+
+    async def _save(self, reply_coro: Any, directory: str | Path, fallback: str) -> Path | None:
+        """Save a download in ``directory`` under its own name (or ``fallback``); the path, or None."""
+        return await self.act(self._write(reply_coro, Path(directory), fallback), lambda saved: f"Saved {saved}")
 
     async def export(self, fmt: str, directory: str | Path) -> Path | None:
         """Save the mappings matching the filters as ``csv`` or ``xlsx`` in ``directory``."""
         ext = "csv" if fmt == "csv" else "xlsx"
-        saved = await self.guard(self._save(self.api.export_mappings(ext, dict(self.filters)), Path(directory),
-                                            f"dhis2_mappings.{ext}"))
-        if saved is not None:
-            self.last_saved = str(saved)
-            self.message = f"Saved {saved}"
-        return saved
+        return await self._save(self.api.export_mappings(ext, dict(self.filters)), directory, f"dhis2_mappings.{ext}")
 
     async def download_template(self, directory: str | Path) -> Path | None:
-        saved = await self.guard(self._save(self.api.mapping_template(), Path(directory),
-                                            "dhis2_mappings_template.xlsx"))
-        if saved is not None:
-            self.last_saved = str(saved)
-            self.message = f"Saved {saved}"
-        return saved
+        return await self._save(self.api.mapping_template(), directory, "dhis2_mappings_template.xlsx")

@@ -54,28 +54,20 @@ class UsersVM(ViewModel):
         for key, value in (("full_name", full_name), ("email", email), ("source_name", source_name)):
             if value.strip():
                 body[key] = value.strip()
-        user = await self.guard(self.api.create_user(body))
-        if user is not None:
-            self.message = f"User {user['username']} created ({user['role']})"
-            await self.load()
-        return user
+        return await self.act(self.api.create_user(body), lambda u: f"User {u['username']} created ({u['role']})",
+                              self.load)
 
     async def deactivate(self, uid: str) -> bool:
         if self._refused():
             return False
-        user = await self.guard(self.api.deactivate_user(uid))
-        if user is None:
-            return False
-        self.message = f"User {user['username']} deactivated; their tokens are revoked"
-        await self.load()
-        return True
+        user = await self.act(self.api.deactivate_user(uid),
+                              lambda u: f"User {u['username']} deactivated; their tokens are revoked", self.load)
+        return user is not None
 
     async def reset_password(self, uid: str, new_password: str) -> bool:
         """Set another user's password (an admin needs no old password for someone else)."""
         if self._refused():
             return False
-        user = await self.guard(self.api.update_user(uid, {"password": new_password}))
-        if user is None:
-            return False
-        self.message = f"Password of {user['username']} changed"
-        return True
+        user = await self.act(self.api.update_user(uid, {"password": new_password}),
+                              lambda u: f"Password of {u['username']} changed")
+        return user is not None
