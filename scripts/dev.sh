@@ -37,14 +37,15 @@ setup() {
     need_venv_module
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     # setuptools explains its editable modes at every editable install (~25 lines each). The modes
-    # are chosen on purpose (compat: twistd must find twisted/plugins in the checkout), so those
-    # notices — and only those, by module — are silenced for the installs below.
+    # follow from the layout on purpose (setup.cfg's package_dir = =. makes the gateway's install a
+    # .pth line for the checkout, so twistd finds twisted/plugins there), so those notices — and
+    # only those, by module — are silenced for the installs below.
     editable_notices="ignore:::setuptools.command.editable_wheel"
     "$VENV/bin/pip" install -q --upgrade pip
-    PYTHONWARNINGS=$editable_notices "$VENV/bin/pip" install -q -e ".[embedded,test]" --config-settings editable_mode=compat
+    PYTHONWARNINGS=$editable_notices "$VENV/bin/pip" install -q -e ".[embedded,test]"
     # The admin app: its dependencies through the [admin] extra, the app itself from admin/.
     if need_admin_debs; then
-        PYTHONWARNINGS=$editable_notices "$VENV/bin/pip" install -q -e ".[admin]" --config-settings editable_mode=compat
+        PYTHONWARNINGS=$editable_notices "$VENV/bin/pip" install -q -e ".[admin]"
         PYTHONWARNINGS=$editable_notices "$VENV/bin/pip" install -q -e admin --no-deps
     else
         echo "dhis2gw: admin app not installed (its Debian packages are missing): its tests will not run" >&2
