@@ -26,6 +26,7 @@ imported inside functions here.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import sys
@@ -169,22 +170,26 @@ def _reactor_executor_class() -> type:
 
         A job function receives the scheduled fire time as keyword ``scheduled_for``. Jobs start
         after ``submit_job`` has counted the instance, so a job that finishes synchronously is
-        still accounted correctly.
+        still accounted correctly. ``_do_submit_job`` (the hook every executor implements) and
+        ``_run_job_success`` (how an executor reports) are APScheduler's private executor API:
+        tests/packaging/test_apscheduler.py checks them on the pinned version.
         """
 
         def __init__(self, clock: IReactorTime) -> None:
             super().__init__()
             self.clock = clock
-            self._pending: list[tuple[Any, list[datetime]]] = []
+            self.pending: list[tuple[Any, list[datetime]]] = []
             self.in_flight: set[defer.Deferred[None]] = set()
+            # The name BaseExecutor.start gives the default executor's logger.
+            self.logger = logging.getLogger("apscheduler.executors.default")
 
         def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-            self._pending.append((job, run_times))
+            self.pending.append((job, run_times))
 
         def submit_job(self, job: Any, run_times: list[datetime]) -> None:
             super().submit_job(job, run_times)
-            while self._pending:
-                queued, times = self._pending.pop(0)
+            while self.pending:
+                queued, times = self.pending.pop(0)
                 d = defer.Deferred.fromCoroutine(self._run(queued, times))
                 self.in_flight.add(d)
 
@@ -200,7 +205,7 @@ def _reactor_executor_class() -> type:
                 now = datetime.fromtimestamp(self.clock.seconds(), run_time.tzinfo)
                 if job.misfire_grace_time is not None and now - run_time > timedelta(seconds=job.misfire_grace_time):
                     events.append(JobExecutionEvent(EVENT_JOB_MISSED, job.id, None, run_time))
-                    self._logger.warning('Run time of job "%s" was missed by %s', job, now - run_time)
+                    self.logger.warning('Run time of job "%s" was missed by %s', job, now - run_time)
                     continue
                 try:
                     retval = job.func(*job.args, scheduled_for=run_time, **job.kwargs)
@@ -210,7 +215,7 @@ def _reactor_executor_class() -> type:
                     tb = "".join(traceback.format_tb(sys.exc_info()[2]))
                     events.append(JobExecutionEvent(EVENT_JOB_ERROR, job.id, None, run_time, exception=exc,
                                                     traceback=tb))
-                    self._logger.error('Job "%s" raised %r', job, exc)
+                    self.logger.error('Job "%s" raised %r', job, exc)
                 else:
                     events.append(JobExecutionEvent(EVENT_JOB_EXECUTED, job.id, None, run_time, retval=retval))
             self._run_job_success(job.id, events)
@@ -218,17 +223,27 @@ def _reactor_executor_class() -> type:
     return ReactorExecutor
 
 
+# The public scheduler methods that reach a ``datetime.now`` of apscheduler.schedulers.base
+# (directly, or through _real_add_job / _process_jobs): each runs with that name on the clock.
+CLOCK_METHODS = ("start", "add_job", "reschedule_job", "resume_job", "wakeup")
+
+
 def _clock_scheduler_class() -> type:
     import apscheduler.schedulers.base as aps_base
     from apscheduler.schedulers.twisted import TwistedScheduler
 
     class ClockScheduler(TwistedScheduler):
-        """``TwistedScheduler`` whose notion of now is the injected clock (see module docstring)."""
+        """``TwistedScheduler`` whose notion of now is the injected clock (see module docstring).
 
-        def _configure(self, config: dict[str, Any]) -> None:
-            clock = config.pop("clock")
-            self._clock = clock
-            config["reactor"] = _ClockReactor(clock)
+        Built from public options only: the reactor (``reactor=``) is the clock, the default
+        executor (``executors=``) is a `ReactorExecutor`. The one private reliance is the module
+        global ``datetime`` of ``apscheduler.schedulers.base``, pointed at the clock while a
+        method of `CLOCK_METHODS` runs.
+        """
+
+        def __init__(self, clock: IReactorTime, **options: Any) -> None:
+            self.clock = clock
+            self.executor = _reactor_executor_class()(clock)
             real = datetime
 
             class ClockDatetime(datetime):
@@ -236,44 +251,48 @@ def _clock_scheduler_class() -> type:
                 def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
                     return real.fromtimestamp(clock.seconds(), tz)
 
-            self._clock_datetime = ClockDatetime
-            super()._configure(config)
+            self.clock_datetime = ClockDatetime
+            super().__init__(reactor=_ClockReactor(clock), executors={"default": self.executor}, **options)
 
-        def _on_clock(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        def on_clock(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            """Call ``fn`` with APScheduler's ``datetime.now`` reading the clock."""
             saved = aps_base.datetime
-            aps_base.datetime = self._clock_datetime
+            aps_base.datetime = self.clock_datetime
             try:
                 return fn(*args, **kwargs)
             finally:
                 aps_base.datetime = saved
 
-        def _process_jobs(self) -> Any:
-            return self._on_clock(super()._process_jobs)
+        def start(self, *args: Any, **kwargs: Any) -> Any:
+            return self.on_clock(super().start, *args, **kwargs)
 
-        def _real_add_job(self, *args: Any, **kwargs: Any) -> Any:
-            return self._on_clock(super()._real_add_job, *args, **kwargs)
+        def add_job(self, *args: Any, **kwargs: Any) -> Any:
+            return self.on_clock(super().add_job, *args, **kwargs)
 
         def reschedule_job(self, *args: Any, **kwargs: Any) -> Any:
-            return self._on_clock(super().reschedule_job, *args, **kwargs)
+            return self.on_clock(super().reschedule_job, *args, **kwargs)
 
         def resume_job(self, *args: Any, **kwargs: Any) -> Any:
-            return self._on_clock(super().resume_job, *args, **kwargs)
+            return self.on_clock(super().resume_job, *args, **kwargs)
 
-        def _create_default_executor(self) -> Any:
-            return _reactor_executor_class()(self._clock)
+        def wakeup(self) -> Any:
+            return self.on_clock(super().wakeup)
 
     return ClockScheduler
 
 
-_CLASSES: dict[str, type] = {}
+@functools.cache
+def _scheduler_class() -> type:
+    return _clock_scheduler_class()
 
 
 def make_scheduler(clock: IReactorTime, timezone: tzinfo, misfire_grace: float) -> Any:
-    """A (not started) ``TwistedScheduler`` on ``clock`` with the in-reactor executor as default."""
-    if "scheduler" not in _CLASSES:
-        _CLASSES["scheduler"] = _clock_scheduler_class()
+    """A (not started) ``TwistedScheduler`` on ``clock`` with the in-reactor executor as default.
+
+    Its ``executor`` attribute is that executor (``in_flight``: the executions running now).
+    """
     bridge_apscheduler_logging()
-    return _CLASSES["scheduler"](clock=clock, timezone=timezone, job_defaults={
+    return _scheduler_class()(clock, timezone=timezone, job_defaults={
         "max_instances": 1, "coalesce": True, "misfire_grace_time": int(misfire_grace)})
 
 
@@ -351,9 +370,8 @@ class Cron(service.Service):
             await self._starting
         if self.scheduler is None or not self.scheduler.running:
             return
-        executor = self.scheduler._lookup_executor("default")
         self.scheduler.shutdown(wait=False)
-        running = list(getattr(executor, "in_flight", ()))
+        running = list(self.scheduler.executor.in_flight)
         if running:
             waiting = defer.DeferredList(running, consumeErrors=True)
             waiting.addTimeout(self.shutdown_timeout, self.clock)
@@ -373,4 +391,4 @@ class Cron(service.Service):
         """Deferreds of the executions running now (tests await them)."""
         if self.scheduler is None:
             return []
-        return list(getattr(self.scheduler._lookup_executor("default"), "in_flight", ()))
+        return list(self.scheduler.executor.in_flight)
