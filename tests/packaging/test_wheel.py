@@ -118,6 +118,8 @@ def package_data_globs() -> list[tuple[str, str]]:
 class WheelContentsTests(SynchronousTestCase):
     """``pip wheel --no-deps --no-build-isolation`` of a copy of the checkout."""
 
+    names: frozenset[str]  # the wheel's member names
+
     @classmethod
     def setUpClass(cls) -> None:
         base = Path(tempfile.mkdtemp(prefix="dhis2gw-wheel-"))
