@@ -1,11 +1,9 @@
-"""The submission log: the filtered ``/logs`` query, single-row delete, purge and requeue jobs.
+"""The submission log store: the filtered ``/logs`` query, single-row delete, purge and requeue jobs.
 
-``LogFilter`` is what the operator asked for (already parsed and checked by
-``dhis2gw.operations.filters``); ``where_clause`` turns it into parameterised SQL that the
-list, count, purge and requeue-by-filter all share, so "what the list shows" and "what a
-requeue by filter moves" are the same rows. Listing is ``ORDER BY <sort>, id`` on columns with
-indexes (see migrations 0001 and 0002), with an exact ``total`` and either page/offset or a
-keyset ``cursor`` (the last row's sort value and id) that stays fast on deep pages.
+What to select is `dhis2gw.storage.log_filter` (``LogFilter``, ``Page``, ``where_clause``; importable
+from here as well). Listing is ``ORDER BY <sort>, id`` on columns with indexes (see migrations 0001
+and 0002), with an exact ``total`` and either page/offset or a keyset ``cursor`` (the last row's
+sort value and id) that stays fast on deep pages.
 
 Only final rows (delivered, partial, rejected, failed) can be deleted or purged; the status
 test is in the DELETE statement itself, so a row requeued between "count" and "delete" is
@@ -14,146 +12,21 @@ never touched.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Optional, Sequence
 
 from twisted.internet import defer
 
 from dhis2gw.storage.database import Database, cursor_fetch, json_param
+from dhis2gw.storage.log_filter import SORT_COLUMNS, LogFilter, LogPage, Page, like_escape, where_clause
 from dhis2gw.storage.statuses import FINAL_STATES, PENDING_STATES, QUEUED, RETRYING, sql_list
 from dhis2gw.storage.submissions import SUMMARY_COLUMNS
 
-#: Sort keys the list accepts → SQL column. Only NOT NULL columns: the keyset cursor compares
-#: ``(column, id)`` tuples, which NULLs would break.
-SORT_COLUMNS = {"created_at": "created_at", "id": "id", "updated_at": "updated_at", "status": "status",
-                "attempts": "attempts", "kind": "kind", "destination": "destination"}
+__all__ = ["PURGE_CHUNK", "SORT_COLUMNS", "LogFilter", "LogPage", "LogStore", "Page", "selection_json",
+           "where_clause"]
 
 PURGE_CHUNK = 5000
-
-
-@dataclass(frozen=True)
-class LogFilter:
-    """Which submissions to list (every field optional; lists mean "any of")."""
-
-    ids: tuple[int, ...] = ()
-    uids: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()
-    kinds: tuple[str, ...] = ()
-    endpoints: tuple[str, ...] = ()
-    destinations: tuple[str, ...] = ()
-    user_ids: tuple[int, ...] = ()
-    user_names: tuple[str, ...] = ()  # uids or usernames, resolved through the users table
-    org_units: tuple[str, ...] = ()  # UIDs or codes, codes resolved through organisation_units
-    periods: tuple[str, ...] = ()
-    data_sets: tuple[str, ...] = ()  # data set (or tracker program) UIDs
-    created_from: Optional[datetime] = None  # inclusive
-    created_before: Optional[datetime] = None  # exclusive
-    created_until: Optional[datetime] = None  # inclusive (a datetime `to`)
-    q: Optional[str] = None
-    # Filled by ``LogStore.resolve`` (never by clients): org-unit codes and name words resolved to
-    # UIDs, so the planner sees a literal list it can estimate and serve with the index.
-    org_unit_uids: Optional[tuple[str, ...]] = None
-    q_org_units: Optional[tuple[str, ...]] = None
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON form (stored with requeue jobs, echoed to the client)."""
-        out: dict[str, Any] = {}
-        for name, value in self.__dict__.items():
-            if value in ((), None) or name in ("org_unit_uids", "q_org_units"):
-                continue
-            out[name] = value.isoformat() if isinstance(value, datetime) else (
-                list(value) if isinstance(value, tuple) else value)
-        return out
-
-
-@dataclass(frozen=True)
-class Page:
-    """How to page: offset pages, or a keyset cursor (``after``) when given."""
-
-    page: int = 1
-    page_size: int = 20
-    sort: str = "created_at"
-    descending: bool = True
-    after: Optional[tuple[Any, int]] = None  # (sort value, id) of the last row already seen
-    with_total: bool = True
-
-
-@dataclass
-class LogPage:
-    """One page of the list; ``total_exact`` is False when the total is the planner's estimate."""
-
-    items: list[dict[str, Any]]
-    total: Optional[int]
-    last_key: Optional[tuple[Any, int]] = None
-    has_more: bool = False
-    total_exact: bool = True
-
-
-def where_clause(f: LogFilter) -> tuple[str, list[Any]]:
-    """The SQL condition (over ``submissions``) and its parameters for a filter."""
-    parts: list[str] = []
-    params: list[Any] = []
-
-    def any_of(column: str, values: Sequence[Any]) -> None:
-        if values:
-            parts.append(f"{column} = ANY(%s)")
-            params.append(list(values))
-
-    if f.ids and f.uids:
-        parts.append("(id = ANY(%s) OR uid = ANY(%s))")
-        params.extend([list(f.ids), list(f.uids)])
-    else:
-        any_of("id", f.ids)
-        any_of("uid", f.uids)
-    any_of("status", f.statuses)
-    any_of("kind", f.kinds)
-    any_of("endpoint", f.endpoints)
-    any_of("destination", f.destinations)
-    any_of("period", f.periods)
-    any_of("data_set", f.data_sets)
-    if f.org_unit_uids is not None:
-        any_of("org_unit", f.org_unit_uids or ("",))
-    elif f.org_units:
-        parts.append("org_unit = ANY(%s::text[] || ARRAY(SELECT uid::text FROM organisation_units"
-                     " WHERE code = ANY(%s)))")
-        params.extend([list(f.org_units), list(f.org_units)])
-    if f.user_ids or f.user_names:
-        # Resolved to ids first so the submitter index serves the query.
-        parts.append("submitter_id IN (SELECT id FROM users WHERE id = ANY(%s) OR uid = ANY(%s)"
-                     " OR lower(username) = ANY(%s))")
-        params.extend([list(f.user_ids), list(f.user_names), [n.lower() for n in f.user_names]])
-    if f.created_from is not None:
-        parts.append("created_at >= %s")
-        params.append(f.created_from)
-    if f.created_before is not None:
-        parts.append("created_at < %s")
-        params.append(f.created_before)
-    if f.created_until is not None:
-        parts.append("created_at <= %s")
-        params.append(f.created_until)
-    if f.q:
-        text = f.q.strip()
-        # Each alternative has an index (uid unique, idempotency_key, error trigram, id primary key),
-        # so PostgreSQL can OR bitmap scans instead of reading the table.
-        # The org unit alternative matches its UID, code or words of its name (the few hundred
-        # facility UIDs found become one indexed ANY).
-        pattern = "%" + _like_escape(text) + "%"
-        alternatives = ["uid = %s", "idempotency_key = %s", "error ILIKE %s", "period = %s"]
-        params_q: list[Any] = [text, text, pattern, text]
-        if f.q_org_units is not None:
-            alternatives.append("org_unit = ANY(%s)")
-            params_q.append([text, *f.q_org_units])
-        else:
-            alternatives.append("org_unit = ANY(%s::text[] || ARRAY(SELECT uid::text FROM organisation_units"
-                                " WHERE code = %s OR name ILIKE %s LIMIT 500))")
-            params_q.extend([[text], text, pattern])
-        if text.isdigit() and len(text) < 19:
-            alternatives.insert(0, "id = %s")
-            params_q.insert(0, int(text))
-        parts.append("(" + " OR ".join(alternatives) + ")")
-        params.extend(params_q)
-    return (" AND ".join(parts) or "TRUE"), params
 
 
 def _plan_rows(plan_row: Optional[dict[str, Any]]) -> float:
@@ -163,10 +36,6 @@ def _plan_rows(plan_row: Optional[dict[str, Any]]) -> float:
     plan = next(iter(plan_row.values()))
     plan = json.loads(plan) if isinstance(plan, str) else plan
     return float(plan[0]["Plan"]["Plan Rows"])
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class LogStore:
@@ -187,7 +56,7 @@ class LogStore:
             "logs.resolve_org_units",
             "SELECT 'f' AS t, uid::text AS uid FROM organisation_units WHERE code = ANY(%s)"
             " UNION ALL (SELECT 'q', uid::text FROM organisation_units WHERE %s AND (code = %s OR name ILIKE %s)"
-            " LIMIT 500)", (list(f.org_units), bool(text), text, "%" + _like_escape(text) + "%"))
+            " LIMIT 500)", (list(f.org_units), bool(text), text, "%" + like_escape(text) + "%"))
         found = [r["uid"].strip() for r in rows if r["t"] == "f"]
         return replace(f, org_unit_uids=(tuple(dict.fromkeys([*f.org_units, *found])) if f.org_units else None),
                        q_org_units=(tuple(r["uid"].strip() for r in rows if r["t"] == "q") if text else None))
