@@ -10,17 +10,18 @@ import datetime as dt
 import json
 from typing import Any, Callable
 
-from dhis2gw.sim.conflicts import BOOL_TRUE, Conflicts, value_type_error
+from dhis2gw.sim.conflicts import Conflicts, value_type_error
 from dhis2gw.sim.metadata import DEFAULT_COC, Metadata
-from dhis2gw.sim.periods import Period, add_months, monthly_period_of, parse_period
+from dhis2gw.sim.periods import Period, parse_period
 from dhis2gw.sim.store import DataValueRecord, Store
+from dhis2gw.sim.value_rules import (
+    completion_key, insignificant_zero, latest_open, normalised, outside_hierarchy, zero_counts,
+)
 from dhis2gw.sim.versions import Version
 from dhis2gw.sim.webmessage import import_options
 
 STRATEGY_ALIASES = {"NEW_AND_UPDATES": "CREATE_AND_UPDATE", "NEW": "CREATE", "UPDATES": "UPDATE",
                     "DELETES": "DELETE"}
-NUMERIC_TYPES = {"NUMBER", "INTEGER", "INTEGER_POSITIVE", "INTEGER_ZERO_OR_POSITIVE", "INTEGER_NEGATIVE",
-                 "PERCENTAGE", "UNIT_INTERVAL"}
 EMPTY_INPUT = ("com.fasterxml.jackson.databind.exc.MismatchedInputException: No content to map due to "
                "end-of-input\n at [Source: (BufferedInputStream); line: 1, column: 0]")
 FLAGS = ("dryRun", "strictPeriods", "strictDataElements", "strictCategoryOptionCombos",
@@ -28,6 +29,16 @@ FLAGS = ("dryRun", "strictPeriods", "strictDataElements", "strictCategoryOptionC
          "requireCategoryOptionCombo", "requireAttributeOptionCombo", "skipExistingCheck", "force", "skipAudit",
          "preheatCache")
 SCHEMES = ("idScheme", "dataElementIdScheme", "orgUnitIdScheme", "categoryOptionComboIdScheme", "dataSetIdScheme")
+#: The payload header's references, checked in this order: (field, metadata kind, id scheme option,
+#: conflict code, conflict object key, message subject, legacy conflict value).
+HEADER_CHECKS = (
+    ("dataSet", "dataSets", "dataSetIdScheme", "E7600", "dataSet", "Data set",
+     "Data set not found or not accessible"),
+    ("orgUnit", "organisationUnits", "orgUnitIdScheme", "E7603", "organisationUnit", "Org unit",
+     "Org unit not found or not accessible"),
+    ("attributeOptionCombo", "categoryOptionCombos", "categoryOptionComboIdScheme", "E7604", "attributeOptionCombo",
+     "Attribute option combo", "Invalid attribute option combo"),
+)
 
 
 class AggregateImporter:
@@ -63,6 +74,36 @@ class AggregateImporter:
         """The effective id scheme for one kind of object."""
         return opts.get(key) or opts.get("idScheme") or "UID"
 
+    def _user(self, username: str) -> tuple[dict[str, Any], list[str]]:
+        """The importing user (``{}`` when unknown) and the paths of the org units it is restricted to."""
+        units = self.metadata.objects["organisationUnits"]
+        user = next((u for u in self.metadata.objects["users"].values() if u["username"] == username), None) or {}
+        return user, [units[u]["path"] for u in user.get("organisationUnits", []) if u in units]
+
+    def _option_combo(self, raw: Any, scheme: str, fallback: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The category option combo *raw* names (None when unknown); without *raw*, *fallback* or the default."""
+        if raw:
+            return self.metadata.lookup("categoryOptionCombos", raw, scheme)
+        return fallback or self.metadata.get("categoryOptionCombos", DEFAULT_COC)
+
+    def _complete(self, key: tuple[str, str, str, str], cdate: Any, today: dt.date, opts: dict[str, Any],
+                  username: str) -> str:
+        """Register the data set as complete under *key* (not on ``dryRun``); return the ``dataSetComplete`` date."""
+        complete = min(today.isoformat() if str(cdate).lower() == "true" else str(cdate)[:10], today.isoformat())
+        if not opts.get("dryRun"):
+            ds, period, ou, aoc = key
+            self.store.completions[key] = {"dataSet": ds, "period": period, "orgUnit": ou,
+                                           "attributeOptionCombo": aoc, "completeDate": complete,
+                                           "storedBy": username}
+        return complete
+
+    def _commit(self, overlay: dict[tuple[str, str, str, str, str], DataValueRecord], opts: dict[str, Any]) -> None:
+        """Write the import's values into the store (not on ``dryRun``)."""
+        if not opts.get("dryRun"):
+            for key, record in overlay.items():
+                self.store.data_values[key] = record
+                self.store.write_counts[key] += 1
+
     def run(self, body: bytes, query: dict[str, str], username: str, async_: bool = False) -> dict[str, Any]:
         """Import *body*; return the ImportSummary dict."""
         try:
@@ -76,8 +117,8 @@ class AggregateImporter:
             text = str(e) if str(e).startswith("com.fasterxml") else (
                 f"com.fasterxml.jackson.core.JsonParseException: {e}")
             opts = self.options(query, None)
-            return self._summary("ERROR", opts, async_, f"The import process failed: {text}",
-                                 {"imported": 0, "updated": 0, "ignored": 0, "deleted": 0}, [], [], None)
+            return self._summary("ERROR", opts, async_, f"The import process failed: {text}", zero_counts(), [], [],
+                                 None)
         opts = self.options(query, payload)
         return self._import(payload, opts, username, async_)
 
@@ -95,33 +136,23 @@ class AggregateImporter:
         return out
 
     def _import(self, payload: dict[str, Any], opts: dict[str, Any], username: str, async_: bool) -> dict[str, Any]:
-        md, v = self.metadata, self.version
-        conflicts = Conflicts(v)
-        counts = {"imported": 0, "updated": 0, "ignored": 0, "deleted": 0}
+        md = self.metadata
+        conflicts = Conflicts(self.version)
+        counts = zero_counts()
         values = payload.get("dataValues") or []
         if not isinstance(values, list):
             values = []
-        # Header-level checks: any failure aborts the whole import (status ERROR).
-        ds_raw, ou_raw, aoc_raw = payload.get("dataSet"), payload.get("orgUnit"), payload.get("attributeOptionCombo")
-        header_ds = header_ou = header_aoc = None
-        if ds_raw:
-            header_ds = md.lookup("dataSets", ds_raw, self.scheme(opts, "dataSetIdScheme"))
-            if not header_ds:
-                conflicts.add("E7600", {"dataSet": ds_raw}, "dataSet",
-                              f"Data set not found or not accessible: `{ds_raw}`",
-                              (ds_raw, "Data set not found or not accessible"))
-        if ou_raw and not conflicts.items:
-            header_ou = md.lookup("organisationUnits", ou_raw, self.scheme(opts, "orgUnitIdScheme"))
-            if not header_ou:
-                conflicts.add("E7603", {"organisationUnit": ou_raw}, "orgUnit",
-                              f"Org unit not found or not accessible: `{ou_raw}`",
-                              (ou_raw, "Org unit not found or not accessible"))
-        if aoc_raw and not conflicts.items:
-            header_aoc = md.lookup("categoryOptionCombos", aoc_raw, self.scheme(opts, "categoryOptionComboIdScheme"))
-            if not header_aoc:
-                conflicts.add("E7604", {"attributeOptionCombo": aoc_raw}, "attributeOptionCombo",
-                              f"Attribute option combo not found or not accessible: `{aoc_raw}`",
-                              (aoc_raw, "Invalid attribute option combo"))
+        # Header-level checks: the first failure aborts the whole import (status ERROR).
+        header: dict[str, dict[str, Any] | None] = {"dataSet": None, "orgUnit": None, "attributeOptionCombo": None}
+        for field, kind, scheme, code, label, what, legacy in HEADER_CHECKS:
+            raw = payload.get(field)
+            if not raw:
+                continue
+            header[field] = md.lookup(kind, raw, self.scheme(opts, scheme))
+            if not header[field]:
+                conflicts.add(code, {label: raw}, field, f"{what} not found or not accessible: `{raw}`", (raw, legacy))
+                break
+        header_ds, header_ou, header_aoc = header["dataSet"], header["orgUnit"], header["attributeOptionCombo"]
         if conflicts.items:
             counts["ignored"] = 0
             return self._summary("ERROR", opts, async_, "Import process was aborted", counts,
@@ -131,9 +162,7 @@ class AggregateImporter:
         today = now.date()
         overlay: dict[tuple[str, str, str, str, str], DataValueRecord] = {}
         rejected: list[int] = []
-        user = next((u for u in md.objects["users"].values() if u["username"] == username), None)
-        user_paths = [md.objects["organisationUnits"][u]["path"] for u in (user or {}).get("organisationUnits", [])
-                      if u in md.objects["organisationUnits"]]
+        _, user_paths = self._user(username)
         for index, dv in enumerate(values):
             if not isinstance(dv, dict):
                 dv = {}
@@ -149,18 +178,9 @@ class AggregateImporter:
         cdate = payload.get("completeDate")
         period = parse_period(payload.get("period"))
         if cdate and str(cdate).lower() != "false" and header_ds and header_ou and period:
-            complete = today.isoformat() if str(cdate).lower() == "true" else str(cdate)[:10]
-            if complete > today.isoformat():
-                complete = today.isoformat()
-            if not opts.get("dryRun"):
-                aoc = header_aoc["id"] if header_aoc else DEFAULT_COC
-                self.store.completions[(header_ds["id"], period.iso, header_ou["id"], aoc)] = {
-                    "dataSet": header_ds["id"], "period": period.iso, "orgUnit": header_ou["id"],
-                    "attributeOptionCombo": aoc, "completeDate": complete, "storedBy": username}
-        if not opts.get("dryRun"):
-            for key, record in overlay.items():
-                self.store.data_values[key] = record
-                self.store.write_counts[key] += 1
+            complete = self._complete(completion_key(header_ds, period, header_ou, header_aoc), cdate, today, opts,
+                                      username)
+        self._commit(overlay, opts)
         status = "WARNING" if conflicts.items else "SUCCESS"
         return self._summary(status, opts, async_, "Import process completed successfully", counts,
                              conflicts.items, rejected, complete)
@@ -199,8 +219,7 @@ class AggregateImporter:
             return reject("E7630", {"dataElement": de["id"]}, "categoryOptionCombo",
                           "Category option combo is required but is not specified",
                           (de["id"], "Category option combo is required but is not specified"))
-        coc = md.lookup("categoryOptionCombos", coc_raw, coc_scheme) if coc_raw else md.get(
-            "categoryOptionCombos", DEFAULT_COC)
+        coc = self._option_combo(coc_raw, coc_scheme)
         if not coc:
             return reject("E7613", {"categoryOptionCombo": str(coc_raw)}, "categoryOptionCombo",
                           f"Category option combo not found or not accessible for writing data: `{coc_raw}`",
@@ -210,13 +229,12 @@ class AggregateImporter:
             return reject("E7631", {"dataElement": de["id"]}, "attributeOptionCombo",
                           "Attribute option combo is required but is not specified",
                           (de["id"], "Attribute option combo is required but is not specified"))
-        aoc = (md.lookup("categoryOptionCombos", aoc_raw, coc_scheme) if aoc_raw
-               else header_aoc or md.get("categoryOptionCombos", DEFAULT_COC))
+        aoc = self._option_combo(aoc_raw, coc_scheme, header_aoc)
         if not aoc:
             return reject("E7615", {"attributeOptionCombo": str(aoc_raw)}, "attributeOptionCombo",
                           f"Attribute option combo not found or not accessible for writing data: `{aoc_raw}`",
                           (str(aoc_raw), "Attribute option combo not found or not accessible"))
-        if user_paths and not any(ou["path"] == p or ou["path"].startswith(p + "/") for p in user_paths):
+        if outside_hierarchy(ou, user_paths):
             return reject("E7617", {"organisationUnit": ou["id"], "user": username}, "orgUnit",
                           f"Organisation unit: `{ou['id']}` not in hierarchy of current user: `{username}`",
                           (ou["id"], f"Organisation unit not in hierarchy of current user: {username}"))
@@ -244,10 +262,8 @@ class AggregateImporter:
         locked = self._locked(opts, de, period, targets, today, reject)
         if locked:
             return locked
-        if value and de["valueType"] == "BOOLEAN":
-            value = "true" if value in BOOL_TRUE else "false"
-        if (not delete and value and de["valueType"] in NUMERIC_TYPES and not de.get("zeroIsSignificant")
-                and _is_zero(value)):
+        value = normalised(de, value)
+        if insignificant_zero(de, value, delete):
             return "ignored"  # DHIS2 silently skips insignificant zeros
         return self._apply(de, period, ou, coc, aoc, value, comment, dv, delete, opts, username, overlay)
 
@@ -297,7 +313,7 @@ class AggregateImporter:
         v = self.version
         future = []
         for ds in targets:
-            latest = _latest_open(ds, today)
+            latest = latest_open(ds, today)
             if period.start > latest[1]:
                 future.append((ds, latest[0]))
         if len(future) == len(targets):
@@ -354,24 +370,3 @@ class AggregateImporter:
         overlay[key] = DataValueRecord(*key, value=value, comment=comment, followup=followup, storedBy=username,
                                        created=now, lastUpdated=now)
         return "imported"
-
-
-def _is_zero(value: str) -> bool:
-    try:
-        return float(value) == 0
-    except ValueError:
-        return False
-
-
-def _latest_open(ds: dict[str, Any], today: dt.date) -> tuple[str, dt.date]:
-    """ISO code and end date of the latest period still open for data entry in *ds*."""
-    ofp = int(ds.get("openFuturePeriods") or 0)
-    if ds.get("periodType") == "Quarterly":
-        q = (today.month - 1) // 3 + ofp
-        year = today.year + q // 4
-        iso = f"{year}Q{q % 4 + 1}"
-    else:
-        iso = add_months(monthly_period_of(today), ofp)
-    period = parse_period(iso)
-    assert period is not None
-    return iso, period.end

@@ -30,9 +30,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable
 
-from dhis2gw.sim.aggregate import NUMERIC_TYPES, AggregateImporter, _is_zero, _latest_open
-from dhis2gw.sim.conflicts import BOOL_TRUE, value_type_error
-from dhis2gw.sim.metadata import DEFAULT_COC, Metadata
+from dhis2gw.sim.aggregate import (
+    AggregateImporter, completion_key, insignificant_zero, latest_open, normalised, outside_hierarchy, zero_counts,
+)
+from dhis2gw.sim.conflicts import value_type_error
+from dhis2gw.sim.metadata import Metadata
 from dhis2gw.sim.periods import Period, parse_period
 from dhis2gw.sim.store import DataValueRecord, Store
 from dhis2gw.sim.versions import Version
@@ -109,7 +111,7 @@ class DataEntryImporter(AggregateImporter):
         return out
 
     def _aborted(self, opts: dict[str, Any], async_: bool, code: str, message: str) -> dict[str, Any]:
-        return self._summary("ERROR", opts, async_, "Import process was aborted", _zero(),
+        return self._summary("ERROR", opts, async_, "Import process was aborted", zero_counts(),
                              [{"errorCode": code, "value": message}], None, None)
 
     def _import(self, payload: dict[str, Any], opts: dict[str, Any], username: str, async_: bool) -> dict[str, Any]:
@@ -124,12 +126,10 @@ class DataEntryImporter(AggregateImporter):
         except _Abort as abort:
             return self._aborted(opts, async_, abort.code, abort.message)
         md = self.metadata
-        user = next((u for u in md.objects["users"].values() if u["username"] == username), None) or {}
+        user, user_paths = self._user(username)
         superuser = "ALL" in user.get("authorities", [])
-        user_paths = [md.objects["organisationUnits"][u]["path"] for u in user.get("organisationUnits", [])
-                      if u in md.objects["organisationUnits"]]
         today = self.now().date()
-        counts = _zero()
+        counts = zero_counts()
         conflicts: list[dict[str, Any]] = []
         grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
         rejected: list[int] = []
@@ -163,7 +163,7 @@ class DataEntryImporter(AggregateImporter):
             if ds is not None and not any(e["dataElement"] == de["id"] for e in ds["dataSetElements"]):
                 refuse(index, "not_in_data_set", f"Data element `{de['id']}` is not part of data set `{ds['id']}`")
                 continue
-            if user_paths and not any(ou["path"] == p or ou["path"].startswith(p + "/") for p in user_paths):
+            if outside_hierarchy(ou, user_paths):
                 refuse(index, "not_in_hierarchy",
                        f"Organisation unit: `{ou['id']}` not in hierarchy of current user: `{username}`")
                 continue
@@ -195,10 +195,8 @@ class DataEntryImporter(AggregateImporter):
             if ds is not None and self._untimely(ds, period, today, superuser):
                 refuse(index, "untimely", None, (ds["id"], ""), period.iso)
                 continue
-            if value and de["valueType"] == "BOOLEAN":
-                value = "true" if value in BOOL_TRUE else "false"
-            if (not delete and value and de["valueType"] in NUMERIC_TYPES and not de.get("zeroIsSignificant")
-                    and _is_zero(value)):
+            value = normalised(de, value)
+            if insignificant_zero(de, value, delete):
                 counts["ignored"] += 1
                 continue
             bucket = self._write(de, period, ou, coc, aoc, value, dv.get("comment"), dv, delete, inline_deleted,
@@ -216,20 +214,11 @@ class DataEntryImporter(AggregateImporter):
                      and header_ou is not None and period is not None
                      and not (values and len(rejected) == len(values)))
         if registers and header_ds and header_ou and period:
-            aoc_id = header_aoc["id"] if header_aoc else DEFAULT_COC
-            key = (header_ds["id"], period.iso, header_ou["id"], aoc_id)
+            key = completion_key(header_ds, period, header_ou, header_aoc)
             if not opts.get("dryRun") and key not in self.store.completions and self.flush_fails(key):
-                return self._summary("ERROR", opts, async_, FLUSH_FAILED, _zero(), [], None, None)
-            complete = today.isoformat() if str(cdate).lower() == "true" else str(cdate)[:10]
-            complete = min(complete, today.isoformat())
-            if not opts.get("dryRun"):
-                self.store.completions[key] = {
-                    "dataSet": header_ds["id"], "period": period.iso, "orgUnit": header_ou["id"],
-                    "attributeOptionCombo": aoc_id, "completeDate": complete, "storedBy": username}
-        if not opts.get("dryRun"):
-            for key_, record in overlay.items():
-                self.store.data_values[key_] = record
-                self.store.write_counts[key_] += 1
+                return self._summary("ERROR", opts, async_, FLUSH_FAILED, zero_counts(), [], None, None)
+            complete = self._complete(key, cdate, today, opts, username)
+        self._commit(overlay, opts)
         if not conflicts:
             status = "SUCCESS"
         elif landed:
@@ -272,11 +261,9 @@ class DataEntryImporter(AggregateImporter):
             else header["orgUnit"]
         coc_scheme = self.scheme(opts, "categoryOptionComboIdScheme")
         coc_raw = dv.get("categoryOptionCombo")
-        coc = md.lookup("categoryOptionCombos", coc_raw, coc_scheme) if coc_raw else md.get(
-            "categoryOptionCombos", DEFAULT_COC)
+        coc = self._option_combo(coc_raw, coc_scheme)
         aoc_raw = dv.get("attributeOptionCombo")
-        aoc = (md.lookup("categoryOptionCombos", aoc_raw, coc_scheme) if aoc_raw
-               else header["aoc"] or md.get("categoryOptionCombos", DEFAULT_COC))
+        aoc = self._option_combo(aoc_raw, coc_scheme, header["aoc"])
         out.update(period=period, ou=ou, coc=coc, aoc=aoc)
         if not period:
             out["problem"] = ("period_invalid", f"Period not valid: `{pe_raw}`")
@@ -328,7 +315,7 @@ class DataEntryImporter(AggregateImporter):
     # -- per value ------------------------------------------------------------
     def _untimely(self, ds: dict[str, Any], period: Period, today: dt.date, superuser: bool) -> bool:
         if not (superuser and self.version.superuser_skips_future_periods):
-            if period.start > _latest_open(ds, today)[1]:
+            if period.start > latest_open(ds, today)[1]:
                 return True
         expiry = int(ds.get("expiryDays") or 0)
         return expiry > 0 and today > period.end + dt.timedelta(days=expiry)
@@ -362,10 +349,6 @@ class DataEntryImporter(AggregateImporter):
         overlay[key] = DataValueRecord(*key, value=value, comment=comment, followup=followup, storedBy=username,
                                        created=created, lastUpdated=now)
         return "updated"  # CREATE overwrites too; first writes count as updated (imported is always 0)
-
-
-def _zero() -> dict[str, int]:
-    return {"imported": 0, "updated": 0, "ignored": 0, "deleted": 0}
 
 
 def _cocs_in(md: Metadata, ds: dict[str, Any], de: dict[str, Any]) -> set[str]:
