@@ -16,8 +16,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from dhis2gw.config.parsers import (
-    MIB, Parser, boolean, byte_size, choice, comma_list, cron_expression, database_uri, dhis2_url, integer,
-    migrations_location, networks, nonempty_text, queue_prefix, redis_address, seconds, tcp_port, text,
+    MIB,
+    Parser,
+    boolean,
+    byte_size,
+    choice,
+    comma_list,
+    cron_expression,
+    database_uri,
+    dhis2_url,
+    integer,
+    migrations_location,
+    networks,
+    nonempty_text,
+    queue_prefix,
+    redis_address,
+    seconds,
+    tcp_port,
+    text,
     timezone_name,
 )
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dhis2gw.sim.conflicts import Conflicts, value_type_error
 from dhis2gw.sim.metadata import DEFAULT_COC, Metadata
 from dhis2gw.sim.periods import Period, parse_period
 from dhis2gw.sim.store import DataValueRecord, Store
 from dhis2gw.sim.value_rules import (
-    completion_key, insignificant_zero, latest_open, normalised, outside_hierarchy, zero_counts,
+    completion_key,
+    insignificant_zero,
+    latest_open,
+    normalised,
+    outside_hierarchy,
+    zero_counts,
 )
 from dhis2gw.sim.versions import Version
 from dhis2gw.sim.webmessage import import_options

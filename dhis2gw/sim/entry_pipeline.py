@@ -28,15 +28,22 @@ Codes that nobody observed for a case are chosen from the 2.43.2 ``ErrorCode`` e
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from dhis2gw.sim.aggregate import (
-    AggregateImporter, completion_key, insignificant_zero, latest_open, normalised, outside_hierarchy, zero_counts,
-)
+from dhis2gw.sim.aggregate import AggregateImporter
 from dhis2gw.sim.conflicts import value_type_error
 from dhis2gw.sim.metadata import Metadata
 from dhis2gw.sim.periods import Period, parse_period
 from dhis2gw.sim.store import DataValueRecord, Store
+from dhis2gw.sim.value_rules import (
+    completion_key,
+    insignificant_zero,
+    latest_open,
+    normalised,
+    outside_hierarchy,
+    zero_counts,
+)
 from dhis2gw.sim.versions import Version
 from dhis2gw.sim.webmessage import import_options
 

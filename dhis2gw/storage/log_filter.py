@@ -8,9 +8,10 @@ page of the answer (see `dhis2gw.storage.logs.LogStore`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Optional, Sequence
+from typing import Any
 
 #: Sort keys the list accepts → SQL column. Only NOT NULL columns: the keyset cursor compares
 #: ``(column, id)`` tuples, which NULLs would break.
@@ -33,14 +34,14 @@ class LogFilter:
     org_units: tuple[str, ...] = ()  # UIDs or codes, codes resolved through organisation_units
     periods: tuple[str, ...] = ()
     data_sets: tuple[str, ...] = ()  # data set (or tracker program) UIDs
-    created_from: Optional[datetime] = None  # inclusive
-    created_before: Optional[datetime] = None  # exclusive
-    created_until: Optional[datetime] = None  # inclusive (a datetime `to`)
-    q: Optional[str] = None
+    created_from: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
+    created_until: datetime | None = None  # inclusive (a datetime `to`)
+    q: str | None = None
     # Filled by ``LogStore.resolve`` (never by clients): org-unit codes and name words resolved to
     # UIDs, so the planner sees a literal list it can estimate and serve with the index.
-    org_unit_uids: Optional[tuple[str, ...]] = None
-    q_org_units: Optional[tuple[str, ...]] = None
+    org_unit_uids: tuple[str, ...] | None = None
+    q_org_units: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON form (stored with requeue jobs, echoed to the client)."""
@@ -61,7 +62,7 @@ class Page:
     page_size: int = 20
     sort: str = "created_at"
     descending: bool = True
-    after: Optional[tuple[Any, int]] = None  # (sort value, id) of the last row already seen
+    after: tuple[Any, int] | None = None  # (sort value, id) of the last row already seen
     with_total: bool = True
 
 
@@ -70,8 +71,8 @@ class LogPage:
     """One page of the list; ``total_exact`` is False when the total is the planner's estimate."""
 
     items: list[dict[str, Any]]
-    total: Optional[int]
-    last_key: Optional[tuple[Any, int]] = None
+    total: int | None
+    last_key: tuple[Any, int] | None = None
     has_more: bool = False
     total_exact: bool = True
 

@@ -12,9 +12,10 @@ never touched.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from twisted.internet import defer
 
@@ -29,7 +30,7 @@ __all__ = ["PURGE_CHUNK", "SORT_COLUMNS", "LogFilter", "LogPage", "LogStore", "P
 PURGE_CHUNK = 5000
 
 
-def _plan_rows(plan_row: Optional[dict[str, Any]]) -> float:
+def _plan_rows(plan_row: dict[str, Any] | None) -> float:
     """The top node's estimated rows from an ``EXPLAIN (FORMAT JSON)`` result row."""
     if not plan_row:
         return 0
@@ -83,7 +84,7 @@ class LogStore:
             f"SELECT {SUMMARY_COLUMNS}{extra}, {column} AS sort_key FROM submissions"
             f" WHERE ({where}){keyset} ORDER BY {order} LIMIT %s OFFSET %s",
             (*params, *key_params, page.page_size + 1, offset)))
-        total: Optional[int] = None
+        total: int | None = None
         exact = True
         if page.with_total:
             # Count and page run on two pool connections at once: the answer waits for the slower.
@@ -199,11 +200,11 @@ class LogStore:
         return {r: out[r] for r in refs if r in out}
 
     # --- delete / purge ------------------------------------------------------------------
-    async def delete(self, submission_id: int) -> Optional[str]:
+    async def delete(self, submission_id: int) -> str | None:
         """Delete one final submission. Returns None when deleted, else the blocking status
         (``"missing"`` when there is no such row)."""
 
-        async def run(cursor: Any) -> Optional[str]:
+        async def run(cursor: Any) -> str | None:
             rows = await cursor_fetch(cursor, "DELETE FROM submissions WHERE id = %s AND status = ANY(%s)"
                                       " RETURNING id", (submission_id, list(FINAL_STATES)))
             if rows:
@@ -259,7 +260,7 @@ class LogStore:
             (job_id, actor, json_param(selection), force, matched))
 
     async def update_job(self, job_id: str, *, scanned: int, requeued: int, enqueued: int,
-                         status: Optional[str] = None, error: Optional[str] = None) -> None:
+                         status: str | None = None, error: str | None = None) -> None:
         """Record a job's progress (and its end when ``status`` is given)."""
         await self.db.execute(
             "logs.job_update",
@@ -268,7 +269,7 @@ class LogStore:
             " finished_at = CASE WHEN %s IS NULL THEN finished_at ELSE now() END WHERE id = %s",
             (scanned, requeued, enqueued, status, error, status, job_id))
 
-    async def get_job(self, job_id: str) -> Optional[dict[str, Any]]:
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
         """One requeue job."""
         return await self.db.fetch_one(
             "logs.job_get", "SELECT id, actor, selection, force, status, matched, scanned, requeued, enqueued,"

@@ -160,5 +160,6 @@ class WheelContentsTests(SynchronousTestCase):
     def test_twistd_plugin_without_shadowing_twisted(self) -> None:
         """The plugin module is shipped; ``twisted/__init__.py`` and ``twisted/plugins/__init__.py`` are not."""
         self.assertIn("twisted/plugins/dhis2gw_plugin.py", self.names)
-        self.assertEqual(sorted(n for n in self.names if n.startswith("twisted/")), ["twisted/plugins/dhis2gw_plugin.py"])
+        self.assertEqual(sorted(n for n in self.names if n.startswith("twisted/")),
+                         ["twisted/plugins/dhis2gw_plugin.py"])
         self.assertEqual([n for n in self.names if "__pycache__" in n or n.endswith((".pyc", "dropin.cache"))], [])
