@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The modules allowed to import the global reactor: the composition roots and entry points.
 GLOBAL_REACTOR_ALLOWED = frozenset({
     "dhis2gw/wiring/root.py",
+    "dhis2gw/wiring/entry.py",  # twistd_service / simulator_service: what the twistd plugins run
     "dhis2gw/cli.py",
     "dhis2gw/sim/tap.py",
     "dhis2gw/tap.py",
