@@ -15,6 +15,6 @@ dhis2gw = ServiceMaker(
 dhis2sim = ServiceMaker(
     "dhis2sim",
     "dhis2gw.sim.tap",
-    "DHIS2 Web API simulator (2.36-2.42) for tests, benchmarks and demos",
+    "DHIS2 Web API simulator (2.36-2.44) for tests, benchmarks and demos",
     "dhis2sim",
 )
