@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol
 
 from jsonschema import Draft202012Validator
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -301,6 +302,16 @@ def decode_json_body(request: IRequest) -> Any:
     return document
 
 
+def client_gone(request: IRequest) -> bool:
+    """True once the client's connection is lost.
+
+    twisted.web marks the request (``_disconnected``, which it documents as the flag for exactly
+    this) before it fires ``notifyFinish``'s errbacks, so it is set by the time Klein cancels the
+    handler.
+    """
+    return bool(getattr(request, "_disconnected", False))
+
+
 def json_bytes(value: Any) -> bytes:
     """Serialise a response body."""
     return response_bytes(value)
@@ -390,13 +401,29 @@ class Router:
             return payload
         except ApiError as e:
             return self._error_response(request, mounted, principal, e, started)
+        except CancelledError:
+            if not client_gone(request):
+                # Not a hang-up: something cancelled a Deferred nobody turned into an answer (a bug).
+                return self._internal_error(request, mounted, principal, started)
+            # Klein cancels the handler when the client hangs up. Nobody is left to answer, and a
+            # hang-up is not a server error: let the cancellation end Klein's Deferred.
+            log.debug("Client hung up during {route} (request {request_id}) after {seconds:.3f} s",
+                      route=mounted.name, request_id=getattr(request, "request_id", None),
+                      seconds=time.monotonic() - started)
+            raise
         except Exception as e:  # noqa: BLE001 - the one place unknown errors become 500
             mapped = self._map_exception(e)
             if mapped is None:
-                log.failure("Unhandled error in {route}", route=mounted.name)
-                mapped = ApiError(500, "internal_error", "an internal error occurred; it has been logged",
-                                  {"request_id": getattr(request, "request_id", None)})
+                return self._internal_error(request, mounted, principal, started)
             return self._error_response(request, mounted, principal, mapped, started)
+
+    def _internal_error(self, request: IRequest, mounted: MountedRoute, principal: Optional[Principal],
+                        started: float) -> bytes:
+        """Log the exception being handled with its traceback and answer the generic JSON 500."""
+        log.failure("Unhandled error in {route}", route=mounted.name)
+        error = ApiError(500, "internal_error", "an internal error occurred; it has been logged",
+                         {"request_id": getattr(request, "request_id", None)})
+        return self._error_response(request, mounted, principal, error, started)
 
     async def _authenticate(self, request: IRequest) -> Principal:
         if self.authenticator is None:
