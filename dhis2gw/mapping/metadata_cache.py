@@ -193,6 +193,8 @@ class MetadataCache(service.Service):
 
             self.started.addBoth(release)
             await ready
+        if not self.running:
+            return  # stopped while waiting for the database: nothing to load
         await self.reload()
         if not self.running:
             return
