@@ -7,10 +7,11 @@ gateway picks up a new submission well within 100 ms.
 
 An attempt: take the row in PostgreSQL (token-guarded) → heartbeat the lease while the kind
 delivers → record the outcome in PostgreSQL → only then ack/release/delay the id in Redis.
-Outcome rules (DESIGN.md §4): final outcomes are recorded; a job-level failure spends a retry
-and is delayed with backoff (or ends ``failed``); a destination-level failure goes back to
-ready without spending anything and feeds the breaker; a suspect failure (500, timeout, lost
-answer) is read back and judged by the destination's health (``dhis2gw.delivery.outcome_rules``).
+Outcome rules (DESIGN.md §4), written as ``dhis2gw.delivery.recording`` plans them: final
+outcomes are recorded; a job-level failure spends a retry and is delayed with backoff (or ends
+``failed``); a destination-level failure goes back to ready without spending anything and feeds
+the breaker; a suspect failure (500, timeout, lost answer) is first read back and judged by the
+destination's health (``dhis2gw.delivery.outcome_rules``).
 The heartbeat runs until the outcome is recorded, health check included.
 """
 from __future__ import annotations
@@ -27,13 +28,13 @@ from twisted.logger import Logger
 from dhis2gw.delivery.batching import BatchSettings, attribute, merge, plan
 from dhis2gw.delivery.breaker import CircuitBreaker
 from dhis2gw.delivery.outcome_rules import READ_BACK_REASONS, DestinationHealth, Verdict, breaker_reason
+from dhis2gw.delivery.recording import NullBreaker, plan_recording
 from dhis2gw.delivery.retry import RetryPolicy
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind, ReadBack
 from dhis2gw.queue.connection import RedisUnavailable
 from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.storage.database import DatabaseUnavailable
-from dhis2gw.storage.statuses import FINAL_STATUS
-from dhis2gw.storage.submissions import SubmissionStore, utc
+from dhis2gw.storage.submissions import SubmissionStore
 
 
 @dataclass
@@ -295,7 +296,7 @@ class DestinationWorker:
             self.health.observe(seq, outcome)
             await self._record(row, token, outcome, duration, breaker=breaker, detail=detail)
             return
-        brk = self.breaker if breaker else _NullBreaker()
+        brk = self.breaker if breaker else NullBreaker()
         read = await self._read_back(row) if outcome.reason in READ_BACK_REASONS else None
         if read is not None and read.state == "confirmed":
             brk.record_success()
@@ -339,85 +340,25 @@ class DestinationWorker:
 
     async def _record(self, row: dict[str, Any], token: str, outcome: Outcome, duration: float,
                       breaker: bool = True, detail: Optional[str] = None, event: Optional[str] = None) -> None:
+        """Write ``outcome`` (``dhis2gw.delivery.recording``); move the id in Redis only once it is written."""
         sid = row["id"]
-        attempt = row["attempts"]
-        common = dict(attempt=attempt, destination=self.name, http_status=outcome.http_status,
-                      duration_ms=int(duration * 1000))
-        kind = outcome.kind
+        plan = plan_recording(row, outcome, destination=self.name, duration=duration, policy=self.policy,
+                              now=self.clock.seconds(), save_response=self.save_response, detail=detail, event=event)
         # In a batch, one request is one observation for the breaker.
-        brk = self.breaker if breaker else _NullBreaker()
+        brk = self.breaker if breaker else NullBreaker()
+        if plan.breaker_first:
+            plan.tell(brk)
         try:
-            if kind in FINAL_STATUS:
-                status = FINAL_STATUS[kind]
-                ok = await self.store.record(
-                    sid, token, status, event=event or status, response=outcome.body, keep_response=self.save_response,
-                    detail=detail,
-                    import_count=outcome.import_count or outcome.stats, conflicts=_conflicts(outcome),
-                    error=None if kind is OutcomeKind.DELIVERED else (outcome.message or outcome.reason),
-                    **common)
-                brk.record_success()
-                after = lambda: self.queue.ack(self.name, sid)
-            elif kind is OutcomeKind.RETRY:
-                failures = row["job_failures"] + 1
-                brk.record_success() if outcome.http_status else brk.record_neutral()
-                if self.policy.exhausted(failures):
-                    ok = await self.store.record(
-                        sid, token, "failed", event="failed", spent_retry=True, response=outcome.body,
-                        keep_response=self.save_response, error=outcome.message or outcome.reason,
-                        detail="; ".join(x for x in (detail, f"retries exhausted ({failures - 1} retries)") if x),
-                        **common)
-                    after = lambda: self.queue.ack(self.name, sid)
-                else:
-                    due = self.clock.seconds() + self.policy.delay(failures, outcome.retry_after)
-                    ok = await self.store.record(
-                        sid, token, "retrying", event="retrying", spent_retry=True, next_attempt_at=utc(due),
-                        response=outcome.body, keep_response=self.save_response,
-                        error=outcome.message or outcome.reason, detail=detail, **common)
-                    after = lambda: self.queue.delay(self.name, sid, due)
-            elif kind is OutcomeKind.SUSPECT:  # judged against the destination by _settle: no retry
-                ok = await self.store.record(sid, token, "queued", event=event or "destination_suspect",
-                                             error=outcome.message or outcome.reason, detail=detail, **common)
-                after = lambda: self.queue.release(self.name, sid)
-            else:  # destination-level: DESTINATION_FAILURE, RATE_LIMITED (and anything unexpected)
-                reason = outcome.reason or kind.value
-                brk.record_failure(breaker_reason(outcome))
-                if kind is OutcomeKind.RATE_LIMITED:
-                    due = self.clock.seconds() + (outcome.retry_after or self.policy.base)
-                    ok = await self.store.record(sid, token, "queued", event="rate_limited",
-                                                 next_attempt_at=utc(due), error=outcome.message or reason,
-                                                 detail=reason, **common)
-                    after = lambda: self.queue.delay(self.name, sid, due)
-                else:
-                    ok = await self.store.record(sid, token, "queued", event="destination_unavailable",
-                                                 error=outcome.message or reason, detail=reason, **common)
-                    after = lambda: self.queue.release(self.name, sid)
+            ok = await self.store.record(sid, token, plan.status, **plan.fields)
         except DatabaseUnavailable as e:
             # Not recorded: leave the id claimed; its lease expires and it is attempted again.
             self.log.warn("database unavailable recording submission {sid}: {error}", sid=sid, error=e)
             return
+        if not plan.breaker_first:
+            plan.tell(brk)
         if not ok:
             self.log.warn("submission {sid}: lease lost to another attempt; outcome not recorded", sid=sid)
             return
-        await self._redis_quietly(after())
+        await self._redis_quietly(plan.move(self.queue, self.name, sid))
         if self.observer is not None:
             self.observer(self.name, row, outcome, "recorded")
-
-
-class _NullBreaker:
-    """Stands in for the breaker for the 2nd…nth submission of a batch."""
-
-    def record_success(self) -> None:
-        pass
-
-    def record_neutral(self) -> None:
-        pass
-
-    def record_failure(self, reason: str) -> None:
-        pass
-
-
-def _conflicts(outcome: Outcome) -> Optional[list[Any]]:
-    items: list[Any] = [dict(c) for c in outcome.conflicts]
-    items += [dict(r) for r in outcome.error_reports]
-    items += [dict(r, warning=True) for r in outcome.warning_reports]
-    return items or None

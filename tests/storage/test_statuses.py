@@ -47,12 +47,12 @@ class StatusVocabularyTests(SynchronousTestCase):
         self.assertRaises(ValueError, statuses.sql_list, ("queued'); DROP TABLE submissions; --",))
 
     def test_other_modules_use_the_definition(self) -> None:
-        """The store, the worker, the log filters and schemas hold the same objects, not copies."""
-        from dhis2gw.delivery import worker
+        """The store, the worker's recording, the log filters and schemas hold the same objects, not copies."""
+        from dhis2gw.delivery import recording
         from dhis2gw.operations import filters, schemas
         from dhis2gw.storage import submissions
         self.assertIs(submissions.FINAL_STATES, statuses.FINAL_STATES)
         self.assertIs(submissions.PENDING_STATES, statuses.PENDING_STATES)
-        self.assertIs(worker.FINAL_STATUS, statuses.FINAL_STATUS)
+        self.assertIs(recording.FINAL_STATUS, statuses.FINAL_STATUS)
         self.assertIs(filters.STATUSES, statuses.STATUSES)
         self.assertEqual(schemas.LOG_ITEM["properties"]["status"]["enum"], list(statuses.STATUSES))
