@@ -24,7 +24,8 @@ import getpass
 import os
 import re
 import sys
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from dhis2gw import __version__
 
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_env_file(args: argparse.Namespace, environ: Any = os.environ) -> Optional[str]:
+def load_env_file(args: argparse.Namespace, environ: Any = os.environ) -> str | None:
     """Add the environment file's variables to ``environ``; the file read (None: none).
 
     A file named with ``--env-file`` must exist; the default one (``$DHIS2GW_ENV_FILE``) may be
@@ -240,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     args = _parser().parse_args(argv)
     args.env_file_read = load_env_file(args)

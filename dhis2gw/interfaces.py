@@ -13,7 +13,7 @@ outcome observers, queue lanes or services). Plugins never see the database or t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import Attribute, Interface
 
@@ -42,8 +42,8 @@ class IngestRequest:
     """What a kind's ``prepare`` gets: the validated body and who sent it."""
 
     body: Any
-    submitter_id: Optional[int]
-    source_name: Optional[str]
+    submitter_id: int | None
+    source_name: str | None
     destination: str
     instance_name: str
     query: dict[str, str] = field(default_factory=dict)
@@ -56,7 +56,7 @@ class Prepared:
     dhis2_payload: Any
     import_params: dict[str, str] = field(default_factory=dict)
     value_count: int = 0
-    destination: Optional[str] = None  # overrides the request's destination when set
+    destination: str | None = None  # overrides the request's destination when set
     response_extra: dict[str, Any] = field(default_factory=dict)  # merged into the 202 answer
 
 
@@ -73,7 +73,7 @@ class IngestDoc:
     description: str = ""
     query: tuple[dict[str, Any], ...] = ()  # OpenAPI parameter objects (import options …)
     responses: dict[int, str] = field(default_factory=dict)  # status → description, added to the common ones
-    response_schema: Optional[dict[str, Any]] = None  # the 202 answer, when the kind adds to it
+    response_schema: dict[str, Any] | None = None  # the 202 answer, when the kind adds to it
 
 
 class ISubmissionKind(Interface):

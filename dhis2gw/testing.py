@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import inspect
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from treq.testing import StubTreq
 from twisted.internet import task
@@ -73,7 +74,7 @@ class MemorySubmissionStore:
     def _now(self) -> datetime:
         return utc(self.clock.seconds())
 
-    def _event(self, sid: int, event: str, status: Optional[str] = None, **fields: Any) -> None:
+    def _event(self, sid: int, event: str, status: str | None = None, **fields: Any) -> None:
         detail = (fields.pop("detail", None) or "")[:1000] or None
         self.event_rows.setdefault(sid, []).append(dict(
             {"at": self._now(), "event": event, "status": status, "attempt": None, "destination": None,
@@ -96,14 +97,14 @@ class MemorySubmissionStore:
         """The last ``record`` call made for one submission."""
         return [r for r in self.records if r["id"] == submission_id][-1]
 
-    async def get(self, submission_id: int, with_payloads: bool = True) -> Optional[dict[str, Any]]:
+    async def get(self, submission_id: int, with_payloads: bool = True) -> dict[str, Any] | None:
         row = self.rows.get(submission_id)
         return None if row is None else {c: row[c] for c in (_FULL if with_payloads else _SUMMARY)}
 
     async def events(self, submission_id: int) -> list[dict[str, Any]]:
         return [dict(e) for e in self.event_rows.get(submission_id, [])]
 
-    async def start_attempt(self, submission_id: int, token: str, destination: str) -> Optional[dict[str, Any]]:
+    async def start_attempt(self, submission_id: int, token: str, destination: str) -> dict[str, Any] | None:
         row = self.rows.get(submission_id)
         if row is None or row["status"] not in PENDING_STATES:
             return None
@@ -125,11 +126,11 @@ class MemorySubmissionStore:
         return True
 
     async def record(self, submission_id: int, token: str, status: str, *, event: str,
-                     attempt: Optional[int] = None, destination: Optional[str] = None,
-                     http_status: Optional[int] = None, duration_ms: Optional[int] = None,
+                     attempt: int | None = None, destination: str | None = None,
+                     http_status: int | None = None, duration_ms: int | None = None,
                      response: Any = None, import_count: Any = None, conflicts: Any = None,
-                     error: Optional[str] = None, next_attempt_at: Optional[datetime] = None,
-                     spent_retry: bool = False, detail: Optional[str] = None,
+                     error: str | None = None, next_attempt_at: datetime | None = None,
+                     spent_retry: bool = False, detail: str | None = None,
                      keep_response: bool = True) -> bool:
         row = self.rows.get(submission_id)
         if row is None or token is None or row["lease_owner"] != token:
@@ -209,7 +210,7 @@ class MemorySubmissionQueue:
             self.processing[dest].remove(submission_id)
         self.leases.pop((dest, submission_id), None)
 
-    async def enqueue(self, dest: str, submission_id: int, timeout: Optional[float] = None) -> bool:
+    async def enqueue(self, dest: str, submission_id: int, timeout: float | None = None) -> bool:
         if (dest, submission_id) in self.members:
             return False
         self.members.add((dest, submission_id))
@@ -223,7 +224,7 @@ class MemorySubmissionQueue:
         self.delayed[(dest, submission_id)] = due
         return True
 
-    async def claim(self, dest: str) -> Optional[int]:
+    async def claim(self, dest: str) -> int | None:
         ids = await self.claim_many(dest, 1)
         return ids[0] if ids else None
 
@@ -289,7 +290,7 @@ class ScriptedKind:
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
         self.deliveries: dict[int, list[tuple[float, Outcome]]] = {}
-        self.reads: dict[int, list[tuple[float, Optional[ReadBack]]]] = {}
+        self.reads: dict[int, list[tuple[float, ReadBack | None]]] = {}
         self.delivered: list[int] = []
         self.read: list[int] = []
 
@@ -380,14 +381,14 @@ class MemorySimulatorServer:
         self._down_until = self.clock.seconds() + seconds
         return task.deferLater(self.clock, seconds, lambda: None)
 
-    def client(self, auth: Optional[DHIS2Auth] = None, **options: Any) -> DHIS2Client:
+    def client(self, auth: DHIS2Auth | None = None, **options: Any) -> DHIS2Client:
         """A `DHIS2Client` on this server (``admin``/``district`` unless ``auth``), timeouts on the clock."""
         return DHIS2Client(self.clock, self.base_url, auth or BasicAuth("admin", "district"),
                            clock=self.sim.clock, http=self, **options)  # a timeout reaches the simulator at once
 
 
-def sim_client(version: str, clock: IReactorTime, *, auth: Optional[DHIS2Auth] = None,
-               metadata: Optional[Metadata] = None, **options: Any) -> tuple[DHIS2Client, Simulator]:
+def sim_client(version: str, clock: IReactorTime, *, auth: DHIS2Auth | None = None,
+               metadata: Metadata | None = None, **options: Any) -> tuple[DHIS2Client, Simulator]:
     """A real `DHIS2Client` and the simulated DHIS2 ``version`` it talks to in memory, both on ``clock``.
 
     The simulator's wall time is the clock's: start the Clock at a real date. ``metadata`` is the

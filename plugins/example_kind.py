@@ -27,8 +27,8 @@ The three rules every kind keeps:
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
@@ -78,7 +78,7 @@ class SingleEventKind:
     request_schema = EVENT_SCHEMA
 
     def __init__(self) -> None:
-        self.clock: Optional[IReactorTime] = None
+        self.clock: IReactorTime | None = None
 
     def setup(self, context: PluginContext) -> None:
         """Called once by the plugin loader: keep what ``prepare`` needs from the context."""
@@ -92,7 +92,7 @@ class SingleEventKind:
             raise KindError(400, "validation_failed", "occurredAt is not a date",
                             {"errors": [{"field": "occurredAt", "message": f"{text!r} is not a date"}]}) from None
         assert self.clock is not None, "setup(context) is called before the kind is used"
-        today = datetime.fromtimestamp(self.clock.seconds(), tz=timezone.utc).date()
+        today = datetime.fromtimestamp(self.clock.seconds(), tz=UTC).date()
         if day > today + timedelta(days=1):  # a day of slack for time zones east of UTC
             raise KindError(422, "validation_failed", "occurredAt is in the future",
                             {"errors": [{"field": "occurredAt", "message": f"{text} is after {today}"}]})

@@ -19,7 +19,12 @@ import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhis2gw.config import (
-    DEV_CONFIG_PATH, Config, ConfigError, check_config, ensure_dev_secret, load_config,
+    DEV_CONFIG_PATH,
+    Config,
+    ConfigError,
+    check_config,
+    ensure_dev_secret,
+    load_config,
 )
 from dhis2gw.config.schema import KEYS
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -17,7 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from dhis2gw.delivery import dispatcher, worker
 from dhis2gw.dhis2.auth import BasicAuth
 from dhis2gw.dhis2.client import DHIS2Client, TreqLike
-from dhis2gw.dhis2.outcome import Outcome, OutcomeKind as K
+from dhis2gw.dhis2.outcome import Outcome
+from dhis2gw.dhis2.outcome import OutcomeKind as K
 from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.kinds.aggregate import AggregateKind
 from dhis2gw.queue.connection import RedisConnections
@@ -25,8 +26,16 @@ from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.sim import SimulatorServer
 from dhis2gw.storage.database import Database
 from dhis2gw.storage.submissions import NewSubmission, SubmissionStore
-from dhis2gw.testing import (MemorySimulatorServer, MemorySubmissionQueue, MemorySubmissionStore, ScriptedHealthCheck,
-                             ScriptedKind, fake_helper, signature_mismatches, sim_client)
+from dhis2gw.testing import (
+    MemorySimulatorServer,
+    MemorySubmissionQueue,
+    MemorySubmissionStore,
+    ScriptedHealthCheck,
+    ScriptedKind,
+    fake_helper,
+    signature_mismatches,
+    sim_client,
+)
 from tests.support.clock_rig import T_2025_06_15, country
 from tests.support.services import delete_redis_prefix, migrated_database, redis_prefix, services
 
@@ -80,7 +89,7 @@ class SignatureTests(SynchronousTestCase):
         a method marked fake_helper is not."""
 
         class Wrong:
-            async def claim(self, destination: str) -> Optional[int]:
+            async def claim(self, destination: str) -> int | None:
                 return None
 
             async def launch(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Optional
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from twisted.web.iweb import IRequest
@@ -23,7 +23,7 @@ _BAD_TEXT = "strings may not contain the NUL character (\\u0000) or an unpaired 
 _BAD_NUMBER = "numbers must be finite (1e999 and beyond are not stored)"
 
 
-def _unstorable(value: Any, path: str = "") -> Optional[tuple[str, str]]:
+def _unstorable(value: Any, path: str = "") -> tuple[str, str] | None:
     """(path, reason) of the first value PostgreSQL's jsonb cannot hold in a JSON document, if any:
     a string (or key) with NUL or a lone surrogate, or a number that overflowed to infinity."""
     if isinstance(value, str):

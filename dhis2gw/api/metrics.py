@@ -1,7 +1,8 @@
 """``GET /metrics``: the Prometheus text of the gateway's own registry (dhis2gw.operations.metrics)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 

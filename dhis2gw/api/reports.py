@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dhis2gw.storage.statuses import FINAL_STATES, PENDING_STATES
 from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import OPERATOR, Call, route
 from dhis2gw.storage.reports import ReportStore
+from dhis2gw.storage.statuses import FINAL_STATES, PENDING_STATES
 
 MAX_PERIODS = 24
 _PERIOD = re.compile(r"^\d{4}[A-Za-z0-9]{0,8}$")

@@ -12,8 +12,9 @@ returns a JSON-able value or a ``Response``.
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol
+from typing import Any, Protocol
 
 from twisted.web.iweb import IRequest
 
@@ -34,17 +35,17 @@ class RouteSpec:
 
     method: str
     path: str
-    roles: Optional[frozenset[str]]  # None: public, no authentication
+    roles: frozenset[str] | None  # None: public, no authentication
     summary: str = ""
     description: str = ""
-    body_schema: Optional[dict[str, Any]] = None
+    body_schema: dict[str, Any] | None = None
     body_required: bool = True
     raw_body: bool = False  # handler reads request.content itself (uploads)
     status: int = 200
     tags: tuple[str, ...] = ()
     query: tuple[dict[str, Any], ...] = ()  # OpenAPI parameter objects
     responses: dict[int, str] = field(default_factory=dict)
-    response_schema: Optional[dict[str, Any]] = None
+    response_schema: dict[str, Any] | None = None
     self_allowed: bool = False  # a user may call it on its own uid even without the role
     deprecated: bool = False
     # False for routes whose body is kept elsewhere (ingest: submissions.payload): the request
@@ -66,7 +67,7 @@ class MountedRoute:
     name: str
 
 
-def route(method: str, path: str, *, roles: Optional[Iterable[str]] = ANY_USER, public: bool = False,
+def route(method: str, path: str, *, roles: Iterable[str] | None = ANY_USER, public: bool = False,
           **kwargs: Any) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Declare a handler method as a route (see module docstring)."""
     spec = RouteSpec(method=method.upper(), path=path, roles=None if public else frozenset(roles or ()),
@@ -91,8 +92,8 @@ class Authenticator(Protocol):
 class RequestObserver(Protocol):
     """Told about every finished request (request log, metrics)."""
 
-    def request_finished(self, request: IRequest, route: Optional[MountedRoute], principal: Optional[Principal],
-                         status: int, error_code: Optional[str], duration: float) -> None:
+    def request_finished(self, request: IRequest, route: MountedRoute | None, principal: Principal | None,
+                         status: int, error_code: str | None, duration: float) -> None:
         """Record one request."""
 
 
@@ -101,10 +102,10 @@ class Response:
     """A non-default answer: another status, extra headers, or a raw body."""
 
     body: Any = None
-    status: Optional[int] = None
+    status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    content_type: Optional[str] = None
-    raw: Optional[bytes] = None
+    content_type: str | None = None
+    raw: bytes | None = None
 
 
 @dataclass
@@ -112,11 +113,11 @@ class Call:
     """What a handler gets besides its path arguments."""
 
     request: IRequest
-    principal: Optional[Principal]
+    principal: Principal | None
     body: Any
     route: MountedRoute
 
-    def arg(self, name: str, default: Optional[str] = None) -> Optional[str]:
+    def arg(self, name: str, default: str | None = None) -> str | None:
         """The first value of query parameter ``name`` (decoded), or ``default``."""
         values = self.request.args.get(name.encode())
         if not values:

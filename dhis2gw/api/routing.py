@@ -14,7 +14,8 @@ The declarations and body helpers the API areas use are importable from here as 
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from twisted.internet.defer import CancelledError
@@ -24,8 +25,19 @@ from twisted.web.iweb import IRequest
 from dhis2gw.api.bodies import decode_json_body, fast_validator, schema_errors
 from dhis2gw.api.errors import ApiError, unavailable
 from dhis2gw.api.principal import Principal
-from dhis2gw.api.routes import (ADMIN, ANY_USER, OPERATOR, ROUTE_ATTR, Authenticator, Call, MountedRoute,
-                                RequestObserver, Response, RouteSpec, route)
+from dhis2gw.api.routes import (
+    ADMIN,
+    ANY_USER,
+    OPERATOR,
+    ROUTE_ATTR,
+    Authenticator,
+    Call,
+    MountedRoute,
+    RequestObserver,
+    Response,
+    RouteSpec,
+    route,
+)
 from dhis2gw.jsoncodec import response_bytes
 
 __all__ = ["ADMIN", "ANY_USER", "OPERATOR", "Authenticator", "Call", "MountedRoute", "RequestObserver",
@@ -53,8 +65,8 @@ def json_bytes(value: Any) -> bytes:
 class Router:
     """One Klein app plus the table of every mounted route."""
 
-    def __init__(self, authenticator: Optional[Authenticator] = None,
-                 observer: Optional[RequestObserver] = None) -> None:
+    def __init__(self, authenticator: Authenticator | None = None,
+                 observer: RequestObserver | None = None) -> None:
         from klein import Klein  # imported here: klein installs the default reactor at import
 
         self.app = Klein()
@@ -116,7 +128,7 @@ class Router:
     async def _dispatch(self, request: IRequest, mounted: MountedRoute,
                         handler: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> bytes:
         spec = mounted.spec
-        principal: Optional[Principal] = None
+        principal: Principal | None = None
         started = time.monotonic()
         request.setHeader(b"Cache-Control", b"no-store")
         try:
@@ -150,7 +162,7 @@ class Router:
                 return self._internal_error(request, mounted, principal, started)
             return self._error_response(request, mounted, principal, mapped, started)
 
-    def _internal_error(self, request: IRequest, mounted: MountedRoute, principal: Optional[Principal],
+    def _internal_error(self, request: IRequest, mounted: MountedRoute, principal: Principal | None,
                         started: float) -> bytes:
         """Log the exception being handled with its traceback and answer the generic JSON 500."""
         log.failure("Unhandled error in {route}", route=mounted.name)
@@ -196,7 +208,7 @@ class Router:
         return body
 
     @staticmethod
-    def _map_exception(e: Exception) -> Optional[ApiError]:
+    def _map_exception(e: Exception) -> ApiError | None:
         from dhis2gw.queue.connection import RedisUnavailable
         from dhis2gw.storage.database import DatabaseUnavailable
 
@@ -220,8 +232,8 @@ class Router:
         request.setHeader(b"Content-Type", b"application/json")
         return json_bytes(result)
 
-    def _error_response(self, request: IRequest, mounted: Optional[MountedRoute], principal: Optional[Principal],
-                        error: ApiError, started: Optional[float] = None) -> bytes:
+    def _error_response(self, request: IRequest, mounted: MountedRoute | None, principal: Principal | None,
+                        error: ApiError, started: float | None = None) -> bytes:
         request.setResponseCode(error.status)
         request.setHeader(b"Content-Type", b"application/json")
         for k, v in error.headers.items():
@@ -230,8 +242,8 @@ class Router:
         self._observe(request, mounted, principal, error.code, started)
         return json_bytes(error.envelope())
 
-    def _observe(self, request: IRequest, mounted: Optional[MountedRoute], principal: Optional[Principal],
-                 error_code: Optional[str], started: Optional[float]) -> None:
+    def _observe(self, request: IRequest, mounted: MountedRoute | None, principal: Principal | None,
+                 error_code: str | None, started: float | None) -> None:
         request.principal = principal  # type: ignore[attr-defined]
         request.route = mounted  # type: ignore[attr-defined]
         request.error_code = error_code  # type: ignore[attr-defined]

@@ -12,7 +12,8 @@ another body it is a 409.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -188,7 +189,7 @@ class IngestApi:
         if self.wake is not None:
             self.wake(destination)
 
-    def _accepted(self, row: dict[str, Any], payload: Optional[Any], extra: dict[str, Any]) -> dict[str, Any]:
+    def _accepted(self, row: dict[str, Any], payload: Any | None, extra: dict[str, Any]) -> dict[str, Any]:
         status_url = f"{self.base_path}/submissions/{row['id']}"
         body: dict[str, Any] = {
             "submission_id": row["id"], "uid": row["uid"], "status": row["status"], "status_url": status_url,

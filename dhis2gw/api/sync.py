@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Any, Optional
+from typing import Any
 
 from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import ANY_USER, OPERATOR, Call, Response, route
@@ -50,7 +50,7 @@ class OrgUnitsApi:
     """``GET /orgunits`` (any user) and ``POST /sync/orgunits`` (admin, operator)."""
 
     def __init__(self, store: OrgUnitStore, propagation: PropagationStore, runner: JobRunner,
-                 sync_job: Optional[CronJob], district_level_name: str) -> None:
+                 sync_job: CronJob | None, district_level_name: str) -> None:
         self.store = store
         self.propagation = propagation
         self.runner = runner
@@ -102,7 +102,7 @@ class CronApi:
     """``GET /cron``: the jobs, their next run and their last outcome (admin, operator)."""
 
     def __init__(self, runs: CronRunStore, jobs: list[CronJob], timezone: Any,
-                 clock: Any, cron: Optional[Cron], role: str) -> None:
+                 clock: Any, cron: Cron | None, role: str) -> None:
         self.runs = runs
         self.jobs = jobs
         self.timezone = timezone

@@ -8,6 +8,7 @@ documentation pages are unversioned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from dhis2gw.api.docs import DocsPages, OpenApiArea, SwaggerArea
 from dhis2gw.api.health import HealthApi
 from dhis2gw.api.logs import LogsApi

@@ -7,7 +7,7 @@ it once between them, in any process.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -37,7 +37,7 @@ _SUMMARY_FIELDS = ("id", "uid", "kind", "destination", "status", "attempts", "ht
                    "import_count", "error", "created_at", "finished_at")
 
 
-def body_url(row: dict[str, Any]) -> Optional[str]:
+def body_url(row: dict[str, Any]) -> str | None:
     """The ``callback_url`` of a submission's body as received, or None."""
     payload = row.get("payload")
     url = payload.get("callback_url") if isinstance(payload, dict) else None

@@ -6,7 +6,7 @@ hands to ``deliver`` is not used.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -46,9 +46,9 @@ class CallbackKind:
     def __init__(self) -> None:
         self.settings = CallbackSettings()
         #: How host names are resolved at connect time (None: the system's; tests inject one).
-        self.resolver: Optional[Resolver] = None
-        self.creator: Optional[CallbackCreator] = None
-        self.sender: Optional[CallbackSender] = None
+        self.resolver: Resolver | None = None
+        self.creator: CallbackCreator | None = None
+        self.sender: CallbackSender | None = None
 
     def setup(self, context: PluginContext) -> None:
         """Read the settings, add the ingest check and the service, and (in a process that delivers,

@@ -9,7 +9,7 @@ the settings' timeout on the injected reactor.
 from __future__ import annotations
 
 from io import BytesIO
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
@@ -35,14 +35,14 @@ class CallbackSender:
     """
 
     def __init__(self, reactor: IPluginReactor, settings: CallbackSettings, submitters: CallbackSubmitters,
-                 resolver: Optional[Resolver] = None) -> None:
+                 resolver: Resolver | None = None) -> None:
         self.reactor = reactor
         self.settings = settings
         self.submitters = submitters
         #: How host names are resolved at connect time (None: the system resolver; tests inject one).
         self.resolver = resolver
         self.http: Any = None
-        self.pool: Optional[HTTPConnectionPool] = None
+        self.pool: HTTPConnectionPool | None = None
 
     def _client(self) -> Any:
         """A plain ``Agent`` (it never follows redirects) over endpoints that enforce the address policy."""

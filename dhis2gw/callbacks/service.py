@@ -2,7 +2,7 @@
 and closes the HTTP client."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
@@ -30,8 +30,8 @@ class CallbackService(service.Service):
         self.sender = sender
         self.sweeping = sweeping
         self.sweep_seconds = sweep_seconds
-        self.loop: Optional[LoopingCall] = None
-        self.first: Optional[IDelayedCall] = None
+        self.loop: LoopingCall | None = None
+        self.first: IDelayedCall | None = None
 
     def startService(self) -> None:  # noqa: N802
         super().startService()

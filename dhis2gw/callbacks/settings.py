@@ -6,8 +6,9 @@ for the list of variables.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from dhis2gw.outbound import OutboundPolicy
 
@@ -30,7 +31,7 @@ class CallbackSettings:
         self.policy = OutboundPolicy.from_settings(self.allowed_prefixes, self.allowed_networks)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> "CallbackSettings":
+    def from_environ(cls, environ: Mapping[str, str]) -> CallbackSettings:
         """Read ``DHIS2GW_CALLBACK_*`` (raises ValueError with one clear line when they are bad)."""
         data: dict[str, Any] = {}
         path = environ.get("DHIS2GW_CALLBACK_CONFIG", "")
@@ -75,7 +76,7 @@ class CallbackSettings:
         """True when a secret applies to some callback (no secret: no callback is ever sent)."""
         return bool(self.secret or any(e.get("secret") for e in self.submitters.values()))
 
-    def url_problem(self, url: str, from_body: bool = True) -> Optional[str]:
+    def url_problem(self, url: str, from_body: bool = True) -> str | None:
         """Why a callback URL is refused before resolution, or None (``from_body``: it came from a
         request body, so it must be on the allow-list; callbacks-file URLs were set by an operator)."""
         return self.policy.url_refusal(url, check_allow_list=from_body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any, Optional
+from typing import Any
 
 SIGNATURE_HEADER = "X-Dhis2gw-Signature"
 
@@ -19,6 +19,6 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(secret: str, body: bytes, header: Optional[str]) -> bool:
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
     """What a receiver does: recompute the signature and compare in constant time."""
     return header is not None and hmac.compare_digest(sign(secret, body), header)

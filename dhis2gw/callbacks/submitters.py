@@ -1,8 +1,6 @@
 """``CallbackSubmitters``: which users the callbacks file names, and who may name a ``callback_url``."""
 from __future__ import annotations
 
-from typing import Optional
-
 from dhis2gw.callbacks.settings import CallbackSettings
 from dhis2gw.storage.users import UserStore
 
@@ -16,7 +14,7 @@ class CallbackSubmitters:
         self.settings = settings
         self._user_ids: dict[int, str] = {}
 
-    async def entry(self, submitter_id: Optional[int]) -> tuple[Optional[str], dict[str, str]]:
+    async def entry(self, submitter_id: int | None) -> tuple[str | None, dict[str, str]]:
         """(username, its callbacks-file entry ``{url, secret}``) of a submitter id; ``(None, {})`` if none."""
         if submitter_id is None or not self.settings.submitters:
             return None, {}
@@ -38,7 +36,7 @@ class CallbackSubmitters:
             ids += [int(user["id"]) for user in rows]
         return ids
 
-    async def may_name_url(self, submitter_id: Optional[int]) -> bool:
+    async def may_name_url(self, submitter_id: int | None) -> bool:
         """The submitter's ``callback_allowed`` flag (no submitter: a gateway-made row, allowed)."""
         if submitter_id is None:
             return True

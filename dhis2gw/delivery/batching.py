@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
 
@@ -68,7 +69,7 @@ class BatchSettings:
     max_submissions: int = 500
 
 
-def batch_key(row: dict[str, Any]) -> Optional[tuple[str, str, str]]:
+def batch_key(row: dict[str, Any]) -> tuple[str, str, str] | None:
     """(destination, data set, import options) for batchable rows; None when it must go alone.
 
     A submission that registers completeness (``completeDate``) or is a native payload with
@@ -220,9 +221,9 @@ def _names(values: Sequence[Any], rows: set[int], unplaced: Sequence[dict[str, A
     return found
 
 
-def attribute(batch: Batch, outcome: Outcome) -> list[Optional[Outcome]]:
+def attribute(batch: Batch, outcome: Outcome) -> list[Outcome | None]:
     """One Outcome per row of ``batch``; None for a row that must be delivered alone (module docstring)."""
-    split: list[Optional[Outcome]] = [None] * batch.size
+    split: list[Outcome | None] = [None] * batch.size
     shared = (OutcomeKind.RETRY, OutcomeKind.DESTINATION_FAILURE, OutcomeKind.RATE_LIMITED)
     if outcome.kind in shared:
         return [outcome] * batch.size
@@ -246,7 +247,7 @@ def attribute(batch: Batch, outcome: Outcome) -> list[Optional[Outcome]]:
         return split  # 2.36, or a conflict we cannot place
     rejected = set(outcome.rejected_indexes) or {i for c in conflicts for i in c["indexes"]}
     total = dict(outcome.import_count or {})
-    results: list[Optional[Outcome]] = []
+    results: list[Outcome | None] = []
     values = batch.payload.get("dataValues") or []
     named = [_names(values, {i for i in rejected if start <= i < end}, unplaced) for start, end in batch.spans]
     for (start, end), names in zip(batch.spans, named):

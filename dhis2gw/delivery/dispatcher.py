@@ -14,8 +14,9 @@ Housekeeping loops (any number of gateway processes may run them; every step is 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, task
@@ -53,9 +54,9 @@ class Dispatcher(service.Service):
                  kinds: dict[str, Any], destinations: dict[str, Any], policy: RetryPolicy, *,
                  breaker_threshold: int = 5, probe_interval: float = 15.0, housekeeping_interval: float = 4.0,
                  heartbeat_seconds: float = 15.0, shutdown_timeout: float = 30.0, save_response: bool = True,
-                 max_concurrent: Optional[dict[str, int]] = None, default_concurrency: int = 5,
-                 ready: Optional[defer.Deferred[Any]] = None,
-                 events: Optional[DeliveryEvents] = None, batching: Optional[Any] = None) -> None:
+                 max_concurrent: dict[str, int] | None = None, default_concurrency: int = 5,
+                 ready: defer.Deferred[Any] | None = None,
+                 events: DeliveryEvents | None = None, batching: Any | None = None) -> None:
         self.clock = clock
         self.queue = queue
         self.store = store
@@ -80,7 +81,7 @@ class Dispatcher(service.Service):
         self._worker_options = dict(heartbeat_seconds=heartbeat_seconds, save_response=save_response,
                                     observer=self.events.outcomes)
         self._loops: list[task.LoopingCall] = []
-        self._starting: Optional[defer.Deferred[None]] = None
+        self._starting: defer.Deferred[None] | None = None
         self._busy: set[defer.Deferred[Any]] = set()
         self._probes: dict[str, Any] = {}
         self.reconciled: defer.Deferred[ReconcileReport] = defer.Deferred()

@@ -16,8 +16,9 @@ behind, not even a Redis call created and never made.
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Optional
+from typing import Any
 
 from dhis2gw.delivery.outcome_rules import breaker_reason
 from dhis2gw.delivery.retry import RetryPolicy
@@ -44,8 +45,8 @@ class Recording:
     status: str
     fields: dict[str, Any]
     queue_move: str
-    due: Optional[float] = None
-    breaker: Optional[str] = None
+    due: float | None = None
+    breaker: str | None = None
     breaker_reason: str = ""
     breaker_first: bool = True
 
@@ -69,8 +70,8 @@ class Recording:
 
 
 def plan_recording(row: dict[str, Any], outcome: Outcome, *, destination: str, duration: float,
-                   policy: RetryPolicy, now: float, save_response: bool, detail: Optional[str] = None,
-                   event: Optional[str] = None) -> Recording:
+                   policy: RetryPolicy, now: float, save_response: bool, detail: str | None = None,
+                   event: str | None = None) -> Recording:
     """The ``Recording`` of ``outcome`` for the attempt of ``row`` (see the module docstring).
 
     ``detail`` and ``event`` refine the event written (a batch, a read-back's verdict); ``now``
@@ -127,7 +128,7 @@ class NullBreaker:
         pass
 
 
-def _conflicts(outcome: Outcome) -> Optional[list[Any]]:
+def _conflicts(outcome: Outcome) -> list[Any] | None:
     items: list[Any] = [dict(c) for c in outcome.conflicts]
     items += [dict(r) for r in outcome.error_reports]
     items += [dict(r, warning=True) for r in outcome.warning_reports]

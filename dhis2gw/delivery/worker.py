@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
@@ -60,8 +61,8 @@ class DestinationWorker:
                  queue: SubmissionQueue, store: SubmissionStore, kinds: dict[str, Any],
                  policy: RetryPolicy, max_concurrent: int, heartbeat_seconds: float = 15.0,
                  save_response: bool = True, poll_interval: float = 0.05,
-                 observer: Optional[Callable[[str, dict[str, Any], Outcome, str], None]] = None,
-                 batching: Optional[BatchSettings] = None, health: Optional[DestinationHealth] = None) -> None:
+                 observer: Callable[[str, dict[str, Any], Outcome, str], None] | None = None,
+                 batching: BatchSettings | None = None, health: DestinationHealth | None = None) -> None:
         self.name = name
         self.clock = clock
         self.client = client
@@ -81,8 +82,8 @@ class DestinationWorker:
         self.health = health if health is not None else DestinationHealth(client.health_check)
         self.in_flight: dict[int, defer.Deferred[None]] = {}
         self.running = False
-        self._loop: Optional[defer.Deferred[None]] = None
-        self._wake: Optional[defer.Deferred[None]] = None
+        self._loop: defer.Deferred[None] | None = None
+        self._wake: defer.Deferred[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -290,7 +291,7 @@ class DestinationWorker:
 
     # --- suspect failures (dhis2gw.delivery.outcome_rules) ------------------------------------
     async def _settle(self, row: dict[str, Any], token: str, outcome: Outcome, duration: float, seq: int,
-                      breaker: bool = True, detail: Optional[str] = None) -> None:
+                      breaker: bool = True, detail: str | None = None) -> None:
         """Record ``outcome`` of the attempt numbered ``seq``; a suspect one is read back and judged first."""
         if outcome.kind is not OutcomeKind.SUSPECT:
             self.health.observe(seq, outcome)
@@ -305,7 +306,7 @@ class DestinationWorker:
             await self._record(row, token, confirmed, duration, breaker=False, event="confirmed_by_read_back",
                                detail=f"{outcome.reason}; {confirmed.message}")
             return
-        check: Optional[Outcome] = None
+        check: Outcome | None = None
         if read is not None and read.state == "failed":
             verdict = Verdict.REQUEUE  # the read-back was this attempt's health check, and it failed
             check = read.outcome
@@ -323,14 +324,14 @@ class DestinationWorker:
         await self._record(row, token, outcome, duration, breaker=False, event="destination_suspect",
                            detail=f"{breaker_reason(outcome)}{seen}; no retry counted ({why})"[:1000])
 
-    async def _read_back(self, row: dict[str, Any]) -> Optional[ReadBack]:
+    async def _read_back(self, row: dict[str, Any]) -> ReadBack | None:
         """Ask DHIS2 whether the submission is there (the kind's ``read_back``); None when it cannot."""
         reader = getattr(self.kinds.get(row["kind"]), "read_back", None)
         if reader is None:
             return None
         seq = self.health.start()
         try:
-            read: Optional[ReadBack] = await reader(self.client, row)
+            read: ReadBack | None = await reader(self.client, row)
         except Exception:  # noqa: BLE001 - a read-back bug must not lose the attempt
             self.log.failure("reading back submission {sid} failed", sid=row["id"])
             return None
@@ -339,7 +340,7 @@ class DestinationWorker:
         return read
 
     async def _record(self, row: dict[str, Any], token: str, outcome: Outcome, duration: float,
-                      breaker: bool = True, detail: Optional[str] = None, event: Optional[str] = None) -> None:
+                      breaker: bool = True, detail: str | None = None, event: str | None = None) -> None:
         """Write ``outcome`` (``dhis2gw.delivery.recording``); move the id in Redis only once it is written."""
         sid = row["id"]
         plan = plan_recording(row, outcome, destination=self.name, duration=duration, policy=self.policy,

@@ -14,8 +14,9 @@ its login page, which must surface as an auth failure.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from importlib import metadata as _package_metadata
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectingCancelledError
@@ -38,13 +39,13 @@ from dhis2gw.dhis2.interpret import (
     pending_outcome,
 )
 from dhis2gw.dhis2.outcome import JobRef, Outcome, OutcomeKind
-from dhis2gw.dhis2.transport import TreqLike, api_root, persistent_pool, pooled_treq
 from dhis2gw.dhis2.tracker_reports import (
     TRACKER_JOB_TYPE,
     interpret_job_configuration,
     interpret_tracker_job_report,
     interpret_tracker_response,
 )
+from dhis2gw.dhis2.transport import TreqLike, api_root, persistent_pool, pooled_treq
 from dhis2gw.dhis2.versions import Version, parse_version
 
 try:

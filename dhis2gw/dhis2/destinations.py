@@ -6,7 +6,8 @@ must not take the gateway out of the load balancer — it keeps accepting submis
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
@@ -37,7 +38,7 @@ class Destinations(service.Service):
         return defer.DeferredList([defer.maybeDeferred(c.close) for c in self.clients.values()],
                                   consumeErrors=True)
 
-    def readiness(self, dispatcher: Optional[Any]) -> Callable[[], Any]:
+    def readiness(self, dispatcher: Any | None) -> Callable[[], Any]:
         """A /ready check reporting each destination's breaker (never failing readiness)."""
 
         async def check() -> dict[str, Any]:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 from zope.interface import implementer
 
-from dhis2gw.kinds.read_back import read_back_data_values
 from dhis2gw.dhis2.periods import is_valid_period
 from dhis2gw.dhis2.uids import is_valid_uid
 from dhis2gw.interfaces import IngestDoc, IngestRequest, ISubmissionKind, KindError, Prepared
+from dhis2gw.kinds.read_back import read_back_data_values
 from dhis2gw.storage.mappings import MappingStore
 
 UID_PATTERN = "^[A-Za-z][A-Za-z0-9]{10}$"
@@ -125,7 +125,7 @@ class AggregateKind:
                    422: "codes without a mapping, or values DHIS2 would refuse"})
 
     def __init__(self, mappings: MappingStore, mapping_scheme: str = "CODE", default_data_set: str = "",
-                 default_attribute_option_combo: str = "", validator: Optional[Any] = None) -> None:
+                 default_attribute_option_combo: str = "", validator: Any | None = None) -> None:
         self.mappings = mappings
         self.mapping_scheme = mapping_scheme.upper()
         self.default_data_set = default_data_set
@@ -139,7 +139,7 @@ class AggregateKind:
         """Validate and map; raise KindError (400/422) with every problem listed."""
         body = request.body
         params = self._import_params(request.query)
-        keys: Optional[list[str]] = None
+        keys: list[str] | None = None
         if isinstance(body.get("dataValues"), dict):
             payload, count = await self._prepare_simplified(body, request)
             keys = list(body["dataValues"])
@@ -276,7 +276,7 @@ class AggregateKind:
         return await read_back_data_values(client, submission)
 
 
-def default_kind_options(config: Any) -> dict[str, Optional[str]]:
+def default_kind_options(config: Any) -> dict[str, str | None]:
     """AggregateKind keyword arguments from the configuration."""
     return {"mapping_scheme": config.api.mapping_scheme, "default_data_set": config.api.dhis2_data_set,
             "default_attribute_option_combo": config.api.dhis2_attribute_option_combo}

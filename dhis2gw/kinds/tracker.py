@@ -25,19 +25,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from dhis2gw.kinds.read_back import read_back_tracker
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
 from dhis2gw.interfaces import IngestDoc, IngestRequest, ISubmissionKind, KindError, Prepared
-from dhis2gw.kinds.tracker_schema import ACCEPTED_SCHEMA, QUERY_PARAMETERS, REQUEST_SCHEMA, SOURCE_ID_ATTRIBUTE
-from dhis2gw.kinds.tracker_schema import import_options
+from dhis2gw.kinds.read_back import read_back_tracker
+from dhis2gw.kinds.tracker_schema import (
+    ACCEPTED_SCHEMA,
+    QUERY_PARAMETERS,
+    REQUEST_SCHEMA,
+    SOURCE_ID_ATTRIBUTE,
+    import_options,
+)
 from dhis2gw.kinds.tracker_uids import Slot, UidMap, collect, prepare_uids, render_relationship_items, uid_listing
-
 
 
 @implementer(ISubmissionKind)
@@ -56,7 +60,7 @@ class TrackerKind:
         responses={400: "invalid body or import options", 422: "duplicate or unresolvable references"})
     log = Logger()
 
-    def __init__(self, uid_map: Optional[UidMap] = None, async_threshold_bytes: int = 1024 * 1024, *,
+    def __init__(self, uid_map: UidMap | None = None, async_threshold_bytes: int = 1024 * 1024, *,
                  poll_interval: float = 0.5, poll_max_interval: float = 10.0, poll_timeout: float = 3600.0,
                  unknown_job_grace: float = 60.0, report_mode: str = "WARNINGS",
                  poll_failures: int = 5) -> None:
@@ -155,7 +159,7 @@ class TrackerKind:
                       kind=outcome.kind.value, message=outcome.message or outcome.reason or "")
         return outcome
 
-    async def _for_version(self, client: Any, payload: dict[str, Any]) -> tuple[dict[str, Any], Optional[Outcome]]:
+    async def _for_version(self, client: Any, payload: dict[str, Any]) -> tuple[dict[str, Any], Outcome | None]:
         """Relationship items in the destination's shape (the version decides; ask if unknown)."""
         if getattr(client, "version", None) is None:
             info = await client.system_info()
@@ -166,7 +170,7 @@ class TrackerKind:
             return payload, None  # unknown: send the items as the submitter shaped them
         return render_relationship_items(payload, nested=tuple(version) >= (2, 38, 0)), None
 
-    async def _failed_job(self, client: Any, job_id: str, context: Any) -> Optional[Outcome]:
+    async def _failed_job(self, client: Any, job_id: str, context: Any) -> Outcome | None:
         """The job failed inside DHIS2 (its report will never come): RETRY and post again next attempt."""
         failed = await _failed_job_outcome(client, job_id)
         if failed is None:
@@ -174,11 +178,11 @@ class TrackerKind:
         await _forget_job(context)
         return dataclasses.replace(failed, message=f"job {job_id}: {failed.message}")
 
-    async def _poll(self, client: Any, job_id: str, context: Any, report_mode: str) -> Optional[Outcome]:
+    async def _poll(self, client: Any, job_id: str, context: Any, report_mode: str) -> Outcome | None:
         """Poll a job until it ends; None when DHIS2 does not know it (post again)."""
         clock = context.clock
         started = clock.seconds()
-        unknown_since: Optional[float] = None
+        unknown_since: float | None = None
         interval = self.poll_interval
         failed_polls = 0
         seen_rows = False
@@ -224,7 +228,7 @@ class TrackerKind:
             interval = min(interval * 1.5, self.poll_max_interval)
 
 
-async def _failed_job_outcome(client: Any, job_id: str) -> Optional[Outcome]:
+async def _failed_job_outcome(client: Any, job_id: str) -> Outcome | None:
     """RETRY ``job_failed`` when DHIS2's JobConfiguration says the job failed, else None."""
     reader = getattr(client, "get_job_configuration", None)
     if reader is None:

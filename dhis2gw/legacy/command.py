@@ -71,7 +71,7 @@ def _cc_lists(path: Any, config: Any) -> dict[str, tuple[str, ...]]:
     return {key: tuple(getattr(config.api, key, ())) for key in CC_KEYS if getattr(config.api, key, ())}
 
 
-async def _requeue(reactor: Any, config: Any, summary: "ImportSummary") -> None:
+async def _requeue(reactor: Any, config: Any, summary: ImportSummary) -> None:
     from dhis2gw.legacy.requeue import requeue_imported
     from dhis2gw.queue.connection import RedisConnections
     from dhis2gw.queue.feed import SubmissionQueue

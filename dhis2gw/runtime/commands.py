@@ -8,8 +8,9 @@ when the database cannot be used.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, NoReturn, Optional
+from typing import Any, NoReturn
 
 import psycopg2
 
@@ -42,7 +43,7 @@ async def migrate_and_report(config: Any, reactor: Any) -> None:
 
 
 async def create_user(config: Any, reactor: Any, username: str, role: str, password: str,
-                      email: Optional[str]) -> None:
+                      email: str | None) -> None:
     """``dhis2gw createuser``: migrate, create the user and print the confirmation.
 
     A refused user (unknown role, taken name, weak password) exits with status 2 and one line.

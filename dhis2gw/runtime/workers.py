@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
@@ -41,10 +41,10 @@ def bind_listening_socket(host: str, port: int) -> socket.socket:
 class _Helper(protocol.ProcessProtocol):
     """One helper process; tells its ``ApiHelpers`` when it ended."""
 
-    def __init__(self, owner: "ApiHelpers") -> None:
+    def __init__(self, owner: ApiHelpers) -> None:
         self.owner = owner
         self.ended: defer.Deferred[None] = defer.Deferred()
-        self.pid: Optional[int] = None
+        self.pid: int | None = None
 
     def connectionMade(self) -> None:  # noqa: N802
         self.pid = self.transport.pid if self.transport is not None else None
@@ -76,8 +76,8 @@ class ApiHelpers:
     :param restart_delay: seconds before a helper that died is started again.
     """
 
-    def __init__(self, reactor: Any, count: int, fd: int, config_path: Optional[str], config: Any, *,
-                 kill_after: Optional[float] = None, restart_delay: float = 2.0) -> None:
+    def __init__(self, reactor: Any, count: int, fd: int, config_path: str | None, config: Any, *,
+                 kill_after: float | None = None, restart_delay: float = 2.0) -> None:
         self.reactor = reactor
         self.count = count
         self.fd = fd

@@ -6,8 +6,9 @@ so the rules from ``reference/dhis2-api.md`` §7 live in one place.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, overload
+from typing import Any, overload
 
 _VERSION_RE = re.compile(r"^2\.(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-.*)?$")
 
@@ -15,17 +16,17 @@ _VERSION_RE = re.compile(r"^2\.(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-.*)?$")
 class _Switch:
     """A behaviour switch of :class:`Version`: read on a version, it is ``rule(version)``."""
 
-    def __init__(self, rule: Callable[["Version"], bool], doc: str) -> None:
+    def __init__(self, rule: Callable[[Version], bool], doc: str) -> None:
         self.rule = rule
         self.__doc__ = doc
 
     @overload
-    def __get__(self, version: None, owner: Any) -> "_Switch": ...
+    def __get__(self, version: None, owner: Any) -> _Switch: ...
 
     @overload
-    def __get__(self, version: "Version", owner: Any) -> bool: ...
+    def __get__(self, version: Version, owner: Any) -> bool: ...
 
-    def __get__(self, version: "Version | None", owner: Any) -> "bool | _Switch":
+    def __get__(self, version: Version | None, owner: Any) -> bool | _Switch:
         return self if version is None else self.rule(version)
 
 

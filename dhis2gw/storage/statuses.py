@@ -8,8 +8,8 @@ schemas, the org-unit sync planner — takes its statuses from here.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 from dhis2gw.dhis2.outcome import OutcomeKind
 

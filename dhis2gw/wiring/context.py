@@ -9,8 +9,9 @@ dispatcher or the Redis connections: what they may do with them is a method here
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
@@ -45,7 +46,7 @@ class QueueOperations:
     pick the queued ids up.
     """
 
-    def __init__(self, queue: SubmissionQueue, dispatcher: Optional[Dispatcher]) -> None:
+    def __init__(self, queue: SubmissionQueue, dispatcher: Dispatcher | None) -> None:
         self._queue = queue
         self._dispatcher = dispatcher
 
@@ -54,7 +55,7 @@ class QueueOperations:
         """True when this process delivers (it has the dispatcher)."""
         return self._dispatcher is not None
 
-    async def enqueue(self, destination: str, submission_id: int, timeout: Optional[float] = None) -> bool:
+    async def enqueue(self, destination: str, submission_id: int, timeout: float | None = None) -> bool:
         """Push a recorded submission's id onto ``destination``'s queue (lane).
 
         Raises ``dhis2gw.queue.connection.RedisUnavailable`` when Redis does not answer within
@@ -71,7 +72,7 @@ class QueueOperations:
         """True when this process delivers the queue ``name`` (a destination or a lane)."""
         return self._dispatcher is not None and name in self._dispatcher.workers
 
-    def add_lane(self, name: str, client: Any, max_concurrent: int) -> Optional[DestinationWorker]:
+    def add_lane(self, name: str, client: Any, max_concurrent: int) -> DestinationWorker | None:
         """Deliver the queue ``name`` with its own worker, breaker and concurrency, never taking a
         DHIS2 destination's delivery slots. ``client`` is what the kinds' ``deliver`` gets, and its
         async ``health_check()`` (an ``Outcome``) probes the lane's breaker. Call it from ``setup``

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.application import service
 from twisted.internet import defer
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # the root imports every feature: loaded only to run a gatewa
 log = Logger()
 
 
-def load_config_or_exit(path: Optional[str]) -> Config:
+def load_config_or_exit(path: str | None) -> Config:
     """The configuration at ``path`` (None: built-in defaults and the environment); exits with one
     line on stderr when it is wrong."""
     try:
@@ -56,8 +57,8 @@ class Hooks(service.Service):
         return defer.maybeDeferred(self._stop)
 
 
-def make_service(config: Config, reactor: Any, *, config_path: Optional[str], role: str = "all",
-                 demo: bool = False, listen_fd: Optional[int] = None) -> tuple[Gateway, service.MultiService]:
+def make_service(config: Config, reactor: Any, *, config_path: str | None, role: str = "all",
+                 demo: bool = False, listen_fd: int | None = None) -> tuple[Gateway, service.MultiService]:
     """The whole process as one service tree (see the module docstring).
 
     Blocking before the reactor runs: starts the embedded servers the configuration asks for

@@ -6,7 +6,7 @@ in a shared bag or changes an object after it is built.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -70,7 +70,7 @@ def build_kinds(config: Config, db: Database, mappings: Mappings, serves_api: bo
     return {"aggregate": aggregate, "tracker": tracker, "orgunit": OrgUnitKind(PropagationStore(db))}
 
 
-def batch_settings(config: Config) -> Optional[BatchSettings]:
+def batch_settings(config: Config) -> BatchSettings | None:
     """Aggregate batching limits from ``delivery.batch_*`` (None when batching is off)."""
     d = config.delivery
     if not d.batch_enabled:
@@ -105,7 +105,7 @@ def build_request_log(config: Config, reactor: IReactorTime, store: RequestLogSt
 
 
 def build_sync(config: Config, db: Database, clients: dict[str, Any], store: SubmissionStore,
-               queue: SubmissionQueue, dispatcher: Optional[Dispatcher]) -> Optional[HierarchySync]:
+               queue: SubmissionQueue, dispatcher: Dispatcher | None) -> HierarchySync | None:
     """The org-unit sync from the main DHIS2, or None when no main DHIS2 is configured."""
     client = clients.get("main")
     if client is None:
@@ -117,7 +117,7 @@ def build_sync(config: Config, db: Database, clients: dict[str, Any], store: Sub
     return HierarchySync(client, units, planner, tuple(config.api.dhis2_tree_i_ds), config.api.dhis2_facility_level)
 
 
-def sync_job(config: Config, sync: Optional[HierarchySync], trigger: str) -> Optional[CronJob]:
+def sync_job(config: Config, sync: HierarchySync | None, trigger: str) -> CronJob | None:
     """The ``orgunit_sync`` job (``trigger``: "cron" or "manual"; one name, so the ``cron_runs``
     claim keeps a manual run and a scheduled one from overlapping)."""
     if sync is None:
@@ -129,7 +129,7 @@ def sync_job(config: Config, sync: Optional[HierarchySync], trigger: str) -> Opt
     return CronJob("orgunit_sync", config.api.sync_cron_expression, run)
 
 
-def reconcile_job(config: Config, dispatcher: Optional[Dispatcher]) -> CronJob:
+def reconcile_job(config: Config, dispatcher: Dispatcher | None) -> CronJob:
     """The ``retry_reconcile`` job: Redis made to agree with PostgreSQL (DESIGN.md §4). Listed on
     every role (``GET /cron`` shows what the deployment schedules); it runs where the cron runs,
     which always has a dispatcher."""

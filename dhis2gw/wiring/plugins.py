@@ -29,7 +29,7 @@ import re
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from twisted.logger import Logger
 from twisted.plugin import IPlugin, getPlugins
@@ -56,10 +56,10 @@ class PluginRecord:
 
     name: str
     interfaces: list[str] = field(default_factory=list)
-    origin: Optional[str] = None
-    module: Optional[str] = None
+    origin: str | None = None
+    module: str | None = None
     builtin: bool = False
-    error: Optional[str] = None
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as the API shows it (``error`` only for a skipped one)."""
@@ -78,8 +78,8 @@ class PluginReport:
     skipped: list[PluginRecord] = field(default_factory=list)
     directories: list[str] = field(default_factory=list)
 
-    def skip(self, name: str, origin: Optional[str], error: str, module: Optional[str] = None,
-             interfaces: Optional[list[str]] = None) -> None:
+    def skip(self, name: str, origin: str | None, error: str, module: str | None = None,
+             interfaces: list[str] | None = None) -> None:
         """Record and log (one line) a plugin that was not loaded."""
         self.skipped.append(PluginRecord(name, interfaces or [], origin, module, error=error))
         log.error("Plugin {name} ({origin}) skipped: {error}", name=name, origin=origin or "?", error=error)
@@ -106,7 +106,7 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _module_file(module_name: Optional[str]) -> Optional[str]:
+def _module_file(module_name: str | None) -> str | None:
     module = sys.modules.get(module_name or "")
     path = getattr(module, "__file__", None)
     return os.path.abspath(path) if path else None
@@ -147,11 +147,11 @@ def _plugin_name(plugin: Any, fallback: str) -> str:
     return name if isinstance(name, str) and name else fallback
 
 
-def discover(report: PluginReport) -> list[tuple[Any, list[str], str, Optional[str]]]:
+def discover(report: PluginReport) -> list[tuple[Any, list[str], str, str | None]]:
     """Find plugin objects with ``getPlugins``: ``(object, interface names, module, origin)`` each."""
     where = preflight(report)
     package = importlib.import_module(PACKAGE)
-    found: dict[int, tuple[Any, list[str], str, Optional[str]]] = {}
+    found: dict[int, tuple[Any, list[str], str, str | None]] = {}
     for iname, interface in INTERFACES:
         for plugin in getPlugins(interface, package):
             module = where.get(id(plugin), (type(plugin).__module__, ""))[0]
@@ -161,7 +161,7 @@ def discover(report: PluginReport) -> list[tuple[Any, list[str], str, Optional[s
     return list(found.values())
 
 
-def verify(plugin: Any, interface_names: list[str]) -> Optional[str]:
+def verify(plugin: Any, interface_names: list[str]) -> str | None:
     """None when ``plugin`` fully provides every named interface, else one line saying why not."""
     interfaces = dict(INTERFACES)
     for iname in interface_names:

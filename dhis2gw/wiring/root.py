@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Optional
+from typing import Any
 
 from dhis2gw import __version__
 from dhis2gw.api import table
@@ -82,22 +82,22 @@ class Gateway:
     store: SubmissionStore
     events: DeliveryEvents
     kinds: dict[str, Any]
-    dispatcher: Optional[Dispatcher]
+    dispatcher: Dispatcher | None
     auth: AuthServices
     request_log: RequestLogWriter
     mappings: features.Mappings
     context: PluginContext
     plugins: PluginLoad
-    orgunit_sync: Optional[HierarchySync]
+    orgunit_sync: HierarchySync | None
     cron_jobs: list[CronJob]
-    cron: Optional[Cron]
+    cron: Cron | None
     logs: LogStore
     requeue: RequeueService
     metrics: GatewayMetrics
     router: Router
     areas: list[tuple[str, object]]
     site: GatewaySite
-    listener: Optional[ApiListener]
+    listener: ApiListener | None
 
     @property
     def runs_api(self) -> bool:
@@ -112,8 +112,8 @@ class Gateway:
         return self.auth.authenticator
 
 
-def build_gateway(config: Config, reactor: Any, role: str = "all", embedded: Optional[list[Any]] = None,
-                  listen_fd: Optional[int] = None) -> Gateway:
+def build_gateway(config: Config, reactor: Any, role: str = "all", embedded: list[Any] | None = None,
+                  listen_fd: int | None = None) -> Gateway:
     """Wire the gateway's services for ``config`` and ``role`` (see the module docstring)."""
     runs_api, runs_worker = role in ("all", "api"), role in ("all", "worker")
     root = OrderedServices()
@@ -224,9 +224,9 @@ def build_gateway(config: Config, reactor: Any, role: str = "all", embedded: Opt
 
 def _api_areas(config: Config, reactor: Any, role: str, db: Database, redis: RedisConnections,
                destinations: Destinations, queue: SubmissionQueue, store: SubmissionStore, kinds: dict[str, Any],
-               dispatcher: Optional[Dispatcher], auth: AuthServices, request_log_store: RequestLogStore,
-               mappings: features.Mappings, plugins: PluginLoad, sync: Optional[HierarchySync], runner: JobRunner,
-               cron_jobs: list[CronJob], cron: Optional[Cron], logs: LogStore, requeue: RequeueService,
+               dispatcher: Dispatcher | None, auth: AuthServices, request_log_store: RequestLogStore,
+               mappings: features.Mappings, plugins: PluginLoad, sync: HierarchySync | None, runner: JobRunner,
+               cron_jobs: list[CronJob], cron: Cron | None, logs: LogStore, requeue: RequeueService,
                metrics: GatewayMetrics, router: Router, ingest_checks: list[Any]) -> table.ApiAreas:
     """Every HTTP area of the gateway (mounted by `dhis2gw.api.table`)."""
     import socket

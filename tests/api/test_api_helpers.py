@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import error
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
@@ -24,10 +24,10 @@ SIGNALS = {"TERM": 15, "KILL": 9}
 class FakeProcess:
     """A spawned process: records the signals it gets; obeys SIGTERM unless told to ignore it."""
 
-    def __init__(self, reactor: "FakeProcessReactor", proto: Any, args: list[str], env: dict[str, str],
+    def __init__(self, reactor: FakeProcessReactor, proto: Any, args: list[str], env: dict[str, str],
                  child_fds: dict[int, Any], pid: int) -> None:
         self.reactor, self.proto, self.args, self.env, self.child_fds = reactor, proto, args, env, child_fds
-        self.pid: Optional[int] = pid
+        self.pid: int | None = pid
         self.signals: list[str] = []
         self.ignores_term = False
 
@@ -38,7 +38,7 @@ class FakeProcess:
         if signalID == "KILL" or (signalID == "TERM" and not self.ignores_term):
             self.end(signal=SIGNALS[signalID])
 
-    def end(self, code: Optional[int] = None, signal: Optional[int] = None) -> None:
+    def end(self, code: int | None = None, signal: int | None = None) -> None:
         """The process exits (with ``code``) or dies of ``signal``; its protocol is told."""
         self.pid = None
         reason = error.ProcessDone(0) if code == 0 else error.ProcessTerminated(code, signal)

@@ -1,8 +1,6 @@
 """The authorisation matrix over EVERY route of a fully wired gateway (routes discovered from its router)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import treq
 
 from tests.support.authmatrix import prepare_credentials, walk_auth_matrix
@@ -22,7 +20,7 @@ class GatewayAuthMatrixTests(GatewayTestCase):
         creds = await prepare_credentials(self.gateway.auth)
 
         async def send(method: str, path: str, headers: dict[str, str],
-                       body: Optional[bytes]) -> tuple[int, bytes, dict[str, str]]:
+                       body: bytes | None) -> tuple[int, bytes, dict[str, str]]:
             response = await treq.request(method, self.url(path), headers=headers, data=body, persistent=False)
             raw = await response.content()
             return response.code, raw, {k.decode().lower(): v[0].decode() for k, v in

@@ -135,8 +135,8 @@ class IngestTests(GatewayTestCase):
         token = await self.user_token("clinic", "submitter")
         queue = self.gateway.queue
         real_redis = queue.redis
-        from dhis2gw.runtime.embedded import free_port
         from dhis2gw.queue.connection import RedisConnections
+        from dhis2gw.runtime.embedded import free_port
 
         dead = RedisConnections(reactor, "127.0.0.1", free_port(), timeout=0.2)
         dead.startService()

@@ -3,7 +3,7 @@ what the standard library's did, including what orjson itself cannot encode."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -40,7 +40,7 @@ class JsonCodecTests(SynchronousTestCase):
         self.assertEqual(json.loads(document_text(deep)), deep)
 
     def test_responses_keep_the_former_text_of_other_types(self) -> None:
-        at = datetime(2026, 11, 26, 9, 30, tzinfo=timezone.utc)
+        at = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
         body = {"at": at, "amount": Decimal("1.50"), 7: "int key", "text": "é\u2028\n"}
         self.assertEqual(json.loads(response_bytes(body)),
                          {"at": str(at), "amount": "1.50", "7": "int key", "text": "é\u2028\n"})

@@ -11,7 +11,7 @@ import base64
 import json
 import time
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any
 
 import treq
 from twisted.internet import defer, reactor
@@ -152,15 +152,15 @@ class AuthApiTestCase(TestCase):
         """A Basic Authorization header."""
         return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
 
-    async def call(self, method: str, path: str, body: Any = None, headers: Optional[dict[str, str]] = None,
-                   raw: Optional[bytes] = None) -> tuple[int, Any, Any]:
+    async def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+                   raw: bytes | None = None) -> tuple[int, Any, Any]:
         """Send a request; return (status, parsed JSON body, response headers)."""
         status, data, response_headers = await self.send(method, "/api/v2" + path, dict(headers or {}),
                                                          raw if raw is not None else
                                                          (json.dumps(body).encode() if body is not None else None))
         return status, (json.loads(data) if data else None), response_headers
 
-    async def send(self, method: str, path: str, headers: dict[str, str], body: Optional[bytes]
+    async def send(self, method: str, path: str, headers: dict[str, str], body: bytes | None
                    ) -> tuple[int, bytes, dict[str, str]]:
         """The raw sender (also what the auth matrix uses)."""
         if body is not None:

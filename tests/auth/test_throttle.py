@@ -9,8 +9,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dhis2gw.api.errors import ApiError
 from dhis2gw.auth.throttle import LoginThrottle, RedisLoginThrottle
-from dhis2gw.runtime.embedded import free_port
 from dhis2gw.queue.connection import RedisConnections
+from dhis2gw.runtime.embedded import free_port
 from tests.auth.harness import AuthApiTestCase
 from tests.support.services import delete_redis_prefix, redis_prefix, services
 

@@ -9,7 +9,7 @@ there (``SELECT count(*)`` on the tables an injection would target).
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import quote
 
 import treq
@@ -44,9 +44,9 @@ class BadInputTestCase(GatewayTestCase):
         self.submitter = await self.user_token("bad_submitter", "submitter")
         return gateway
 
-    async def send(self, method: str, path: str, data: Optional[bytes] = None,
-                   headers: Optional[dict[str, str]] = None, token: Optional[str] = "admin",
-                   content_type: Optional[str] = "application/json", label: str = "") -> tuple[int, bytes]:
+    async def send(self, method: str, path: str, data: bytes | None = None,
+                   headers: dict[str, str] | None = None, token: str | None = "admin",
+                   content_type: str | None = "application/json", label: str = "") -> tuple[int, bytes]:
         """Send one request; judge the answer (recorded in ``self.problems``); return (status, body)."""
         sent: dict[str, str] = {}
         if content_type:

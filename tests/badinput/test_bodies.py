@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import socket
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from tests.badinput.support import SQL_STRINGS, BadInputTestCase
 
@@ -162,7 +163,7 @@ class BodyTests(BadInputTestCase):
                         chunks.append(data)
                         if b"\r\n\r\n" in b"".join(chunks) and not raw.startswith(b"POST"):
                             break
-                except (socket.timeout, ConnectionResetError):
+                except (TimeoutError, ConnectionResetError):
                     pass
                 return b"".join(chunks)
 

@@ -14,16 +14,24 @@ from __future__ import annotations
 import argparse
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import psycopg2
 
 from tests.bench.report import write_report
 from tests.support.processes import GatewayProcess, SimulatorProcess, seed_submissions, status_counts, wait_until
-from tests.support.services import _apply_migrations_blocking, create_database, drop_database, redis_prefix, \
-    delete_redis_prefix, services, test_environ
+from tests.support.services import (
+    _apply_migrations_blocking,
+    create_database,
+    delete_redis_prefix,
+    drop_database,
+    redis_prefix,
+    services,
+    test_environ,
+)
 
 MAX_CONCURRENT = 5
 
@@ -54,7 +62,7 @@ class _Rig:
     dsn: str
     prefix: str
     sim: SimulatorProcess
-    gateway: Optional[GatewayProcess] = None
+    gateway: GatewayProcess | None = None
 
     def start_gateway(self, role: str = "all", wait: bool = True, **extra: str) -> GatewayProcess:
         """Start the gateway under test with ``extra`` environment variables."""
@@ -64,7 +72,7 @@ class _Rig:
 
 
 @contextmanager
-def _rig(count: int, latency: Optional[float] = None) -> Iterator[_Rig]:
+def _rig(count: int, latency: float | None = None) -> Iterator[_Rig]:
     """A rig with ``count`` seeded submissions; everything it made is stopped and dropped on exit."""
     rig = _Rig(create_database(), redis_prefix(), SimulatorProcess(latency=latency))
     try:

@@ -21,7 +21,12 @@ def main() -> None:
     """Print rows/s of a first and a repeated import."""
     from dhis2gw.legacy.importer import import_legacy
     from tests.legacy.support import (
-        LEGACY_TZ, ORIGINAL_STATUSES, connect, legacy_database, legacy_log_row, seed_log,
+        LEGACY_TZ,
+        ORIGINAL_STATUSES,
+        connect,
+        legacy_database,
+        legacy_log_row,
+        seed_log,
     )
     from tests.support.services import migrated_database
 

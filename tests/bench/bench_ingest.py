@@ -33,8 +33,15 @@ from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.runtime.embedded import free_port, wait_for_port
 from tests.bench.report import write_report
 from tests.support.processes import GatewayProcess
-from tests.support.services import (_apply_migrations_blocking, create_database, delete_redis_prefix,
-                                    drop_database, redis_prefix, services, test_environ)
+from tests.support.services import (
+    _apply_migrations_blocking,
+    create_database,
+    delete_redis_prefix,
+    drop_database,
+    redis_prefix,
+    services,
+    test_environ,
+)
 
 CODES = [f"C{i:02d}" for i in range(10)]
 DE = ["Re46C6Apebu", "sHyMCqP5u8T", "mIZRY6JqE19", "fBMbkOwHQxP", "V7Jxd1RvrjG", "BBUGB1Uo7SW", "eapB1gPonCZ",

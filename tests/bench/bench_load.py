@@ -30,8 +30,17 @@ import time
 from typing import Any
 
 from tests.bench.bench_delivery import measure_delivery, measure_memory
-from tests.bench.bench_ingest import (BODY, alternate, bearer_headers, create_submitter, median_pair,
-                                      prepare_database, rounds_table, start_baseline, wrk)
+from tests.bench.bench_ingest import (
+    BODY,
+    alternate,
+    bearer_headers,
+    create_submitter,
+    median_pair,
+    prepare_database,
+    rounds_table,
+    start_baseline,
+    wrk,
+)
 from tests.bench.openloop import open_loop
 from tests.bench.report import write_report
 from tests.support.processes import GatewayProcess, SimulatorProcess

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 #: (label, median ms, max ms, what ``measure`` made of the last answer)
 Timing = tuple[str, float, float, int]

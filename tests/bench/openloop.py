@@ -15,7 +15,7 @@ import asyncio
 import json
 import statistics
 import time
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -30,7 +30,7 @@ class _Connection:
         if not status_line:
             raise ConnectionError("closed by server")
         status = int(status_line.split()[1])
-        length: Optional[int] = None
+        length: int | None = None
         chunked = False
         while True:
             line = await self.reader.readline()

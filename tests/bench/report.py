@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
@@ -36,7 +36,7 @@ def machine() -> str:
 
 def write_report(name: str, title: str, body: str) -> str:
     """Print and append a dated section; return the text."""
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = f"## {title} — {stamp}\n\n_{machine()}_\n\n{body}\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)

@@ -5,12 +5,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
 
 from dhis2gw.delivery.batching import BatchSettings, attribute, batch_key, merge, plan, value_keys
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
 from tests.delivery.batch_replay import Replay
 from tests.support.delivery import DE_ANC1, DE_OPD, DE_WEIGHT, DS_HMIS, FACILITIES, DeliveryRig
-from twisted.trial.unittest import SynchronousTestCase
 
 DE_MAL_DEATHS = "g5Jsa2EvlhL"  # in the HMIS and the malaria data set (E8002 on 2.43 without a dataSet)
 

@@ -20,7 +20,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from dhis2gw.delivery.breaker import CircuitBreaker
 from dhis2gw.delivery.retry import RetryPolicy
 from dhis2gw.delivery.worker import DestinationWorker
-from dhis2gw.dhis2.outcome import Outcome, OutcomeKind as K
+from dhis2gw.dhis2.outcome import Outcome
+from dhis2gw.dhis2.outcome import OutcomeKind as K
 from dhis2gw.testing import MemorySubmissionQueue, MemorySubmissionStore, ScriptedHealthCheck, ScriptedKind
 
 

@@ -8,7 +8,8 @@ runs once more in real time against PostgreSQL, Redis and the simulator on a por
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater

@@ -8,7 +8,7 @@ advances the Clock). Each test checks what is recorded
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from dhis2gw.delivery.breaker import CircuitBreaker
 from dhis2gw.delivery.retry import RetryPolicy
 from dhis2gw.delivery.worker import DestinationWorker
-from dhis2gw.dhis2.outcome import Outcome, OutcomeKind as K, ReadBack
+from dhis2gw.dhis2.outcome import Outcome, ReadBack
+from dhis2gw.dhis2.outcome import OutcomeKind as K
 from dhis2gw.testing import MemorySubmissionQueue, MemorySubmissionStore, ScriptedHealthCheck, ScriptedKind
 
 OK = Outcome(K.DELIVERED, http_status=200, dhis2_status="SUCCESS")
@@ -42,7 +43,7 @@ class OutcomeTableTests(SynchronousTestCase):
                                         save_response=False)
 
     def attempt(self, sid: int, *outcomes: Outcome, delay: float = 1.0, job_failures: int = 0,
-                reads: tuple[Optional[ReadBack], ...] = (), checks: tuple[Outcome, ...] = ()) -> defer.Deferred[None]:
+                reads: tuple[ReadBack | None, ...] = (), checks: tuple[Outcome, ...] = ()) -> defer.Deferred[None]:
         """Start the attempt of submission ``sid``, whose delivery answers ``outcomes[0]`` after ``delay``."""
         if sid not in self.store.rows:
             self.store.add(id=sid, job_failures=job_failures)

@@ -11,7 +11,8 @@ from dhis2gw.delivery.breaker import CircuitBreaker
 from dhis2gw.delivery.recording import plan_recording
 from dhis2gw.delivery.retry import RetryPolicy
 from dhis2gw.delivery.worker import DestinationWorker
-from dhis2gw.dhis2.outcome import Outcome, OutcomeKind as K
+from dhis2gw.dhis2.outcome import Outcome
+from dhis2gw.dhis2.outcome import OutcomeKind as K
 from dhis2gw.storage.database import DatabaseUnavailable
 from dhis2gw.testing import MemorySubmissionQueue, MemorySubmissionStore, ScriptedHealthCheck, ScriptedKind
 

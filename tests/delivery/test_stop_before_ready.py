@@ -7,7 +7,7 @@ start that comes after the stop must not start anything. Everything runs on a ``
 """
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from twisted.internet import defer
@@ -80,7 +80,7 @@ class CronStopBeforeReadyTests(SynchronousTestCase):
 
         clock = Clock()
         ready: defer.Deferred[Any] = defer.Deferred()
-        cron = Cron(clock, _Untouchable("runner"), [CronJob("job", "* * * * *", work)], timezone.utc, ready=ready)
+        cron = Cron(clock, _Untouchable("runner"), [CronJob("job", "* * * * *", work)], UTC, ready=ready)
         cron.startService()
         self.assertIsNone(self.successResultOf(cron.stopService()))
         ready.callback(None)

@@ -6,7 +6,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dhis2gw.delivery.breaker import CircuitBreaker
 from dhis2gw.delivery.outcome_rules import DestinationHealth, Verdict, breaker_reason
-from dhis2gw.dhis2.outcome import Outcome, OutcomeKind as K
+from dhis2gw.dhis2.outcome import Outcome
+from dhis2gw.dhis2.outcome import OutcomeKind as K
 
 OK = Outcome(K.DELIVERED, message="HTTP 200")
 DOWN = Outcome(K.SUSPECT, "server_error", http_status=500)

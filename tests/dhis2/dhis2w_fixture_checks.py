@@ -15,13 +15,13 @@ from dhis2gw.dhis2.auth import ApiTokenAuth, BasicAuth
 from dhis2gw.dhis2.conflicts import CHUNK_ABORT_CODES, UNTIMELY_CODES
 from dhis2gw.dhis2.http_rules import interpret_json_read
 from dhis2gw.dhis2.interpret import interpret_data_value_set_response, interpret_metadata_response
+from dhis2gw.dhis2.outcome import JobRef
 from dhis2gw.dhis2.outcome import OutcomeKind as K
 from dhis2gw.dhis2.tracker_reports import (
     interpret_job_configuration,
     interpret_tracker_job_report,
     interpret_tracker_response,
 )
-from dhis2gw.dhis2.outcome import JobRef
 from dhis2gw.mapping.prevalidation import CODES as PREVALIDATION_CODES
 from dhis2gw.sim.entry_pipeline import CODES as SIM_243_CODES
 
@@ -216,8 +216,8 @@ def check_tracker_models(test: SynchronousTestCase, result: Any) -> None:
 def read_program_required(status: int, headers: Any, body: bytes, now: Any = None) -> Any:
     """Reads without ``program`` on 2.43/2.44: Tomcat HTML 400 (events), JSON 400 E1003 (enrollments)."""
     data = json.loads(body)
-    html = ("<!doctype html><html><body><p><b>Message</b> Required parameter &#39;program&#39; is not present."
-            "</p></body></html>").encode()
+    html = (b"<!doctype html><html><body><p><b>Message</b> Required parameter &#39;program&#39; is not present."
+            b"</p></body></html>")
     return (interpret_json_read(400, {"Content-Type": "text/html;charset=utf-8"}, html),
             interpret_json_read(400, JSON, json.dumps(data["enrollments_no_program"]).encode()),
             interpret_json_read(400, JSON, json.dumps(data["trackedEntities_no_scope_2.44"]).encode()))

@@ -8,8 +8,9 @@ every request it receives so tests assert on what really went over the wire.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.web.http import HTTPChannel

@@ -19,7 +19,8 @@ from twisted.trial.unittest import TestCase
 from dhis2gw.dhis2.auth import ApiTokenAuth, BasicAuth
 from dhis2gw.dhis2.client import USER_AGENT, DHIS2Client, api_root
 from dhis2gw.dhis2.metadata import DHIS2ReadError
-from dhis2gw.dhis2.outcome import Outcome, OutcomeKind as K
+from dhis2gw.dhis2.outcome import Outcome
+from dhis2gw.dhis2.outcome import OutcomeKind as K
 from tests.dhis2.fixture_files import fixture_bytes
 from tests.dhis2.scripted_http import ScriptedServer
 

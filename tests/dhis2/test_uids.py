@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhis2gw.dhis2.uids import UID_PATTERN, generate_uid, generate_uids, is_valid_uid

@@ -13,14 +13,22 @@ import os
 import shutil
 import signal
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psycopg2
 
 from dhis2gw.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.support.faults import worker_environ
-from tests.support.processes import (DE_OPD, GatewayProcess, SimulatorProcess, expected_values, seed_submissions,
-                                     status_counts, wait_until)
+from tests.support.processes import (
+    DE_OPD,
+    GatewayProcess,
+    SimulatorProcess,
+    expected_values,
+    seed_submissions,
+    status_counts,
+    wait_until,
+)
 from tests.support.services import create_database, drop_database, redis_prefix, services
 
 N = int(os.environ.get("DHIS2GW_FAULT_SUBMISSIONS", "600"))

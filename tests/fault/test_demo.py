@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -29,7 +29,7 @@ from tests.support.processes import VENV_BIN
 from tests.support.services import ROOT
 
 
-def _call(url: str, token: Optional[str] = None, body: Any = None) -> tuple[int, Any]:
+def _call(url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

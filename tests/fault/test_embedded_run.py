@@ -8,10 +8,10 @@ import signal
 import subprocess
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 

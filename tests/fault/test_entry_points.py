@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import psutil
 import pytest
@@ -33,7 +33,7 @@ COMMANDS = {
 }
 
 
-def _call(url: str, token: Optional[str] = None, body: Any = None) -> tuple[int, Any]:
+def _call(url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

@@ -9,8 +9,8 @@ from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from dhis2gw.runtime.embedded import EmbeddedRedis
 from dhis2gw.queue.connection import RedisConnections, RedisUnavailable
+from dhis2gw.runtime.embedded import EmbeddedRedis
 
 
 class RedisRestartTests(TestCase):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tests.support.faults import DropShare, TwoWorkerRun, check_zero_loss, drain_rates
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import bcrypt
 import psycopg2
@@ -52,7 +52,7 @@ def bcrypt_hash(password: str) -> str:
 
 
 def seed_user(conn: Any, username: str, password: str, *, uid: str = "", admin: bool = False,
-              active: bool = True, email: Optional[str] = None, telephone: str = "",
+              active: bool = True, email: str | None = None, telephone: str = "",
               first: str = "First", last: str = "Last") -> None:
     """A users row (role 'SMS User' or 'Administrator', as the original needed one)."""
     with conn.cursor() as cur:
@@ -64,7 +64,7 @@ def seed_user(conn: Any, username: str, password: str, *, uid: str = "", admin: 
              "Administrator" if admin else "SMS User"))
 
 
-def seed_mapping(conn: Any, code: str, dataelement: str, coc: Optional[str] = None, *, source: str = "default",
+def seed_mapping(conn: Any, code: str, dataelement: str, coc: str | None = None, *, source: str = "default",
                  instance: str = "default", what: str = "de", name: str = "", **extra: str) -> int:
     """A dhis2_mappings row as the original's import wrote it; returns its id."""
     columns = {"code": code, "name": name or code, "dataelement": dataelement, "category_option_combo": coc,
@@ -111,7 +111,7 @@ def seed_log(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
 
 
 def run_import(target_dsn: str, legacy_dsn: str, workdir: Path, *extra: str, prefix: str = "legacytest",
-               env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``dhis2gw import-legacy --from legacy_dsn`` into ``target_dsn`` (a subprocess); returns its result."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DHIS2GW_", "dhis2_", "cc_dhis2"))}
     environ.update(test_environ(target_dsn, prefix, DISPATCHER2_TIMEZONE=LEGACY_TZ, **(env or {})))

@@ -1,7 +1,7 @@
 """The pure conversions of import-legacy: statuses, users, mappings, log rows, servers."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
@@ -58,7 +58,7 @@ class ConvertTests(SynchronousTestCase):
 
     def test_log_row_with_text_columns(self) -> None:
         """A response that is not JSON is kept as a JSON string; a 2.38+ WebMessage gives its importCount."""
-        when = datetime(2025, 1, 1, tzinfo=timezone.utc)
+        when = datetime(2025, 1, 1, tzinfo=UTC)
         row = convert.submission_row({"id": 9, "submitted_at": when, "payload": {"dataValues": {"A": 1}},
                                       "status": "OK", "response": '{"status": "OK", "response": {"importCount":'
                                       ' {"imported": 1}, "conflicts": [{"object": "A"}]}}',

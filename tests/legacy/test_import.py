@@ -17,7 +17,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dhis2gw.config import load_config
 from tests.legacy.support import (
-    LEGACY_TZ, ORIGINAL_STATUSES, connect, legacy_database, legacy_log_row, run_import, seed_log, seed_mapping,
+    LEGACY_TZ,
+    ORIGINAL_STATUSES,
+    connect,
+    legacy_database,
+    legacy_log_row,
+    run_import,
+    seed_log,
+    seed_mapping,
     seed_user,
 )
 from tests.support.services import MIGRATIONS, create_database, migrated_database, test_environ

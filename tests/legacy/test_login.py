@@ -10,7 +10,6 @@ from dhis2gw.legacy.importer import import_legacy
 from tests.auth.harness import AuthApiTestCase
 from tests.legacy.support import LEGACY_TZ, connect, legacy_database, seed_user
 
-
 LIMS_TOKEN = "5e7d" * 10  # what the original's getToken handed out: 40 hex characters
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import treq
 from twisted.internet import defer, reactor
@@ -57,7 +58,7 @@ def make_csv(rows: Iterable[dict[str, str]], header: Sequence[str] = COLUMNS, de
 
 
 def make_xlsx(rows: Iterable[dict[str, Any]], header: Sequence[str] = COLUMNS,
-              sheets: Sequence[str] = ("Mappings",), data_sheet: Optional[str] = None) -> bytes:
+              sheets: Sequence[str] = ("Mappings",), data_sheet: str | None = None) -> bytes:
     """An XLSX workbook with ``sheets``; the rows go on ``data_sheet`` (default: the first)."""
     from openpyxl import Workbook
 
@@ -122,9 +123,9 @@ class MappingRig(DeliveryRig):
                               " (7, 'uSubmitter7', 'submitter7', 'submitter', 'x') ON CONFLICT DO NOTHING")
         await self.cached.changed()
 
-    async def call(self, method: str, path: str, headers: Optional[dict[str, list[str]]] = None,
-                   body: Any = None, data: Optional[bytes] = None, files: Any = None,
-                   content_type: Optional[str] = None) -> Answer:
+    async def call(self, method: str, path: str, headers: dict[str, list[str]] | None = None,
+                   body: Any = None, data: bytes | None = None, files: Any = None,
+                   content_type: str | None = None) -> Answer:
         """One request to the rig's API; JSON bodies are encoded, answers decoded when JSON."""
         hdrs = dict(headers if headers is not None else OPERATOR)
         kwargs: dict[str, Any] = {}

@@ -1,6 +1,8 @@
 """The DHIS2 metadata cache: what it reads from the simulator, persistence, schedule, staleness, API."""
 from __future__ import annotations
 
+from datetime import UTC
+
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
@@ -9,8 +11,17 @@ from dhis2gw.dhis2.client import DHIS2Client
 from dhis2gw.mapping.metadata_cache import MetadataCache
 from tests.mapping.support import SUBMITTER, MappingRig, wait
 from tests.sim.support import (
-    COC_DEFAULT, COC_MALE_LT5, DE_MAL_CONF, DE_MAL_DEATHS, DE_OPD, DS_HMIS, DS_MAL, FAC_CR, FAC_NR,
-    ROOT)
+    COC_DEFAULT,
+    COC_MALE_LT5,
+    DE_MAL_CONF,
+    DE_MAL_DEATHS,
+    DE_OPD,
+    DS_HMIS,
+    DS_MAL,
+    FAC_CR,
+    FAC_NR,
+    ROOT,
+)
 
 
 class MetadataCacheTests(MappingRig):
@@ -102,7 +113,7 @@ class MetadataRefreshJobTests(MappingRig):
     async def test_the_cron_fires_metadata_refresh(self) -> None:
         """At the job's cron time the cron service refreshes every destination's metadata from
         DHIS2, persists it, and records the run with what was refreshed."""
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from twisted.internet.task import deferLater
 
@@ -111,13 +122,13 @@ class MetadataRefreshJobTests(MappingRig):
         from dhis2gw.wiring.features import METADATA_REFRESH_CRON, metadata_job
 
         clock = Clock()
-        clock.advance(datetime(2024, 3, 1, 5, 0, tzinfo=timezone.utc).timestamp())
+        clock.advance(datetime(2024, 3, 1, 5, 0, tzinfo=UTC).timestamp())
         job = metadata_job(self.metadata)
         self.assertEqual((job.name, job.cron_expression), ("metadata_refresh", METADATA_REFRESH_CRON))
-        cron = Cron(clock, JobRunner(CronRunStore(self.db)), [job], timezone.utc)
+        cron = Cron(clock, JobRunner(CronRunStore(self.db)), [job], UTC)
         cron.startService()
         self.addCleanup(cron.stopService)
-        self.assertEqual(cron.next_run("metadata_refresh"), datetime(2024, 3, 1, 6, 0, tzinfo=timezone.utc))
+        self.assertEqual(cron.next_run("metadata_refresh"), datetime(2024, 3, 1, 6, 0, tzinfo=UTC))
         self.assertEqual(self.metadata.state("main"), "empty")
         reads = sum(1 for r in self.sim.store.requests if r.path.endswith("/dataSets"))
         clock.advance(3600)

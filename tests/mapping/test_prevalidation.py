@@ -6,13 +6,30 @@ from typing import Any
 
 from tests.mapping.support import SUBMITTER, MappingRig, make_csv
 from tests.sim.support import (
-    COC_DEFAULT, COC_MALE_LT5, DE_ANC1, DE_BED_OCC, DE_HIV, DE_MAL_CONF, DE_MAL_DEATHS, DE_OPD, DE_OPEN, DE_STOCK,
-    DE_SUP, DE_WEIGHT, DS_HMIS, DS_MAL, FAC_CR, FAC_NR, REGION_NR, AOC_GOV)
+    AOC_GOV,
+    COC_DEFAULT,
+    COC_MALE_LT5,
+    DE_ANC1,
+    DE_BED_OCC,
+    DE_HIV,
+    DE_MAL_CONF,
+    DE_MAL_DEATHS,
+    DE_OPD,
+    DE_OPEN,
+    DE_STOCK,
+    DE_SUP,
+    DE_WEIGHT,
+    DS_HMIS,
+    DS_MAL,
+    FAC_CR,
+    FAC_NR,
+    REGION_NR,
+)
 
 
 def this_month(offset: int = 0) -> str:
     """The current monthly period (UTC) shifted by ``offset`` months."""
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     total = today.year * 12 + today.month - 1 + offset
     return f"{total // 12:04d}{total % 12 + 1:02d}"
 

@@ -14,8 +14,24 @@ from dhis2gw.interfaces import KindError
 from dhis2gw.mapping.metadata_cache import MetadataCache, fetch_snapshot
 from dhis2gw.mapping.prevalidation import PreValidator
 from tests.sim.support import (
-    COC_DEFAULT, COC_MALE_LT5, DE_ANC1, DE_BED_OCC, DE_HIV, DE_MAL_CONF, DE_MAL_DEATHS, DE_OPD, DE_OPEN, DE_SUP,
-    DE_WEIGHT, DS_HMIS, FAC_CR, FAC_NR, FAC_NR_2, REGION_NR, StubClient)
+    COC_DEFAULT,
+    COC_MALE_LT5,
+    DE_ANC1,
+    DE_BED_OCC,
+    DE_HIV,
+    DE_MAL_CONF,
+    DE_MAL_DEATHS,
+    DE_OPD,
+    DE_OPEN,
+    DE_SUP,
+    DE_WEIGHT,
+    DS_HMIS,
+    FAC_CR,
+    FAC_NR,
+    FAC_NR_2,
+    REGION_NR,
+    StubClient,
+)
 
 UNKNOWN = "Zz3456789ab"
 DE_REMARKS = "eapB1gPonCZ"

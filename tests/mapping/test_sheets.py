@@ -34,8 +34,8 @@ class CsvTests(SynchronousTestCase):
 
     def test_mixed_case_headers_any_order_unknown_ignored(self) -> None:
         """Header names match whatever their case and spacing; extra columns are reported as ignored."""
-        data = ("Data Element, CODE ,Category_Option_Combo,Notes,What\n"
-                "Re46C6Apebu,OPD,HllvX50cXC0,x,DE\n").encode()
+        data = (b"Data Element, CODE ,Category_Option_Combo,Notes,What\n"
+                b"Re46C6Apebu,OPD,HllvX50cXC0,x,DE\n")
         sheet = read_csv(data)
         self.assertEqual(sheet.ignored_columns, ["Notes"])
         (_, row), = rows_of(sheet)

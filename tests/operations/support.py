@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Optional
+from typing import Any
 
 import treq
 from twisted.internet import defer
@@ -54,8 +54,8 @@ class OperationsTestCase(GatewayTestCase):
         out.update({k: [v] for k, v in extra.items()})
         return out
 
-    async def call(self, method: str, path: str, body: Optional[Any] = None, who: str = "admin",
-                   headers: Optional[dict[str, str]] = None) -> tuple[int, Any]:
+    async def call(self, method: str, path: str, body: Any | None = None, who: str = "admin",
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """Send a request; return (status, parsed JSON or raw bytes)."""
         kwargs: dict[str, Any] = {"headers": self.headers(who, **(headers or {})), "persistent": False}
         if body is not None:

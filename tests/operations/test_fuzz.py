@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThreadPool
@@ -36,7 +35,7 @@ class OpenApiFuzzTests(OperationsTestCase):
     with_simulator = True
     extra_environ = {k: v for k, v in OperationsTestCase.extra_environ.items() if not k.startswith("dhis2_")}
 
-    async def fuzz(self, name: str, include_tags: Optional[str] = None) -> tuple[int, str]:
+    async def fuzz(self, name: str, include_tags: str | None = None) -> tuple[int, str]:
         await self.gateway.db.execute(
             "test.users", "INSERT INTO users (id, uid, username, role, password_hash) VALUES"
             " (1, 'Admin000001', 'fuzz_admin', 'admin', 'x') ON CONFLICT DO NOTHING")

@@ -1,7 +1,6 @@
 """GET /queue, pause/resume, and /metrics (Prometheus text from the gateway's own registry)."""
 from __future__ import annotations
 
-
 from prometheus_client import REGISTRY
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase

@@ -38,7 +38,7 @@ def _run(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built_package() -> Path:
     """Build the .deb once for this process; return its path."""
     out = Path(tempfile.mkdtemp(prefix="dhis2gw-deb-out-"))
@@ -49,7 +49,7 @@ def built_package() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def unpacked() -> Path:
     """The package unpacked (dpkg-deb -x) next to a copy of the host's systemd units.
 

@@ -7,7 +7,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from twisted.logger import globalLogPublisher
 
@@ -22,17 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "plugins"
 
 
-def make_config(plugins_dir: Path = SHIPPED, env: Optional[dict[str, str]] = None) -> Config:
+def make_config(plugins_dir: Path = SHIPPED, env: dict[str, str] | None = None) -> Config:
     """A real configuration whose plugins directory is ``plugins_dir`` (plus ``env`` settings)."""
     environ = {"DHIS2GW_PLUGINS_DIR": str(plugins_dir), "DHIS2GW_JWT_SECRET": "s" * 40}
     environ.update(env or {})
     return load_config(None, environ)
 
 
-def make_context(reactor: Any, *, config: Optional[Config] = None, role: str = "api", db: Any = None,
-                 submissions: Optional[SubmissionStore] = None, queue: Any = None, dispatcher: Any = None,
-                 outcomes: Optional[OutcomeObservers] = None, service: Optional[OrderedServices] = None,
-                 dhis2: Optional[dict[str, Any]] = None) -> PluginContext:
+def make_context(reactor: Any, *, config: Config | None = None, role: str = "api", db: Any = None,
+                 submissions: SubmissionStore | None = None, queue: Any = None, dispatcher: Any = None,
+                 outcomes: OutcomeObservers | None = None, service: OrderedServices | None = None,
+                 dhis2: dict[str, Any] | None = None) -> PluginContext:
     """A PluginContext over test parts, as the composition root builds it (services join ``service``)."""
     tree = service if service is not None else OrderedServices()
     return PluginContext(
@@ -76,18 +76,18 @@ class LogCapture:
     def stop(self) -> None:
         globalLogPublisher.removeObserver(self.events.append)
 
-    def texts(self, level: Optional[str] = None) -> list[str]:
+    def texts(self, level: str | None = None) -> list[str]:
         from twisted.logger import formatEvent
 
         return [formatEvent(e) for e in self.events if level is None or e.get("log_level").name == level]
 
 
-def unset_env(*names: str) -> dict[str, Optional[str]]:
+def unset_env(*names: str) -> dict[str, str | None]:
     """Remove environment variables, returning their old values (for restore_env)."""
     return {n: os.environ.pop(n, None) for n in names}
 
 
-def restore_env(saved: dict[str, Optional[str]]) -> None:
+def restore_env(saved: dict[str, str | None]) -> None:
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)

@@ -16,7 +16,7 @@ from dhis2gw.delivery.observers import DeliveryEvents
 from dhis2gw.runtime.lifecycle import OrderedServices
 from dhis2gw.wiring.plugins import load_plugins
 from tests.plugins.support import SHIPPED, create_user, isolate_plugin_path, make_context, restore_env, unset_env
-from tests.support.delivery import DeliveryRig, FACILITIES
+from tests.support.delivery import FACILITIES, DeliveryRig
 
 SECRET = "callback-test-secret-0123456789"
 

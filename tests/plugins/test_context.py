@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Optional
+from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet import defer
@@ -14,8 +14,8 @@ from dhis2gw.delivery.dispatcher import Dispatcher
 from dhis2gw.queue.connection import RedisConnections
 from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.storage.database import Database
-from dhis2gw.wiring.root import Gateway
 from dhis2gw.wiring.context import PluginContext, QueueOperations
+from dhis2gw.wiring.root import Gateway
 
 #: What only the composition root holds: a field of one of these types would hand it to plugins.
 INTERNAL_TYPES = (Database, Dispatcher, Gateway, RedisConnections, SubmissionQueue, MultiService)
@@ -33,9 +33,9 @@ class FakeQueue:
     """Records pushes, like ``SubmissionQueue.enqueue``."""
 
     def __init__(self) -> None:
-        self.pushed: list[tuple[str, int, Optional[float]]] = []
+        self.pushed: list[tuple[str, int, float | None]] = []
 
-    async def enqueue(self, dest: str, submission_id: int, timeout: Optional[float] = None) -> bool:
+    async def enqueue(self, dest: str, submission_id: int, timeout: float | None = None) -> bool:
         self.pushed.append((dest, submission_id, timeout))
         return True
 

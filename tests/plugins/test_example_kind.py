@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import treq
@@ -96,7 +96,7 @@ class ExampleKindInputTests(DeliveryRig):
     async def rig_setup(self) -> None:
         isolate_plugin_path(self)
         self.clock = Clock()
-        self.clock.advance(datetime(2025, 6, 10, 12, tzinfo=timezone.utc).timestamp())
+        self.clock.advance(datetime(2025, 6, 10, 12, tzinfo=UTC).timestamp())
         kinds: dict[str, Any] = {}
         load_plugins(make_context(self.clock), kinds, str(SHIPPED))
         self.event_kind = kinds["event"]

@@ -11,12 +11,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 import dhis2gw.plugins as plugin_package
+from dhis2gw.api.plugins import PluginsApi
 from dhis2gw.api.routing import Router
 from dhis2gw.interfaces import ISubmissionKind
 from dhis2gw.kinds.aggregate import AggregateKind
-from dhis2gw.api.plugins import PluginsApi
-from dhis2gw.wiring.features import plugin_job
 from dhis2gw.storage.mappings import MappingStore
+from dhis2gw.wiring.features import plugin_job
 from dhis2gw.wiring.plugins import load_plugins
 from tests.plugins.support import SHIPPED, LogCapture, PluginDir, isolate_plugin_path, make_config, make_context
 from tests.support.fake_auth import StaticAuthenticator, test_headers

@@ -5,8 +5,8 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from dhis2gw.runtime.embedded import free_port
 from dhis2gw.queue.connection import RedisConnections, RedisUnavailable
+from dhis2gw.runtime.embedded import free_port
 from tests.support.backends import open_redis
 
 

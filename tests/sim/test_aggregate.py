@@ -5,9 +5,25 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .support import (AOC_GOV, COC_DEFAULT, COC_MALE_LT5, DE_ANC1, DE_BED_OCC, DE_HIV, DE_MAL_CONF,
-                               DE_MAL_DEATHS, DE_OPD, DE_OPEN, DE_STOCK, DE_SUP, DS_HMIS, FAC_CR, FAC_NR,
-                               StubClient, basic)
+from .support import (
+    AOC_GOV,
+    COC_DEFAULT,
+    COC_MALE_LT5,
+    DE_ANC1,
+    DE_BED_OCC,
+    DE_HIV,
+    DE_MAL_CONF,
+    DE_MAL_DEATHS,
+    DE_OPD,
+    DE_OPEN,
+    DE_STOCK,
+    DE_SUP,
+    DS_HMIS,
+    FAC_CR,
+    FAC_NR,
+    StubClient,
+    basic,
+)
 
 
 def dv(de: str = DE_OPD, value: Any = "5", pe: str = "202401", ou: str = FAC_NR, **extra: Any) -> dict[str, Any]:

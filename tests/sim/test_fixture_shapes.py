@@ -6,10 +6,29 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .support import (AOC_GOV, COC_DEFAULT, COC_FEMALE_LT5, COC_MALE_LT5, DE_MAL_CONF, DE_MAL_DEATHS, DE_OPD,
-                      DE_STOCK, DE_WEIGHT, DS_HMIS, DS_MAL, FAC_CR,
-                               FAC_NR, PR_CHILD, PS_VACC, DE_VACCINE, StubClient,
-                               assert_same_shape, basic, fixture, person)
+from .support import (
+    AOC_GOV,
+    COC_DEFAULT,
+    COC_FEMALE_LT5,
+    COC_MALE_LT5,
+    DE_MAL_CONF,
+    DE_MAL_DEATHS,
+    DE_OPD,
+    DE_STOCK,
+    DE_VACCINE,
+    DE_WEIGHT,
+    DS_HMIS,
+    DS_MAL,
+    FAC_CR,
+    FAC_NR,
+    PR_CHILD,
+    PS_VACC,
+    StubClient,
+    assert_same_shape,
+    basic,
+    fixture,
+    person,
+)
 
 DRY = "?dryRun=true&preheatCache=true&skipAudit=true"
 OK_VALUES = {"dataValues": [{"dataElement": DE_OPD, "period": "202401", "orgUnit": FAC_NR, "value": "12"}]}

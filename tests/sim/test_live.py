@@ -13,6 +13,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 
 from dhis2gw.sim import Metadata, Simulator, SimulatorServer
+
 from .support import COC_DEFAULT, DE_OPD, FAC_NR, basic, fixture
 
 VALUES = {"dataValues": [{"dataElement": DE_OPD, "period": "202401", "orgUnit": FAC_NR, "value": "5"}]}

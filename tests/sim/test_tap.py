@@ -8,6 +8,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from dhis2gw.sim.tap import Options, makeService
+
 from .support import basic
 
 

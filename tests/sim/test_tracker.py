@@ -5,8 +5,19 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .support import (DE_RDT, DE_VACCINE, FAC_CR, FAC_NR, PR_CHILD, PS_MAL, PS_VACC,
-                               RT_MOTHER_CHILD, TEA_FIRST, StubClient, person)
+from .support import (
+    DE_RDT,
+    DE_VACCINE,
+    FAC_CR,
+    FAC_NR,
+    PR_CHILD,
+    PS_MAL,
+    PS_VACC,
+    RT_MOTHER_CHILD,
+    TEA_FIRST,
+    StubClient,
+    person,
+)
 
 
 def sync(client: StubClient, payload: Any, query: str = "") -> tuple[int, Any]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
@@ -26,7 +27,7 @@ class MigrationCase(TestCase):
         self.dsn = create_database()
         self.addCleanup(drop_database, self.dsn)
 
-    def migrations_dir(self, files: Optional[dict[str, str]] = None, below: Optional[int] = None) -> Path:
+    def migrations_dir(self, files: dict[str, str] | None = None, below: int | None = None) -> Path:
         """A temporary directory holding ``files`` (name -> SQL) and the shipped migrations numbered below ``below``."""
         directory = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, directory, True)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any
 
 from dhis2gw.api.routing import MountedRoute
 from dhis2gw.auth.sessions import AuthServices
@@ -34,7 +35,7 @@ from dhis2gw.dhis2.uids import generate_uid
 ROLES = ("admin", "operator", "submitter")
 DUMMY_UID = "ZzDummyUid1"
 DUMMY_INT = "987654321"
-Send = Callable[[str, str, dict[str, str], Optional[bytes]], Awaitable[tuple[int, bytes, dict[str, str]]]]
+Send = Callable[[str, str, dict[str, str], bytes | None], Awaitable[tuple[int, bytes, dict[str, str]]]]
 
 
 @dataclass
@@ -117,7 +118,7 @@ class _HeaderOnly:
     def __init__(self, header: str) -> None:
         self._header = header.encode()
 
-    def getHeader(self, name: bytes) -> Optional[bytes]:  # noqa: N802
+    def getHeader(self, name: bytes) -> bytes | None:  # noqa: N802
         return self._header if name.lower() == b"authorization" else None
 
     def getClientAddress(self) -> Any:  # noqa: N802
@@ -144,8 +145,8 @@ async def walk_auth_matrix(routes: list[MountedRoute], send: Send, creds: Matrix
     """Check every route against the matrix; return (number of checks, list of violations)."""
     checks, problems = 0, []
 
-    async def expect(route: MountedRoute, case: str, header: Optional[str], uid: str,
-                     want: Optional[int], code: Optional[str] = None) -> None:
+    async def expect(route: MountedRoute, case: str, header: str | None, uid: str,
+                     want: int | None, code: str | None = None) -> None:
         nonlocal checks
         checks += 1
         headers = {"Authorization": header} if header is not None else {}

@@ -6,7 +6,8 @@ dropped at exit). ``run_sql`` is the blocking way to look at or seed a database 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import psycopg2
 from twisted.internet import reactor

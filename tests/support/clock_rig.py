@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import inspect
 import pickle
-from typing import Any, Callable, Coroutine, Iterable, Optional
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
@@ -34,7 +35,7 @@ class _Country(Metadata):
     """The bundled metadata, copied by pickling: five times faster than ``copy.deepcopy``, which the
     simulator applies to its metadata when it starts (a third of these tests' time otherwise)."""
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "_Country":
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Country:
         return pickle.loads(pickle.dumps(self))
 
 
@@ -151,7 +152,7 @@ class ClockDeliveryRig(SynchronousTestCase):
                 self.dispatcher.wake("main")
         return sid
 
-    async def statuses(self, ids: Optional[Iterable[int]] = None) -> dict[int, str]:
+    async def statuses(self, ids: Iterable[int] | None = None) -> dict[int, str]:
         wanted = set(self.store.rows) if ids is None else set(ids)
         return {i: r["status"] for i, r in sorted(self.store.rows.items()) if i in wanted}
 

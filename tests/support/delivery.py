@@ -6,7 +6,8 @@ submission is in a final state.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
@@ -120,7 +121,7 @@ class DeliveryRig(TestCase):
             ids.append(await self.submit(body))
         return ids
 
-    async def statuses(self, ids: Optional[Iterable[int]] = None) -> dict[int, str]:
+    async def statuses(self, ids: Iterable[int] | None = None) -> dict[int, str]:
         rows = await self.db.fetch("test.statuses", "SELECT id, status FROM submissions ORDER BY id")
         wanted = set(ids) if ids is not None else None
         return {r["id"]: r["status"] for r in rows if wanted is None or r["id"] in wanted}

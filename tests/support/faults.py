@@ -17,17 +17,32 @@ import tempfile
 import threading
 import time
 import urllib.error
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import psycopg2
 import psycopg2.extras
 
 from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.runtime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from tests.support.processes import (DE_OPD, GatewayProcess, SimulatorProcess, expected_values, seed_submissions,
-                                     status_counts, wait_until)
-from tests.support.services import (_apply_migrations_blocking, create_database, delete_redis_prefix, drop_database,
-                                    redis_prefix, services, test_environ)
+from tests.support.processes import (
+    DE_OPD,
+    GatewayProcess,
+    SimulatorProcess,
+    expected_values,
+    seed_submissions,
+    status_counts,
+    wait_until,
+)
+from tests.support.services import (
+    _apply_migrations_blocking,
+    create_database,
+    delete_redis_prefix,
+    drop_database,
+    redis_prefix,
+    services,
+    test_environ,
+)
 
 
 def _count_delivered(conn: Any) -> tuple[int, int]:
@@ -180,14 +195,14 @@ class TwoWorkerRun:
 
     def __init__(self, count: int, *, latency: float, max_concurrent: int, batching: bool = False,
                  private_pg: bool = False, private_redis: bool = False, tracker: int = 0,
-                 max_retries: Optional[int] = None) -> None:
+                 max_retries: int | None = None) -> None:
         self.count, self.tracker_count = count, tracker
         self.max_retries = max_retries
         self._cleanups: list[Callable[[], Any]] = []
         self.state_dir = tempfile.mkdtemp(prefix="dhis2gw-2w-")
         self._cleanups.append(lambda: shutil.rmtree(self.state_dir, ignore_errors=True))
-        self.pg: Optional[EmbeddedPostgres] = None
-        self.redis: Optional[EmbeddedRedis] = None
+        self.pg: EmbeddedPostgres | None = None
+        self.redis: EmbeddedRedis | None = None
         try:
             self._start(latency, max_concurrent, batching, private_pg, private_redis)
         except BaseException:
@@ -297,7 +312,7 @@ class TwoWorkerRun:
                 pass
         self._cleanups = []
 
-    def __enter__(self) -> "TwoWorkerRun":
+    def __enter__(self) -> TwoWorkerRun:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -1,7 +1,7 @@
 """Run a whole gateway in-process against the test PostgreSQL and Redis."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import treq
 from twisted.internet import defer, reactor
@@ -66,12 +66,12 @@ class GatewayTestCase(TestCase):
     def url(self, path: str) -> str:
         return self.base + path
 
-    async def get_json(self, path: str, headers: Optional[dict[str, Any]] = None) -> tuple[int, Any]:
+    async def get_json(self, path: str, headers: dict[str, Any] | None = None) -> tuple[int, Any]:
         response = await treq.get(self.url(path), headers=headers, persistent=False)
         return response.code, await response.json()
 
-    async def request_json(self, method: str, path: str, body: Any = None, token: Optional[str] = None,
-                           headers: Optional[dict[str, str]] = None) -> tuple[int, Any]:
+    async def request_json(self, method: str, path: str, body: Any = None, token: str | None = None,
+                           headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """Send JSON (Bearer ``token`` if given) and return (status, parsed body)."""
         import json
 
@@ -85,7 +85,7 @@ class GatewayTestCase(TestCase):
         return response.code, (json.loads(raw) if raw else None)
 
     async def user_token(self, username: str, role: str, password: str = "a-Long-enough-pass-1",
-                         source_name: Optional[str] = None) -> str:
+                         source_name: str | None = None) -> str:
         """Create a user (if needed) and return a Bearer access token for it."""
         from dhis2gw.runtime.cli_users import create_user_command
 

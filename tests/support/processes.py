@@ -13,8 +13,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import psycopg2
 import psycopg2.extras
@@ -41,11 +42,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 class SimulatorProcess:
     """``twistd -n dhis2sim`` in its own process."""
 
-    def __init__(self, version: str = "2.40", latency: Optional[float] = None) -> None:
+    def __init__(self, version: str = "2.40", latency: float | None = None) -> None:
         self.port = free_port()
         self.version = version
         self.latency = latency
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="dhis2sim-", suffix=".log", delete=False)
 
     @property
@@ -66,7 +67,7 @@ class SimulatorProcess:
             self.proc.terminate()
             self.proc.wait(10)
 
-    def control(self, path: str, body: Optional[dict[str, Any]] = None) -> Any:
+    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
         """Call the simulator's /__sim control endpoint."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base_url + "/__sim/" + path, data=data, method="POST" if data else "GET",
@@ -78,13 +79,13 @@ class SimulatorProcess:
 class GatewayProcess:
     """``dhis2gw --config …`` (foreground) with environment overrides."""
 
-    def __init__(self, env: dict[str, str], config_path: Optional[str] = None, role: str = "all") -> None:
+    def __init__(self, env: dict[str, str], config_path: str | None = None, role: str = "all") -> None:
         self.env = dict(os.environ, **env)
         self.port = int(env.get("DHIS2GW_SERVER_PORT", "0")) or free_port()
         self.env["DHIS2GW_SERVER_PORT"] = str(self.port)
         self.config_path = config_path
         self.role = role
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="dhis2gw-", suffix=".log", delete=False)
 
     def start(self, wait: bool = True) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from twisted.logger import ILogObserver, eventAsText, globalLogPublisher
 from zope.interface import provider

@@ -20,7 +20,7 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg2
@@ -49,9 +49,9 @@ class TestServices:
         return parts._replace(path="/" + database).geturl()
 
 
-_services: Optional[TestServices] = None
+_services: TestServices | None = None
 _created: list[str] = []
-_template: Optional[str] = None
+_template: str | None = None
 #: Called with a database's DSN just before it is dropped (the suite-wide secrets scan).
 before_drop: list[Any] = []
 
@@ -100,7 +100,7 @@ def services() -> TestServices:
     return _services
 
 
-def _admin_conn() -> "psycopg2.extensions.connection":
+def _admin_conn() -> psycopg2.extensions.connection:
     conn = psycopg2.connect(services().pg_admin_uri)
     conn.autocommit = True
     return conn
@@ -120,7 +120,7 @@ def _drop_created() -> None:
     _created.clear()
 
 
-def create_database(template: Optional[str] = None) -> str:
+def create_database(template: str | None = None) -> str:
     """Create an empty (or templated) database for this run; return its DSN."""
     name = f"dhis2gw_t_{services().run_id}_{secrets.token_hex(3)}"
     conn = _admin_conn()

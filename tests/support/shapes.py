@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import psycopg2
 import psycopg2.extras
@@ -35,7 +35,7 @@ FAST = {"DHIS2GW_BACKOFF_BASE": "0.2", "DHIS2GW_BACKOFF_CAP": "1", "DHIS2GW_BREA
 PRODUCTION = {"DHIS2GW_BACKOFF_BASE": "30", "DHIS2GW_BACKOFF_CAP": "3600", "DHIS2GW_MAX_RETRIES": "3"}
 
 
-def _request(url: str, body: Any = None, headers: Optional[dict[str, str]] = None, method: Optional[str] = None,
+def _request(url: str, body: Any = None, headers: dict[str, str] | None = None, method: str | None = None,
              timeout: float = 30) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
@@ -87,7 +87,7 @@ class ShapeRig:
         self.dsn = migrated_database()
         self.prefix = redis_prefix()
         self.sim = SimulatorProcess(version=version, latency=latency)
-        self.gateway: Optional[GatewayProcess] = None
+        self.gateway: GatewayProcess | None = None
         self.next_key = 0
         self.next_batch = 1
         try:
@@ -163,7 +163,7 @@ class ShapeRig:
             conn.close()
         return batch
 
-    def breaker(self) -> tuple[Optional[str], Optional[str]]:
+    def breaker(self) -> tuple[str | None, str | None]:
         """(state, reason) of destination ``main`` as the running gateway reports it on ``/ready``."""
         code, body = _request(self.url("/ready"), timeout=10)
         main = (body or {}).get("checks", {}).get("destinations", {}).get("main") or {}
@@ -219,7 +219,7 @@ class ShapeRig:
 
 
 def wait_batches(rigs: list[ShapeRig], batches: list[Batch], timeout: float,
-                 samples: Optional[list[DrainSamples]] = None) -> None:
+                 samples: list[DrainSamples] | None = None) -> None:
     """Block until every batch is final (all delivered, or one failed); sample the delivered counts."""
     deadline = time.monotonic() + timeout
     while True:

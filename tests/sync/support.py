@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 from twisted.internet import defer, reactor
@@ -71,7 +72,7 @@ class SyncRig(TestCase):
         self.store = SubmissionStore(self.db)
         self.queue = SubmissionQueue(self.redis, reactor, self.prefix, lease_seconds=60)
         self.kinds: dict[str, Any] = {"orgunit": OrgUnitKind(PropagationStore(self.db))}
-        self.dispatcher: Optional[Dispatcher] = None
+        self.dispatcher: Dispatcher | None = None
 
     def load(self, roles: dict[str, str]) -> Any:
         """A Config from a YAML file naming the simulators (main + ``servers:``)."""
@@ -132,7 +133,7 @@ class SyncRig(TestCase):
         return [(r.method, r.path) for r in self.sims[name].store.requests
                 if r.method in ("POST", "PUT", "PATCH", "DELETE") and "organisationUnit" in r.path]
 
-    async def main_write(self, method: str, path: str, body: Optional[dict[str, Any]] = None) -> Any:
+    async def main_write(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Change the main simulator through its API (as a DHIS2 user would)."""
         client = self.destinations.clients["main"]
         if method == "POST":

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import zoneinfo
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock, deferLater
@@ -15,7 +15,7 @@ from dhis2gw.storage.database import Database
 from tests.support.services import migrated_database
 
 KAMPALA = zoneinfo.ZoneInfo("Africa/Kampala")  # UTC+3, no DST
-START = datetime(2024, 3, 1, 0, 0, tzinfo=timezone.utc).timestamp()
+START = datetime(2024, 3, 1, 0, 0, tzinfo=UTC).timestamp()
 
 
 class CronTests(TestCase):
@@ -59,7 +59,7 @@ class CronTests(TestCase):
         fired: list[datetime] = []
 
         async def work() -> dict[str, int]:
-            fired.append(datetime.fromtimestamp(self.clock.seconds(), timezone.utc))
+            fired.append(datetime.fromtimestamp(self.clock.seconds(), UTC))
             return {"count": len(fired)}
 
         cron = self.cron([CronJob("sync", "0 0-23/6 * * *", work)])
@@ -77,7 +77,7 @@ class CronTests(TestCase):
         """An every-minute job that takes five minutes runs once; the fire times during it are
         skipped (max_instances=1), and the job runs again after it finished."""
         calls = 0
-        gate: Optional[defer.Deferred[None]] = None
+        gate: defer.Deferred[None] | None = None
 
         async def slow() -> dict[str, int]:
             nonlocal calls, gate
@@ -105,7 +105,7 @@ class CronTests(TestCase):
         self.assertEqual([r["detail"] for r in rows], [{"call": 1}, {"call": 2}])
         # The first run is the 00:00 fire time (due when the scheduler started); 00:01..00:05 were
         # skipped while it ran; the next is 00:06.
-        self.assertEqual([r["scheduled_for"].astimezone(timezone.utc).minute for r in rows], [0, 6])
+        self.assertEqual([r["scheduled_for"].astimezone(UTC).minute for r in rows], [0, 6])
 
     async def test_two_gateways_run_each_schedule_once(self) -> None:
         """Two schedulers sharing PostgreSQL both fire every 5 minutes; each fire time runs exactly

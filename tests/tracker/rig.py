@@ -1,7 +1,7 @@
 """A DeliveryRig with the tracker kind, and tracker payloads built on the simulator's metadata."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dhis2gw.interfaces import IngestRequest, Prepared
 from dhis2gw.kinds.tracker import TrackerKind
@@ -62,7 +62,7 @@ class TrackerRig(DeliveryRig):
     """DeliveryRig + ``self.tracker`` (TrackerKind with a real uid_map) in ``self.kinds``."""
 
     async_threshold = 1024 * 1024
-    source_name: Optional[str] = "clinic-emr"
+    source_name: str | None = "clinic-emr"
 
     async def rig_setup(self) -> None:
         await super().rig_setup()
@@ -71,11 +71,11 @@ class TrackerRig(DeliveryRig):
                                    unknown_job_grace=0.5)
         self.kinds["tracker"] = self.tracker
 
-    async def prepare(self, body: dict[str, Any], query: Optional[dict[str, str]] = None) -> Prepared:
+    async def prepare(self, body: dict[str, Any], query: dict[str, str] | None = None) -> Prepared:
         """What ingest's prepare step makes of ``body``."""
         return await self.tracker.prepare(IngestRequest(body, None, self.source_name, "main", "main", query or {}))
 
-    async def submit_tracker(self, body: dict[str, Any], query: Optional[dict[str, str]] = None,
+    async def submit_tracker(self, body: dict[str, Any], query: dict[str, str] | None = None,
                              push: bool = True) -> tuple[int, Prepared]:
         """Prepare, record and queue one tracker submission like ingest does."""
         prepared = await self.prepare(body, query)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import treq
 from twisted.internet import reactor
@@ -49,7 +49,7 @@ class TrackerApiTests(TrackerRig):
         return f"http://127.0.0.1:{self.port.getHost().port}/api/v2{path}"
 
     async def call(self, method: str, path: str, body: Any = None, role: str = "submitter", user: int = 1,
-                   headers: Optional[dict[str, str]] = None) -> tuple[int, Any]:
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
         source = " emr" if user == 1 else ""  # StaticAuthenticator: 4th word = the principal's source_name
         all_headers = {"Authorization": f"Test {role} {user}{source}", "Content-Type": "application/json",
                        **(headers or {})}

@@ -4,8 +4,16 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.versions import per_version
-from tests.tracker.rig import (DE_BIRTH_WEIGHT, FAC_CR, PR_CHILD, TEA_NATIONAL_ID, TrackerRig,
-                               flat_payload, nested_payload, person)
+from tests.tracker.rig import (
+    DE_BIRTH_WEIGHT,
+    FAC_CR,
+    PR_CHILD,
+    TEA_NATIONAL_ID,
+    TrackerRig,
+    flat_payload,
+    nested_payload,
+    person,
+)
 
 
 class ConsistentUidTests(TrackerRig):

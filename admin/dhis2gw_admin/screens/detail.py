@@ -11,8 +11,7 @@ from kivymd.uix.gridlayout import MDGridLayout
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
-from dhis2gw_admin.screens.widgets import (ERROR_COLOR, STATUS_COLORS, button, dialog, hbox, label, shows_text,
-                                           vbox)
+from dhis2gw_admin.screens.widgets import ERROR_COLOR, STATUS_COLORS, button, dialog, hbox, label, shows_text, vbox
 from dhis2gw_admin.viewmodels.detail import DetailVM
 
 MAX_SHOWN = 20000  # characters of a payload drawn on screen (copy takes everything)

@@ -13,8 +13,19 @@ from kivymd.uix.progressindicator import MDLinearProgressIndicator
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
-from dhis2gw_admin.screens.widgets import (ERROR_COLOR, STATUS_COLORS, ClickableRow, LoadsOnEnter, button, dialog,
-                                           field, hbox, label, shows_text, vbox)
+from dhis2gw_admin.screens.widgets import (
+    ERROR_COLOR,
+    STATUS_COLORS,
+    ClickableRow,
+    LoadsOnEnter,
+    button,
+    dialog,
+    field,
+    hbox,
+    label,
+    shows_text,
+    vbox,
+)
 from dhis2gw_admin.viewmodels.logs import STATUSES, LogsVM
 
 # (sort key or None, title, width weight, the row's text): header and rows share these weights and

@@ -9,8 +9,17 @@ from kivymd.uix.menu import MDDropdownMenu
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 
-from dhis2gw_admin.screens.widgets import (ERROR_COLOR, LoadsOnEnter, button, dialog, field, hbox, label, shows_text,
-                                           vbox)
+from dhis2gw_admin.screens.widgets import (
+    ERROR_COLOR,
+    LoadsOnEnter,
+    button,
+    dialog,
+    field,
+    hbox,
+    label,
+    shows_text,
+    vbox,
+)
 from dhis2gw_admin.viewmodels.users import ROLES, UsersVM
 
 

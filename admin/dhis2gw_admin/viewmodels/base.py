@@ -54,7 +54,7 @@ class ViewModel(Observable):
                 await then()
         return answer
 
-    def spawn(self, work: Awaitable[Any]) -> "defer.Deferred[Any]":
+    def spawn(self, work: Awaitable[Any]) -> defer.Deferred[Any]:
         """Start an action from a UI callback (fire and forget; errors are already captured)."""
         d = defer.Deferred.fromCoroutine(work)  # type: ignore[arg-type]
 
