@@ -166,7 +166,7 @@ def main() -> None:
                     child.kill()
                     _, err = child.communicate()
                 stats[setting] = (err or "").strip().splitlines()[-1] if (err or "").strip() else ""
-    tool = "wrk -t2 -c%d -d%ds" % (args.connections, args.duration) if load is run_wrk else "treq loop"
+    tool = f"wrk -t2 -c{args.connections} -d{args.duration}s" if load is run_wrk else "treq loop"
     print(f"\nGET /api/v2/bench/ping, 127.0.0.1, {tool}")
     print(f"{'auth':8} {'log off':>10} {'log on':>10} {'on/off':>8}")
     for scheme in SCHEMES:

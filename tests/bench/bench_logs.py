@@ -106,7 +106,7 @@ def explain(dsn: str, tz: Any) -> None:
         for pair in filter(None, query.split("&")):
             k, v = pair.split("=", 1)
             values.setdefault(k, []).extend(v.split(",") if k not in ("q", "from", "to") else [v])
-        f = parse_filter(lambda name: values.get(name, []), tz)
+        f = parse_filter(lambda name, values=values: values.get(name, []), tz)
         where, params = where_clause(f)
         for kind, sql, p in (
                 ("list", f"SELECT {SUMMARY_COLUMNS} FROM submissions WHERE ({where})"

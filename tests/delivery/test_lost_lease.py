@@ -91,7 +91,7 @@ class LostLeaseTests(SynchronousTestCase):
             worker = DestinationWorker("main", clock, ScriptedHealthCheck(clock), CircuitBreaker(clock, threshold=5),
                                        queue, store, {"aggregate": ScriptedKind(clock)},  # type: ignore[arg-type]
                                        RetryPolicy(30, 3600, 3, random=lambda: 0.5), max_concurrent=5,
-                                       observer=lambda *a: seen.append(a))
+                                       observer=lambda *a, seen=seen: seen.append(a))
             sid = store.add(job_failures=job_failures)
             row = self.successResultOf(defer.Deferred.fromCoroutine(store.start_attempt(sid, "lost", "main")))
             # The lease lapsed and another attempt took the submission.

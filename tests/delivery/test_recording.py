@@ -75,7 +75,7 @@ class DatabaseRefusesTests(SynchronousTestCase):
             breaker.record_failure("earlier")
             worker = DestinationWorker("main", clock, ScriptedHealthCheck(clock), breaker, queue, store,  # type: ignore
                                        {"aggregate": ScriptedKind(clock)}, POLICY, max_concurrent=1,
-                                       observer=lambda *a: observed.append(a))
+                                       observer=lambda *a, observed=observed: observed.append(a))
             done = defer.Deferred.fromCoroutine(worker._record(_row(failures), "t", outcome, 0.1))
             self.assertIsNone(self.successResultOf(done), name)
             self.assertEqual((queue.calls, observed), ([], []), name)

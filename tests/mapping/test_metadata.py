@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 
 from dhis2gw.dhis2.auth import BasicAuth
 from dhis2gw.dhis2.client import DHIS2Client
+from dhis2gw.dhis2.metadata import DHIS2ReadError
 from dhis2gw.mapping.metadata_cache import MetadataCache
 from tests.mapping.support import SUBMITTER, MappingRig, wait
 from tests.sim.support import (
@@ -64,7 +65,7 @@ class MetadataCacheTests(MappingRig):
         snap = restarted.snapshots["main"]
         self.assertEqual(snap.data_sets[DS_HMIS].elements[DE_MAL_DEATHS].category_option_combos, {COC_DEFAULT})
         self.assertEqual(snap.counts(), self.metadata.snapshots["main"].counts())
-        with self.assertRaises(Exception):
+        with self.assertRaises(DHIS2ReadError):
             await restarted.refresh("main")
         self.assertIn("last_error", restarted.status()["main"])
         self.assertIs(restarted.snapshots["main"], snap)

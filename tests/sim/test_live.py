@@ -5,9 +5,8 @@ import json
 from typing import Any
 
 import treq
-from twisted.internet import reactor
+from twisted.internet import error, reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
@@ -86,9 +85,9 @@ class LiveTests(TestCase):
         self.assertEqual((await self.call("GET", "/api/system/ping"))[0], 200)
         back = self.server.outage(30)
         await deferLater(reactor, 0.01, lambda: None)
-        with self.assertRaises((ConnectionRefusedError, ResponseFailed)):
+        with self.assertRaises((error.ConnectionRefusedError, ResponseFailed)):
             await self.call("GET", "/api/system/ping")
-        with self.assertRaises(ConnectionRefusedError):
+        with self.assertRaises(error.ConnectionRefusedError):
             await self.call("GET", "/api/system/ping")
         clock.advance(30)
         await back
