@@ -287,8 +287,8 @@ class ConfigTestMixin:
         Path(path).write_text(text, encoding="utf-8")
         return path
 
-    def assertConfigError(self, key: str, path: str | None, environ: dict[str, str],
-                          secrets: tuple[str, ...] = ()) -> str:
+    def assert_config_error(self, key: str, path: str | None, environ: dict[str, str],
+                            secrets: tuple[str, ...] = ()) -> str:
         """Loading fails with a one-line ConfigError naming ``key`` and showing none of ``secrets``."""
         error = self.assertRaises(ConfigError, load_config, path, environ)  # type: ignore[attr-defined]
         message = str(error)
@@ -352,14 +352,14 @@ class InvalidValueTests(ConfigTestMixin, SynchronousTestCase):
 
     def test_bad_port(self) -> None:
         """An unparsable port names the key, the value and the variable it came from."""
-        message = self.assertConfigError("server.port", None, {**ENV_SECRET, "DHIS2GW_SERVER_PORT": "abc"})
+        message = self.assert_config_error("server.port", None, {**ENV_SECRET, "DHIS2GW_SERVER_PORT": "abc"})
         self.assertEqual(message, "server.port: 'abc' is not a valid TCP port (from DHIS2GW_SERVER_PORT)")
-        self.assertConfigError("server.port", None, {**ENV_SECRET, "DHIS2GW_SERVER_PORT": "70000"})
+        self.assert_config_error("server.port", None, {**ENV_SECRET, "DHIS2GW_SERVER_PORT": "70000"})
 
     def test_bad_value_in_file_names_the_file(self) -> None:
         """A bad YAML value names the file it came from."""
         path = self.write({"server": {"max_concurrent": 0}})
-        message = self.assertConfigError("server.max_concurrent", path, ENV_SECRET)
+        message = self.assert_config_error("server.max_concurrent", path, ENV_SECRET)
         self.assertIn(path, message)
 
     def test_typed_values(self) -> None:
@@ -368,65 +368,65 @@ class InvalidValueTests(ConfigTestMixin, SynchronousTestCase):
                          ("DHIS2GW_SHUTDOWN_TIMEOUT", "server.shutdown_timeout"),
                          ("DHIS2GW_MAX_BODY_BYTES", "server.max_body_bytes"),
                          ("DHIS2GW_QUEUE_PREFIX", "queue.prefix"), ("mapping_scheme", "api.mapping_scheme")]:
-            self.assertConfigError(key, None, {**ENV_SECRET, env: "maybe?"})
-        self.assertConfigError("auth.access_token_ttl", None, {**ENV_SECRET, "DHIS2GW_ACCESS_TOKEN_TTL": "0"})
+            self.assert_config_error(key, None, {**ENV_SECRET, env: "maybe?"})
+        self.assert_config_error("auth.access_token_ttl", None, {**ENV_SECRET, "DHIS2GW_ACCESS_TOKEN_TTL": "0"})
 
     def test_unknown_auth_method(self) -> None:
         """An unknown dhis2_auth_method is rejected, listing the accepted ones."""
-        message = self.assertConfigError("api.dhis2_auth_method", None, {**ENV_SECRET, "dhis2_auth_method": "oauth2"})
+        message = self.assert_config_error("api.dhis2_auth_method", None, {**ENV_SECRET, "dhis2_auth_method": "oauth2"})
         self.assertIn("basic, pat, token", message)
 
     def test_invalid_cron(self) -> None:
         """Cron expressions are checked with APScheduler's crontab parser."""
-        self.assertConfigError("api.sync_cron_expression", None, {**ENV_SECRET, "sync_cron_expression": "61 * * * *"})
-        self.assertConfigError("api.retry_cron_expression", None, {**ENV_SECRET, "retry_cron_expression": "* * *"})
+        self.assert_config_error("api.sync_cron_expression", None, {**ENV_SECRET, "sync_cron_expression": "61 * * * *"})
+        self.assert_config_error("api.retry_cron_expression", None, {**ENV_SECRET, "retry_cron_expression": "* * *"})
 
     def test_bad_timezone(self) -> None:
         """An unknown time zone is rejected."""
-        self.assertConfigError("server.timezone", None, {**ENV_SECRET, "DISPATCHER2_TIMEZONE": "Mars/Olympus_Mons"})
+        self.assert_config_error("server.timezone", None, {**ENV_SECRET, "DISPATCHER2_TIMEZONE": "Mars/Olympus_Mons"})
 
     def test_missing_jwt_secret_in_production(self) -> None:
         """Production without a JWT secret (env, file key or secret file) does not load."""
-        message = self.assertConfigError("auth.jwt_secret", None, {})
+        message = self.assert_config_error("auth.jwt_secret", None, {})
         self.assertIn("DHIS2GW_JWT_SECRET", message)
         self.assertEqual(load_config(None, {"DHIS2GW_ENVIRONMENT": "development"}).auth.jwt_secret, "")
 
     def test_short_jwt_secret_is_not_shown(self) -> None:
         """A too-short secret is rejected in any environment without echoing it."""
         for env in ("production", "development"):
-            self.assertConfigError("auth.jwt_secret", None, {"DHIS2GW_ENVIRONMENT": env,
-                                                             "DHIS2GW_JWT_SECRET": "tiny-secret-value"},
-                                   secrets=("tiny-secret-value",))
+            self.assert_config_error("auth.jwt_secret", None, {"DHIS2GW_ENVIRONMENT": env,
+                                                               "DHIS2GW_JWT_SECRET": "tiny-secret-value"},
+                                     secrets=("tiny-secret-value",))
 
     def test_unknown_cc_server(self) -> None:
         """A cc_* list naming a server not defined under servers: is rejected, listing the known ones."""
         path = self.write(yaml_document({}) | {"api": {"cc_dhis2_servers": "cc1,nope"}})
-        message = self.assertConfigError("api.cc_dhis2_servers", path, ENV_SECRET)
+        message = self.assert_config_error("api.cc_dhis2_servers", path, ENV_SECRET)
         self.assertEqual(message, "api.cc_dhis2_servers: unknown server 'nope' (known: cc1, cc2)")
 
     def test_unknown_keys(self) -> None:
         """Unknown keys, at the top level, in a section or in a server entry, are errors with a suggestion."""
-        message = self.assertConfigError("server.prot", self.write({"server": {"prot": 1}}), ENV_SECRET)
+        message = self.assert_config_error("server.prot", self.write({"server": {"prot": 1}}), ENV_SECRET)
         self.assertIn("'port'", message)
-        self.assertConfigError("sever", self.write({"sever": {}}), ENV_SECRET)
+        self.assert_config_error("sever", self.write({"sever": {}}), ENV_SECRET)
         doc = yaml_document({})
         doc["servers"]["cc1"]["passwd"] = "x"
-        self.assertConfigError("servers.cc1.passwd", self.write(doc), ENV_SECRET)
+        self.assert_config_error("servers.cc1.passwd", self.write(doc), ENV_SECRET)
 
     def test_secrets_never_in_messages(self) -> None:
         """Errors about URIs and credentials do not contain the password."""
-        self.assertConfigError("database.uri", None, {**ENV_SECRET, "DHIS2GW_DB": "mysql://u:hunter2pw@h/d"},
-                               secrets=("hunter2pw",))
-        self.assertConfigError("database.uri", None, {**ENV_SECRET, "DHIS2GW_DB": "postgres://u:hunter2pw@[h/d"},
-                               secrets=("hunter2pw",))
-        self.assertConfigError("server.redis_address", None,
-                               {**ENV_SECRET, "DHIS2GW_REDIS": "redis://:hunter2pw@h:x/0"}, secrets=("hunter2pw",))
-        self.assertConfigError("server.redis_address", None, {**ENV_SECRET, "DHIS2GW_REDIS": "h:0"})
-        self.assertConfigError("api.dhis2_base_url", None,
-                               {**ENV_SECRET, "dhis2_base_url": "https://u:hunter2pw@h.org"}, secrets=("hunter2pw",))
-        self.assertConfigError("api.dhis2_user", None,
-                               {**ENV_SECRET, "dhis2_base_url": "https://h.org", "dhis2_password": "hunter2pw"},
-                               secrets=("hunter2pw",))
+        self.assert_config_error("database.uri", None, {**ENV_SECRET, "DHIS2GW_DB": "mysql://u:hunter2pw@h/d"},
+                                 secrets=("hunter2pw",))
+        self.assert_config_error("database.uri", None, {**ENV_SECRET, "DHIS2GW_DB": "postgres://u:hunter2pw@[h/d"},
+                                 secrets=("hunter2pw",))
+        self.assert_config_error("server.redis_address", None,
+                                 {**ENV_SECRET, "DHIS2GW_REDIS": "redis://:hunter2pw@h:x/0"}, secrets=("hunter2pw",))
+        self.assert_config_error("server.redis_address", None, {**ENV_SECRET, "DHIS2GW_REDIS": "h:0"})
+        self.assert_config_error("api.dhis2_base_url", None,
+                                 {**ENV_SECRET, "dhis2_base_url": "https://u:hunter2pw@h.org"}, secrets=("hunter2pw",))
+        self.assert_config_error("api.dhis2_user", None,
+                                 {**ENV_SECRET, "dhis2_base_url": "https://h.org", "dhis2_password": "hunter2pw"},
+                                 secrets=("hunter2pw",))
 
     def test_cross_key_rules(self) -> None:
         """Heartbeat below lease, backoff cap above base, buffer above batch, refresh above access TTL."""
@@ -435,21 +435,21 @@ class InvalidValueTests(ConfigTestMixin, SynchronousTestCase):
                          ({"DHIS2GW_REQUEST_LOG_BATCH_SIZE": "20000"}, "request_log.batch_size"),
                          ({"DHIS2GW_ACCESS_TOKEN_TTL": "8d"}, "auth.access_token_ttl"),
                          ({"DHIS2GW_REDIS": "redis://h/3", "DHIS2GW_REDIS_DB": "4"}, "server.redis_db")]:
-            self.assertConfigError(key, None, {**ENV_SECRET, **env})
+            self.assert_config_error(key, None, {**ENV_SECRET, **env})
 
     def test_conflicting_spellings(self) -> None:
         """A key set under both its name and its alias, or by two disagreeing variables, is an error."""
         path = self.write({"api": {"dhis2_tree_ids": "a", "dhis2_tree_i_ds": "b"}})
-        self.assertConfigError("api.dhis2_tree_i_ds", path, ENV_SECRET)
-        self.assertConfigError("server.migrations_dir", None, {**ENV_SECRET, "DHIS2GW_MIGRATTIONS_DIR": "/a",
-                                                               "DHIS2GW_MIGRATIONS_DIR": "/b"})
+        self.assert_config_error("api.dhis2_tree_i_ds", path, ENV_SECRET)
+        self.assert_config_error("server.migrations_dir", None, {**ENV_SECRET, "DHIS2GW_MIGRATTIONS_DIR": "/a",
+                                                                 "DHIS2GW_MIGRATIONS_DIR": "/b"})
 
     def test_credentials_required_only_with_base_url(self) -> None:
         """basic needs user and password, pat needs a token, but only once dhis2_base_url is set."""
         self.assertEqual(load_config(None, {**ENV_SECRET, "dhis2_auth_method": "pat"}).api.dhis2_auth_method, "pat")
         base = {**ENV_SECRET, "dhis2_base_url": "https://h.org"}
-        self.assertConfigError("api.dhis2_pat", None, {**base, "dhis2_auth_method": "pat"})
-        self.assertConfigError("api.dhis2_password", None, {**base, "dhis2_user": "u"})
+        self.assert_config_error("api.dhis2_pat", None, {**base, "dhis2_auth_method": "pat"})
+        self.assert_config_error("api.dhis2_password", None, {**base, "dhis2_user": "u"})
         self.assertEqual(load_config(None, {**base, "dhis2_pat": "d2pat_x"}).api.dhis2_auth_method, "pat")
         both = {**base, "dhis2_user": "u", "dhis2_password": "p", "dhis2_pat": "d2pat_x"}
         self.assertEqual(load_config(None, both).api.dhis2_auth_method, "basic")
@@ -525,7 +525,7 @@ class ValueHandlingTests(ConfigTestMixin, SynchronousTestCase):
         for servers, key in [({"Bad Name": {}}, "servers.Bad Name"), ({"main": {}}, "servers.main"),
                              ({"x": {"user": "u"}}, "servers.x.base_url"),
                              ({"x": {"base_url": "https://x.org", "user": "u"}}, "servers.x.password")]:
-            self.assertConfigError(key, self.write({"servers": servers}), ENV_SECRET)
+            self.assert_config_error(key, self.write({"servers": servers}), ENV_SECRET)
 
     def test_redacted_and_repr_hide_secrets(self) -> None:
         """redacted() and repr() replace every secret, including passwords inside URIs."""

@@ -34,7 +34,7 @@ class RedactionTests(SynchronousTestCase):
 
         class Request:
             uri = b"/api/v2/users/getToken?password=hunter2&x=1"
-            method, clientproto, code, sentLength = b"GET", b"HTTP/1.1", 200, 10
+            method, clientproto, code, sentLength = b"GET", b"HTTP/1.1", 200, 10  # noqa: N815 - twisted.web's name
             client_ip = "10.0.0.1"
 
             def getHeader(self, name: bytes) -> Any:  # noqa: N802

@@ -37,7 +37,7 @@ class Received:
 
 
 class _ScriptedResource(Resource):
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - twisted.web's name
 
     def __init__(self, server: ScriptedServer) -> None:
         super().__init__()
@@ -72,7 +72,7 @@ class _TrackingSite(Site):
         self.timeOut = None  # no idle-timeout DelayedCall left behind in the reactor
         self.channels: list[tuple[HTTPChannel, Deferred[None]]] = []
 
-    def buildProtocol(self, addr: Any) -> Any:
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted's factory method
         channel = super().buildProtocol(addr)
         lost: Deferred[None] = Deferred()
         original = channel.connectionLost

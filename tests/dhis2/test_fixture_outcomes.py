@@ -33,7 +33,7 @@ from dhis2gw.dhis2.tracker_reports import (
 )
 from dhis2gw.dhis2.uids import is_valid_uid
 from dhis2gw.dhis2.versions import parse_version
-from tests.dhis2 import dhis2w_fixture_checks as W
+from tests.dhis2 import dhis2w_fixture_checks as checks
 from tests.dhis2.fixture_files import all_fixture_files, fixture_bytes
 
 K = OutcomeKind
@@ -384,29 +384,29 @@ CASES: list[Case] = [
          _wrapped(interpret_tracker_response, "body_partial"), 409, K.REJECTED, "validation_errors",
          errors=[("E1055", "ENROLLMENT", None)]),
     # ---------------------------------------------------------------- dhis2w: headers, schemas, variants
-    Case("auth/401_bearer_jwt_refused_headers_v2.42-2.44__dhis2w-issues.json", W.read_bearer_401, 401,
-         check=W.check_all_auth),
-    Case("auth/409_oauth2client_registration_rules_v2.43.2-2.44__dhis2w-issues.json", W.read_oauth2_client_409, 409,
-         check=W.check_oauth2_client_409),
-    Case("auth/oauth2_v41_uaa_token__dhis2w-issues-verbatim.json", W.read_uaa_token, 200, check=W.check_uaa_token),
-    Case("auth/pat_v2_create_request_response__dhis2w-docs.json", W.read_pat_v2, 200, check=W.check_pat_v2),
-    Case("auth/openapi_LoginRequest_LoginResponse_v2.43.2__dhis2w-openapi.json", W.read_login_schema, 200,
-         check=W.check_login_schema),
-    Case("openapi/openapi_enum_ErrorCode_v2.43.2__dhis2w-openapi.json", W.read_error_codes, 200,
-         check=W.check_error_codes),
+    Case("auth/401_bearer_jwt_refused_headers_v2.42-2.44__dhis2w-issues.json", checks.read_bearer_401, 401,
+         check=checks.check_all_auth),
+    Case("auth/409_oauth2client_registration_rules_v2.43.2-2.44__dhis2w-issues.json", checks.read_oauth2_client_409, 409,
+         check=checks.check_oauth2_client_409),
+    Case("auth/oauth2_v41_uaa_token__dhis2w-issues-verbatim.json", checks.read_uaa_token, 200, check=checks.check_uaa_token),
+    Case("auth/pat_v2_create_request_response__dhis2w-docs.json", checks.read_pat_v2, 200, check=checks.check_pat_v2),
+    Case("auth/openapi_LoginRequest_LoginResponse_v2.43.2__dhis2w-openapi.json", checks.read_login_schema, 200,
+         check=checks.check_login_schema),
+    Case("openapi/openapi_enum_ErrorCode_v2.43.2__dhis2w-openapi.json", checks.read_error_codes, 200,
+         check=checks.check_error_codes),
     Case("openapi/openapi_schemas_ImportSummary_ImportConflict_ImportCount_ImportOptions_v2.43.2__dhis2w-openapi.json",
-         W.read_import_schemas, 200, check=W.check_import_schemas),
-    Case("openapi/openapi_schema_JobConfiguration_v2.43.2__dhis2w-openapi.json", W.read_job_configuration, 200,
-         check=W.check_job_configuration),
-    Case("openapi/openapi_paths_tracker_jobs_v2.43.2__dhis2w-openapi.json", W.read_tracker_job_paths, 200,
-         check=W.check_tracker_job_paths),
+         checks.read_import_schemas, 200, check=checks.check_import_schemas),
+    Case("openapi/openapi_schema_JobConfiguration_v2.43.2__dhis2w-openapi.json", checks.read_job_configuration, 200,
+         check=checks.check_job_configuration),
+    Case("openapi/openapi_paths_tracker_jobs_v2.43.2__dhis2w-openapi.json", checks.read_tracker_job_paths, 200,
+         check=checks.check_tracker_job_paths),
     Case("tracker/models_TrackerImportReport_and_job_responses_v2.41-2.44__dhis2w-generated-models.json",
-         W.read_tracker_models, 409, check=W.check_tracker_models),
-    Case("tracker/read_400_program_required_events_v2.43-2.44__dhis2w-issues.json", W.read_program_required, 400,
-         check=W.check_program_required),
-    Case("tracker/errorReport_E1302_value_type_v2.42-2.44__dhis2w-issues-verbatim.json", W.read_e1302, 409,
-         check=W.check_e1302),
-    Case("tracker/E1079_message_variants_v2.42-2.44__dhis2w-issues.json", W.read_e1079, 409, check=W.check_e1079),
+         checks.read_tracker_models, 409, check=checks.check_tracker_models),
+    Case("tracker/read_400_program_required_events_v2.43-2.44__dhis2w-issues.json", checks.read_program_required, 400,
+         check=checks.check_program_required),
+    Case("tracker/errorReport_E1302_value_type_v2.42-2.44__dhis2w-issues-verbatim.json", checks.read_e1302, 409,
+         check=checks.check_e1302),
+    Case("tracker/E1079_message_variants_v2.42-2.44__dhis2w-issues.json", checks.read_e1079, 409, check=checks.check_e1079),
 ]
 
 

@@ -30,7 +30,7 @@ def verify_signature(secret: str, body: bytes, header: str) -> bool:
 class Receiver(resource.Resource):
     """A callback receiver: answers with the next status of ``codes`` and keeps what it got."""
 
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - twisted.web's name
 
     def __init__(self, codes: list[int]) -> None:
         super().__init__()
@@ -47,7 +47,7 @@ class Receiver(resource.Resource):
 class _Silent(resource.Resource):
     """Accepts the request and never answers."""
 
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - twisted.web's name
 
     def __init__(self) -> None:
         super().__init__()

@@ -88,7 +88,7 @@ class UrlPolicyTests(SynchronousTestCase):
 
 
 class _Redirect(resource.Resource):
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - twisted.web's name
 
     def __init__(self, location: str) -> None:
         super().__init__()
@@ -103,7 +103,7 @@ class _Redirect(resource.Resource):
 class _Huge(resource.Resource):
     """Answers ``size`` bytes, produced 1 MiB at a time (the receiver itself holds 1 MiB at most)."""
 
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - twisted.web's name
 
     def __init__(self, size: int) -> None:
         super().__init__()
