@@ -16,11 +16,11 @@ ROLES = ("all", "api", "worker")
 class Options(usage.Options):
     """Options of ``twistd dhis2gw`` (the console script ``dhis2gw run`` takes the same)."""
 
-    optParameters = [
+    optParameters = [  # noqa: N815 - twisted.python.usage's names
         ["config", "c", None, "Path of the YAML configuration file (e.g. /etc/dhis2gw/dhis2gw.yml)."],
         ["role", "r", "all", "Which parts to run: all, api (HTTP only) or worker (delivery only)."],
     ]
-    optFlags = [
+    optFlags = [  # noqa: N815
         ["demo", None, "Also run the DHIS2 simulator in-process and create demo users and mappings."],
     ]
 

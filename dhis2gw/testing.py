@@ -20,9 +20,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from treq.testing import StubTreq
-from twisted.internet import task
+from twisted.internet import error, task
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
@@ -327,7 +326,7 @@ class _FlushingClock:
     def seconds(self) -> float:
         return self._clock.seconds()
 
-    def callLater(self, delay: float, callable: Callable[..., Any], *args: object,  # noqa: N802
+    def callLater(self, delay: float, callable: Callable[..., Any], *args: object,  # noqa: N802, A002 - IReactorTime's names
                   **kwargs: object) -> IDelayedCall:
         def fire() -> None:
             try:
@@ -366,7 +365,7 @@ class MemorySimulatorServer:
                 allow_redirects: bool = True, unbuffered: bool = False, reactor: Any = None) -> Deferred[Any]:
         """treq's ``request`` (`dhis2gw.dhis2.client.TreqLike`); connection refused during an outage."""
         if not self.listening:
-            return fail(ConnectionRefusedError("simulated outage"))
+            return fail(error.ConnectionRefusedError("simulated outage"))
         d: Deferred[Any] = self._stub.request(method, url, params=params, headers=headers, data=data,
                                               allow_redirects=allow_redirects, unbuffered=unbuffered)
         self.flush()  # also tells the simulator about connections earlier clients gave up on

@@ -80,7 +80,7 @@ class IngestApi:
         """``POST /api/v2<endpoint>`` of every kind that declares an endpoint and a request schema
         (aggregate, tracker, plugins' kinds): one route each, documented by the kind's ``ingest_doc``,
         all on the one ingest path. Mounted by the route table (dhis2gw.api.table)."""
-        routes = []
+        routes: list[tuple[RouteSpec, Callable[..., Awaitable[Response]], str]] = []
         for name, kind in sorted(self.kinds.items()):
             endpoint, schema = getattr(kind, "endpoint", None), getattr(kind, "request_schema", None)
             if not endpoint or schema is None:

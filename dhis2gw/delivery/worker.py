@@ -25,6 +25,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dhis2gw.delivery.batching import BatchSettings, attribute, merge, plan
 from dhis2gw.delivery.breaker import CircuitBreaker
@@ -113,8 +114,13 @@ class DestinationWorker:
             self._wake.callback(None)
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake = d = defer.Deferred()
-        call = self.clock.callLater(seconds, lambda: d.called or d.callback(None))
+        self._wake = d = defer.Deferred[None]()
+
+        def wake_up() -> None:
+            if not d.called:
+                d.callback(None)
+
+        call = self.clock.callLater(seconds, wake_up)
         await d
         if call.active():
             call.cancel()
@@ -154,8 +160,11 @@ class DestinationWorker:
                 d = defer.Deferred.fromCoroutine(self._attempt_batch(ids))
             for sid in ids:
                 self.in_flight[sid] = d
-            d.addErrback(lambda f, ids=ids: self.log.failure("attempt {ids} crashed", f, ids=ids))
+            d.addErrback(self._attempt_crashed, ids)
             d.addBoth(self._attempt_done, ids)
+
+    def _attempt_crashed(self, failure: Failure, ids: list[int]) -> None:
+        self.log.failure("attempt {ids} crashed", failure, ids=ids)
 
     async def _claim(self) -> list[int]:
         """One id, or with batching on, up to ``max_submissions`` (lingering briefly for more)."""

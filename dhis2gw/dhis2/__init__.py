@@ -10,7 +10,7 @@ Public API (import from here):
 """
 
 from dhis2gw.dhis2.auth import ApiTokenAuth, BasicAuth, DHIS2Auth, auth_from_settings
-from dhis2gw.dhis2.client import DHIS2Client, api_root
+from dhis2gw.dhis2.client import DHIS2Client
 from dhis2gw.dhis2.failures import ConnectTimeout, ReadTimeout, ResponseTooLarge, interpret_failure
 from dhis2gw.dhis2.interpret import (
     interpret_data_value_set_response,
@@ -21,6 +21,7 @@ from dhis2gw.dhis2.metadata import DataSetStructure, DHIS2ReadError
 from dhis2gw.dhis2.outcome import JobProgress, JobRef, Outcome, OutcomeKind
 from dhis2gw.dhis2.periods import InvalidPeriod, Period, is_valid_period, parse_period, period_type
 from dhis2gw.dhis2.tracker_reports import interpret_tracker_job_report, interpret_tracker_response
+from dhis2gw.dhis2.transport import api_root
 from dhis2gw.dhis2.uids import generate_uid, generate_uids, is_valid_uid
 from dhis2gw.dhis2.versions import parse_version
 

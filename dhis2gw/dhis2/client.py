@@ -157,7 +157,7 @@ class DHIS2Client:
             response = await request
         except CancelledError:
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - every transport failure becomes an Outcome (module docstring)
             failure = Failure()
             _raise_if_cancelled(failure)
             return interpret_failure(failure)
@@ -167,7 +167,7 @@ class DHIS2Client:
             body = await body_read
         except CancelledError:
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failed body read becomes an Outcome too
             failure = Failure()
             _raise_if_cancelled(failure)
             return interpret_failure(failure, http_status=response.code)
@@ -196,7 +196,7 @@ class DHIS2Client:
             status, headers, body = answer
             try:
                 outcome = interpret(status, headers, body, now=self._clock.seconds(), **interpret_kwargs)
-            except Exception:  # a bug in an interpreter must not kill the delivery loop
+            except Exception:  # noqa: BLE001 - a bug in an interpreter must not kill the delivery loop
                 self.log.failure("interpreting DHIS2 answer to {method} {path}", method=method, path=path)
                 outcome = Outcome(
                     OutcomeKind.RETRY, "unexpected_error", http_status=status,
@@ -341,7 +341,8 @@ class DHIS2Client:
         """Close the cached persistent connections; the Deferred fires when they are closed."""
         if self._pool is None:  # an injected HTTP layer belongs to whoever made it
             return succeed(None)
-        return self._pool.closeCachedConnections()
+        closed: Deferred[None] = self._pool.closeCachedConnections()
+        return closed
 
 
 # ---------------------------------------------------------------------- helpers
@@ -353,5 +354,6 @@ def _raise_if_cancelled(failure: Failure) -> None:
     Our own timeouts never leave a CancelledError behind (they become ReadTimeout /
     ConnectTimeout), so any CancelledError in the chain is the caller's.
     """
-    if any(isinstance(exc, CancelledError) for exc in exception_chain(failure.value)):
+    if failure.value is not None and any(isinstance(exc, CancelledError)
+                                         for exc in exception_chain(failure.value)):
         raise CancelledError()

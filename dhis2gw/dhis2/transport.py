@@ -38,17 +38,17 @@ class _BytesProducer:
         self._data = data
         self.length = len(data)
 
-    def startProducing(self, consumer: Any) -> Deferred[None]:
+    def startProducing(self, consumer: Any) -> Deferred[None]:  # noqa: N802 - IBodyProducer's names
         consumer.write(self._data)
         return succeed(None)
 
-    def pauseProducing(self) -> None:
+    def pauseProducing(self) -> None:  # noqa: N802
         """Nothing to pause: the body was written in one go."""
 
-    def resumeProducing(self) -> None:
+    def resumeProducing(self) -> None:  # noqa: N802
         """Nothing to resume."""
 
-    def stopProducing(self) -> None:
+    def stopProducing(self) -> None:  # noqa: N802
         """Nothing to stop."""
 
 
@@ -61,7 +61,7 @@ def persistent_pool(reactor: Any, max_connections: int, idle_connection_timeout:
     """
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = max_connections
-    pool.cachedConnectionTimeout = idle_connection_timeout
+    pool.cachedConnectionTimeout = idle_connection_timeout  # type: ignore[assignment]  # Twisted types it int; seconds
     return pool
 
 

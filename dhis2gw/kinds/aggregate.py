@@ -11,17 +11,19 @@ Two input forms (DESIGN.md §5):
 
 Unknown codes are a 422 naming them (the original dropped them silently). Values keep their
 exact text: 1000000 stays "1000000", 0.1 stays "0.1", booleans become "true"/"false".
-``completeDate`` is sent only when given. When a ``validator`` is set (the mappings installer
-sets ``dhis2gw.mapping.prevalidation.PreValidator``), the prepared payload is checked against
+``completeDate`` is sent only when given. When a ``validator`` is set (the composition root
+gives API processes ``dhis2gw.mapping.prevalidation.PreValidator``), the prepared payload is checked against
 the cached DHIS2 metadata: failures are a 422 with DHIS2 error codes, and the 202 answer carries
-``validation: {checked, …}`` (``checked: false`` with a reason when the cache cannot decide). Delivery uses CREATE_AND_UPDATE, so a retry is an
-idempotent re-import (natural key: data element, period, org unit, COC, AOC).
+``validation: {checked, …}`` (``checked: false`` with a reason when the cache cannot decide).
+Delivery uses CREATE_AND_UPDATE, so a retry is an idempotent re-import (natural key: data element,
+period, org unit, COC, AOC).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from zope.interface import implementer
 
@@ -29,7 +31,6 @@ from dhis2gw.dhis2.periods import is_valid_period
 from dhis2gw.dhis2.uids import is_valid_uid
 from dhis2gw.interfaces import IngestDoc, IngestRequest, ISubmissionKind, KindError, Prepared
 from dhis2gw.kinds.read_back import read_back_data_values
-from dhis2gw.storage.mappings import MappingStore
 
 UID_PATTERN = "^[A-Za-z][A-Za-z0-9]{10}$"
 SCALAR = {"type": ["string", "number", "boolean"]}
@@ -110,6 +111,16 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+class MappingLookups(Protocol):
+    """What the kind asks of the mapping sheet: `dhis2gw.storage.mappings.MappingStore` (SQL) or
+    `dhis2gw.mapping.lookup.CachedMappings` (the same lookups from memory)."""
+
+    async def data_value_mappings(self, keys: Iterable[str], scheme: str, source_name: str,
+                                  instance_name: str) -> dict[str, dict[str, Any]]: ...
+
+    async def org_unit_mapping(self, source_orgunit: str, source_name: str, instance_name: str) -> str | None: ...
+
+
 @implementer(ISubmissionKind)
 class AggregateKind:
     """Aggregate data values (see module docstring)."""
@@ -124,7 +135,7 @@ class AggregateKind:
                         " or a callback_url without callback_allowed",
                    422: "codes without a mapping, or values DHIS2 would refuse"})
 
-    def __init__(self, mappings: MappingStore, mapping_scheme: str = "CODE", default_data_set: str = "",
+    def __init__(self, mappings: MappingLookups, mapping_scheme: str = "CODE", default_data_set: str = "",
                  default_attribute_option_combo: str = "", validator: Any | None = None) -> None:
         self.mappings = mappings
         self.mapping_scheme = mapping_scheme.upper()
@@ -133,6 +144,13 @@ class AggregateKind:
         # Pre-validation against the DHIS2 metadata cache (dhis2gw.mapping.prevalidation.PreValidator),
         # on processes that serve the API; None = no checks beyond the schema and the mappings.
         self.validator = validator
+
+    @classmethod
+    def from_config(cls, config: Any, mappings: MappingLookups, validator: Any | None = None) -> AggregateKind:
+        """The kind with the mapping scheme and defaults of ``config.api``."""
+        api = config.api
+        return cls(mappings, mapping_scheme=api.mapping_scheme, default_data_set=api.dhis2_data_set,
+                   default_attribute_option_combo=api.dhis2_attribute_option_combo, validator=validator)
 
     # --- ingest ------------------------------------------------------------------------
     async def prepare(self, request: IngestRequest) -> Prepared:
@@ -274,9 +292,3 @@ class AggregateKind:
     async def read_back(self, client: Any, submission: dict[str, Any]) -> Any:
         """After a lost answer: are the values in DHIS2 as sent? (dhis2gw.kinds.read_back)"""
         return await read_back_data_values(client, submission)
-
-
-def default_kind_options(config: Any) -> dict[str, str | None]:
-    """AggregateKind keyword arguments from the configuration."""
-    return {"mapping_scheme": config.api.mapping_scheme, "default_data_set": config.api.dhis2_data_set,
-            "default_attribute_option_combo": config.api.dhis2_attribute_option_combo}

@@ -217,7 +217,8 @@ class TrackerKind:
                     # The job finished but asks for a retry (e.g. a parent still missing): the
                     # next attempt must post again, not re-read this report.
                     await _forget_job(context)
-                return dataclasses.replace(outcome, message=f"job {job_id}: {outcome.message}".strip())
+                finished: Outcome = dataclasses.replace(outcome, message=f"job {job_id}: {outcome.message}".strip())
+                return finished
             else:
                 failed_polls = 0
             if clock.seconds() - started >= self.poll_timeout:
@@ -233,7 +234,7 @@ async def _failed_job_outcome(client: Any, job_id: str) -> Outcome | None:
     reader = getattr(client, "get_job_configuration", None)
     if reader is None:
         return None
-    answer = await reader(job_id)
+    answer: Outcome = await reader(job_id)
     if answer.kind is OutcomeKind.RETRY and answer.reason == "job_failed":
         return answer
     return None

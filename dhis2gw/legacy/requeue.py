@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 
 from dhis2gw.interfaces import IngestRequest
-from dhis2gw.kinds.aggregate import AggregateKind, default_kind_options
+from dhis2gw.kinds.aggregate import AggregateKind
 from dhis2gw.legacy.convert import IMPORT_ACTOR
 from dhis2gw.operations.requeue import RequeueCounts, RequeueService
 from dhis2gw.queue.feed import SubmissionQueue
@@ -34,7 +34,7 @@ from dhis2gw.storage.submissions import SubmissionStore
 async def requeue_imported(clock: IReactorTime, db: Any, queue: SubmissionQueue, config: Any, ids: Sequence[int],
                            chunk: int = 500) -> dict[str, Any]:
     """Prepare and requeue the imported submissions ``ids``; return counters and the rows left out."""
-    kind = AggregateKind(MappingStore(db), **default_kind_options(config))
+    kind = AggregateKind.from_config(config, MappingStore(db))
     imported = ImportedSubmissions(db)
     requeue = RequeueService(clock, LogStore(db), SubmissionStore(db), queue)
     counts = RequeueCounts()

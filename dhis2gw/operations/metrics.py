@@ -16,6 +16,7 @@ gateways in one test process do not share numbers. Three kinds of sources:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -171,7 +172,7 @@ class GatewayMetrics:
         if listed is not None:
             names.update(listed)
             for name in sorted(names):
-                depth = await self._timed("redis", lambda n=name: queue.depth(n), timeout)
+                depth = await self._timed("redis", partial(queue.depth, name), timeout)
                 if depth is None:
                     break
                 for state in ("ready", "processing", "delayed"):

@@ -14,7 +14,7 @@ from typing import Any
 from dhis2gw.sim.conflicts import Conflicts, value_type_error
 from dhis2gw.sim.metadata import DEFAULT_COC, Metadata
 from dhis2gw.sim.periods import Period, parse_period
-from dhis2gw.sim.store import DataValueRecord, Store
+from dhis2gw.sim.store import DataValueRecord, Overlay, Store
 from dhis2gw.sim.value_rules import (
     completion_key,
     insignificant_zero,
@@ -194,7 +194,7 @@ class AggregateImporter:
     def _value(self, dv: dict[str, Any], index: int, opts: dict[str, Any], conflicts: Conflicts,
                header_ds: dict[str, Any] | None, header_ou: dict[str, Any] | None,
                header_aoc: dict[str, Any] | None, payload: dict[str, Any], today: dt.date, username: str,
-               user_paths: list[str], overlay: dict) -> str:
+               user_paths: list[str], overlay: Overlay) -> str:
         """Validate and apply one value; return the counter to bump or ``"rejected"``."""
         md, v = self.metadata, self.version
 
@@ -346,22 +346,22 @@ class AggregateImporter:
 
     def _apply(self, de: dict[str, Any], period: Period, ou: dict[str, Any], coc: dict[str, Any],
                aoc: dict[str, Any], value: str | None, comment: str | None, dv: dict[str, Any], delete: bool,
-               opts: dict[str, Any], username: str, overlay: dict) -> str:
+               opts: dict[str, Any], username: str, overlay: Overlay) -> str:
         """Upsert by natural key; return the import-count bucket."""
         key = (de["id"], period.iso, ou["id"], coc["id"], aoc["id"])
         existing = overlay.get(key) or self.store.data_values.get(key)
-        live = existing is not None and not existing.deleted
         strategy = opts["importStrategy"]
         now = self.now().timestamp()
         followup = bool(dv.get("followup") or dv.get("followUp"))
+        live = existing is not None and not existing.deleted
         if delete:
-            if not live:
+            if existing is None or not live:
                 return "ignored"
             overlay[key] = DataValueRecord(*key, value=existing.value, comment=existing.comment,
                                            followup=existing.followup, storedBy=username, deleted=True,
                                            created=existing.created, lastUpdated=now)
             return "deleted"
-        if live:
+        if existing is not None and live:
             if strategy == "CREATE":
                 return "ignored"
             unchanged = (existing.value == value and (existing.comment or None) == (comment or None)

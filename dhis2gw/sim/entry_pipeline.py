@@ -35,7 +35,7 @@ from dhis2gw.sim.aggregate import AggregateImporter
 from dhis2gw.sim.conflicts import value_type_error
 from dhis2gw.sim.metadata import Metadata
 from dhis2gw.sim.periods import Period, parse_period
-from dhis2gw.sim.store import DataValueRecord, Store
+from dhis2gw.sim.store import DataValueRecord, Overlay, Store
 from dhis2gw.sim.value_rules import (
     completion_key,
     insignificant_zero,
@@ -329,7 +329,7 @@ class DataEntryImporter(AggregateImporter):
 
     def _write(self, de: dict[str, Any], period: Period, ou: dict[str, Any], coc: dict[str, Any],
                aoc: dict[str, Any], value: str | None, comment: str | None, dv: dict[str, Any], delete: bool,
-               inline_deleted: bool, opts: dict[str, Any], username: str, overlay: dict) -> str:
+               inline_deleted: bool, opts: dict[str, Any], username: str, overlay: Overlay) -> str:
         """Upsert by natural key with the 2.43 counting; return the import-count bucket."""
         key = (de["id"], period.iso, ou["id"], coc["id"], aoc["id"])
         existing = overlay.get(key) or self.store.data_values.get(key)

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 DataValueKey = tuple[str, str, str, str, str]
+#: The values one import writes, kept apart until it commits (then merged into ``Store.data_values``).
+Overlay = dict[DataValueKey, "DataValueRecord"]
 
 
 @dataclass

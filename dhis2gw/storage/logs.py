@@ -11,6 +11,7 @@ never touched.
 """
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -91,7 +92,8 @@ class LogStore:
             # A text search may match rows spread over the whole table: count fewer of them exactly.
             cap = min(self.count_cap, self.text_count_cap) if f.q else self.count_cap
             count_q = defer.Deferred.fromCoroutine(self._bounded_count(where, params, cap))
-            rows, (total, exact) = await defer.gatherResults([rows_q, count_q], consumeErrors=True)
+            rows_and_count: builtins.list[Any] = await defer.gatherResults([rows_q, count_q], consumeErrors=True)
+            rows, (total, exact) = rows_and_count
         else:
             rows = await rows_q
         has_more = len(rows) > page.page_size
@@ -102,7 +104,7 @@ class LogStore:
         await self.describe(rows)
         return LogPage(rows, total, last_key, has_more, exact)
 
-    async def describe(self, rows: list[dict[str, Any]]) -> None:
+    async def describe(self, rows: builtins.list[dict[str, Any]]) -> None:
         """Add ``org_unit_code``, ``org_unit_name`` (from the org-unit cache) and ``submitter`` (the
         username) to each row, in one round trip for the whole page."""
         units = sorted({r["org_unit"] for r in rows if r.get("org_unit")})
@@ -141,7 +143,7 @@ class LogStore:
             out.setdefault(hit["uid"].strip(), {"code": hit["code"], "name": hit["name"], "type": hit["type"]})
         return out
 
-    async def _bounded_count(self, where: str, params: list[Any], cap: int) -> tuple[int, bool]:
+    async def _bounded_count(self, where: str, params: builtins.list[Any], cap: int) -> tuple[int, bool]:
         """The exact number of matching rows up to ``count_cap``; above it, the planner's estimate.
 
         Counting 750,000 rows costs ~100 ms on every page view; past the cap the exact figure
@@ -179,7 +181,7 @@ class LogStore:
                 out[name][row["status"]] = int(row[f"w{i}"])
         return out
 
-    async def ids_after(self, f: LogFilter, after_id: int, limit: int) -> list[int]:
+    async def ids_after(self, f: LogFilter, after_id: int, limit: int) -> builtins.list[int]:
         """Ids matching ``f`` above ``after_id`` in id order (the requeue job's keyset walk)."""
         where, params = where_clause(await self.resolve(f))
         rows = await self.db.fetch(

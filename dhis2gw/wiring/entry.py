@@ -84,8 +84,12 @@ def make_service(config: Config, reactor: Any, *, config_path: str | None, role:
     gateway = build_gateway(config, reactor, role, embedded, listen_fd=listen_fd)
     gateway.service.setServiceParent(top)
     if helpers is not None:
-        def stop_helpers() -> Any:
-            return defer.maybeDeferred(helpers.stop).addBoth(lambda result: (sock.close(), result)[1])
+        def stop_helpers() -> defer.Deferred[None]:
+            def close_socket(result: object) -> object:
+                sock.close()
+                return result
+
+            return defer.maybeDeferred(helpers.stop).addBoth(close_socket)
 
         Hooks("api-helpers", helpers.start, stop_helpers).setServiceParent(top)  # stopped first
     if demo:

@@ -61,11 +61,8 @@ def build_mappings(config: Config, reactor: Any, db: Database, redis: RedisConne
 
 def build_kinds(config: Config, db: Database, mappings: Mappings, serves_api: bool) -> dict[str, Any]:
     """The built-in submission kinds: aggregate, tracker and the internal ``orgunit``."""
-    api = config.api
-    aggregate = AggregateKind(mappings.cached, mapping_scheme=api.mapping_scheme,
-                              default_data_set=api.dhis2_data_set,
-                              default_attribute_option_combo=api.dhis2_attribute_option_combo,
-                              validator=PreValidator(mappings.metadata) if serves_api else None)
+    aggregate = AggregateKind.from_config(config, mappings.cached,
+                                          PreValidator(mappings.metadata) if serves_api else None)
     tracker = TrackerKind(UidMapStore(db), config.delivery.tracker_async_threshold_bytes)
     return {"aggregate": aggregate, "tracker": tracker, "orgunit": OrgUnitKind(PropagationStore(db))}
 
