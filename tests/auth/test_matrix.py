@@ -34,7 +34,8 @@ class AuthMatrixTests(AuthApiTestCase):
         status, body, headers = await self.call("GET", "/dummy/admin",
                                                 headers={"Authorization": creds.valid["operator"]})
         self.assertEqual((status, body["error"]["code"]), (403, "forbidden"))
-        status, body, headers = await self.call("GET", "/dummy/admin", headers={"Authorization": creds.expired["admin"]})
+        status, body, headers = await self.call("GET", "/dummy/admin",
+                                                headers={"Authorization": creds.expired["admin"]})
         self.assertEqual((status, body["error"]["code"]), (401, "token_expired"))
         self.assertIn('error="invalid_token"', headers["www-authenticate"])
 

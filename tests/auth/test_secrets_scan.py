@@ -28,7 +28,8 @@ class SecretsScannerTests(SynchronousTestCase):
         scanner.check_response("e", b'{"access_token": "eyJhbGciOiJI.eyJzdWIiOiJ4.c2ln", "expires_in": 1}',
                                issues_credentials=True)
         self.assertEqual(scanner.findings, ["log line 0: contains the DHIS2 password", "a: contains a argon2 hash",
-                                            "b: contains a JWT", "c: contains a API token", "d: contains a bcrypt hash"])
+                                            "b: contains a JWT", "c: contains a API token",
+                                            "d: contains a bcrypt hash"])
 
 
 class SessionSecretsTests(AuthApiTestCase):
@@ -43,7 +44,8 @@ class SessionSecretsTests(AuthApiTestCase):
         _, pair2, _ = await self.call("POST", "/users/refreshToken", {"refresh_token": pair["refresh_token"]})
         await self.call("POST", "/users/refreshToken", {"refresh_token": pair["refresh_token"]})  # reuse: logged warn
         # the reuse ended every JWT of the user (issue 16, F16): log in again
-        status, _, _ = await self.call("GET", "/dummy/any", headers={"Authorization": "Bearer " + pair2["access_token"]})
+        status, _, _ = await self.call("GET", "/dummy/any",
+                                       headers={"Authorization": "Bearer " + pair2["access_token"]})
         self.assertEqual(status, 401)
         pair3 = await self.login("root-admin", self.admin_password)
         self.scanner.add_secret(pair3["access_token"], "access token")

@@ -112,8 +112,8 @@ class BodyTests(BadInputTestCase):
     async def test_wrong_content_types_and_methods(self) -> None:
         """Every route given the wrong content type, and every path given methods it does not take."""
         valid = json.dumps(AGGREGATE_DVS).encode()
-        for ctype in ("text/plain", "application/xml", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded",
-                      "application/json; charset=latin-1", ""):
+        for ctype in ("text/plain", "application/xml", "multipart/form-data; boundary=x",
+                      "application/x-www-form-urlencoded", "application/json; charset=latin-1", ""):
             for path in ("/api/v2/aggregate", "/api/v2/tracker", "/api/v2/mappings", "/api/v2/mappings/import/csv",
                          "/api/v2/mappings/import/excel", "/api/v2/users/getToken"):
                 try:

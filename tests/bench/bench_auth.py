@@ -148,7 +148,8 @@ def main() -> None:
                 deadline = time.monotonic() + 60
                 while not os.path.exists(info):
                     if child.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(f"the API process did not start: {child.stderr.read() if child.stderr else ''}")
+                        raise SystemExit("the API process did not start: "
+                                         f"{child.stderr.read() if child.stderr else ''}")
                     time.sleep(0.1)
                 with open(info) as f:
                     served = json.load(f)

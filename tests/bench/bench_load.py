@@ -149,7 +149,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: short wrk runs, small counts")
     parser.add_argument("--duration", type=int, default=None, help="wrk seconds (default 30; quick 5)")
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=None, help="baseline/aggregate pairs in turns (default 3; quick 1)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="baseline/aggregate pairs in turns (default 3; quick 1)")
     parser.add_argument("--logs-rows", type=int, default=None, help="rows for /logs (default 1,000,000; quick 0)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -171,7 +172,8 @@ def main() -> None:
              f"aggregate measured in turns, {rounds} round(s):", "", *rounds_table(ingest["pairs"]), "",
              "The round with the median ratio, and the other endpoints:", "",
              "| endpoint | requests/s | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|",
-             f"| bare Klein INSERT+LPUSH (baseline) | {b['rps']:.0f} | {b['p50']:.1f} | {b['p99']:.1f} | {b['errors']} |",
+             f"| bare Klein INSERT+LPUSH (baseline) | {b['rps']:.0f} | {b['p50']:.1f} | {b['p99']:.1f} "
+             f"| {b['errors']} |",
              f"| POST /api/v2/aggregate | {a['rps']:.0f} | {a['p50']:.1f} | {a['p99']:.1f} | {a['errors']} |",
              f"| POST /api/v2/tracker | {t['rps']:.0f} | {t['p50']:.1f} | {t['p99']:.1f} | {t['errors']} |",
              f"| POST /api/v2/aggregate, server.workers 2 ({ingest['api_processes']} processes) | {a2['rps']:.0f} "
@@ -179,14 +181,15 @@ def main() -> None:
              f"Aggregate / baseline, median of the rounds: **{a['rps'] / b['rps'] * 100:.0f} %** (goal ≥ 60 %). "
              f"2 API processes / 1: **{a2['rps'] / a['rps']:.2f}×**.", "",
              f"Open loop at half the aggregate max ({o['rate']:.0f} req/s for {duration} s, achieved "
-             f"{o['achieved_rate']}/s, latency from the scheduled start): p50 **{o['p50']} ms**, p99 **{o['p99']} ms**, "
-             f"max {o['max']} ms; {o['ok']} ok, {o['non2xx']} non-2xx, {o['errors']} errors (goal p99 < 50 ms).", "",
+             f"{o['achieved_rate']}/s, latency from the scheduled start): "
+             f"p50 **{o['p50']} ms**, p99 **{o['p99']} ms**, max {o['max']} ms; {o['ok']} ok, {o['non2xx']} non-2xx, "
+             f"{o['errors']} errors (goal p99 < 50 ms).", "",
              "| delivery, DHIS2 at 200 ms, max_concurrent 5 | submissions | seconds | submissions/s | values/s "
              "| vs theoretical unbatched 25/s | worker peak RSS |", "|---|---|---|---|---|---|---|"]
     for d in deliveries:
         lines.append(f"| batching {'on' if d['batching'] else 'off'} | {d['submissions']} | {d['seconds']} "
-                     f"| {d['per_second']} | {d['values_per_second']} | {d['per_second'] / d['theoretical'] * 100:.0f} % "
-                     f"| {d['peak_rss_mb']} MB |")
+                     f"| {d['per_second']} | {d['values_per_second']} "
+                     f"| {d['per_second'] / d['theoretical'] * 100:.0f} % | {d['peak_rss_mb']} MB |")
     lines += ["", f"Batched / unbatched: **{deliveries[1]['per_second'] / deliveries[0]['per_second']:.1f}×** "
                   "(one value per submission, so values/s = submissions/s; goal ≥ 20×).", "",
               f"Peak RSS with {memory['queued']:,} submissions queued: **{memory['peak_rss_mb']} MB** "

@@ -31,7 +31,8 @@ def machine() -> str:
                              cwd=RESULTS.parent).stdout.strip()
     except OSError:
         rev = "?"
-    return f"{platform.node()} · {os.cpu_count()} cores · {cpu} · {mem} · Python {platform.python_version()} · commit {rev}"
+    return (f"{platform.node()} · {os.cpu_count()} cores · {cpu} · {mem} · Python {platform.python_version()}"
+            f" · commit {rev}")
 
 
 def write_report(name: str, title: str, body: str) -> str:

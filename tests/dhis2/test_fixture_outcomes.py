@@ -386,9 +386,10 @@ CASES: list[Case] = [
     # ---------------------------------------------------------------- dhis2w: headers, schemas, variants
     Case("auth/401_bearer_jwt_refused_headers_v2.42-2.44__dhis2w-issues.json", checks.read_bearer_401, 401,
          check=checks.check_all_auth),
-    Case("auth/409_oauth2client_registration_rules_v2.43.2-2.44__dhis2w-issues.json", checks.read_oauth2_client_409, 409,
-         check=checks.check_oauth2_client_409),
-    Case("auth/oauth2_v41_uaa_token__dhis2w-issues-verbatim.json", checks.read_uaa_token, 200, check=checks.check_uaa_token),
+    Case("auth/409_oauth2client_registration_rules_v2.43.2-2.44__dhis2w-issues.json",
+         checks.read_oauth2_client_409, 409, check=checks.check_oauth2_client_409),
+    Case("auth/oauth2_v41_uaa_token__dhis2w-issues-verbatim.json", checks.read_uaa_token, 200,
+         check=checks.check_uaa_token),
     Case("auth/pat_v2_create_request_response__dhis2w-docs.json", checks.read_pat_v2, 200, check=checks.check_pat_v2),
     Case("auth/openapi_LoginRequest_LoginResponse_v2.43.2__dhis2w-openapi.json", checks.read_login_schema, 200,
          check=checks.check_login_schema),
@@ -406,7 +407,8 @@ CASES: list[Case] = [
          check=checks.check_program_required),
     Case("tracker/errorReport_E1302_value_type_v2.42-2.44__dhis2w-issues-verbatim.json", checks.read_e1302, 409,
          check=checks.check_e1302),
-    Case("tracker/E1079_message_variants_v2.42-2.44__dhis2w-issues.json", checks.read_e1079, 409, check=checks.check_e1079),
+    Case("tracker/E1079_message_variants_v2.42-2.44__dhis2w-issues.json", checks.read_e1079, 409,
+         check=checks.check_e1079),
 ]
 
 

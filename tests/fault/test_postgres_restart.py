@@ -44,7 +44,8 @@ class PostgresRestartTests(TestCase):
         for _ in range(150):  # up to ~15 s: the detector reconnects on its own schedule
             try:
                 rows = await defer.gatherResults([
-                    defer.Deferred.fromCoroutine(self.db.fetch("t", "SELECT 2 AS x")) for _ in range(6)], consumeErrors=True)
+                    defer.Deferred.fromCoroutine(self.db.fetch("t", "SELECT 2 AS x")) for _ in range(6)],
+                    consumeErrors=True)
                 if all(r[0]["x"] == 2 for r in rows):
                     recovered = True
                     break

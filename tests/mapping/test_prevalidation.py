@@ -199,7 +199,8 @@ class PreValidation243Tests(MappingRig):
         answer = await self.submit_http(body)
         self.assertEqual(answer.code, 422, answer.json)
         self.assertEqual(answer.json["error"]["details"]["validation"]["dhis2_version"], "2.43.2")
-        return [(e["index"], e["field"].rsplit("/", 1)[1], e["code"]) for e in answer.json["error"]["details"]["errors"]]
+        return [(e["index"], e["field"].rsplit("/", 1)[1], e["code"])
+                for e in answer.json["error"]["details"]["errors"]]
 
     async def test_codes_of_243(self) -> None:
         """E8020, E8005, E8024, E8004, E8022, E8021, E8122, E8120 and E8030 (future) instead of the E76xx codes."""

@@ -158,7 +158,8 @@ class HealthDuringUploadsTests(GatewayTestCase):
         self.assertTrue(all(code < 500 for code in codes), codes)
         latencies.sort()
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        print(f"\n/health during 4 uploads: {len(latencies)} probes, p50 {latencies[len(latencies) // 2] * 1000:.1f} ms,"
+        print(f"\n/health during 4 uploads: {len(latencies)} probes,"
+              f" p50 {latencies[len(latencies) // 2] * 1000:.1f} ms,"
               f" p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms; upload statuses {codes}")
         self.assertGreater(len(latencies), 20)
         self.assertLess(p99, 0.100)

@@ -10,7 +10,8 @@ from tests.operations.support import OperationsTestCase, new_uid, seed_users
 # (key, status, kind, endpoint, destination, submitter, created_at, idempotency_key, error)
 # The deployment zone is Africa/Kampala (UTC+3, no DST).
 ROWS = [
-    ("day_start", "delivered", "aggregate", "/api/v2/aggregate", "main", "alice", "2024-03-01T00:00:00+03:00", None, None),
+    ("day_start", "delivered", "aggregate", "/api/v2/aggregate", "main", "alice", "2024-03-01T00:00:00+03:00", None,
+     None),
     ("day_before", "failed", "aggregate", "/api/v2/aggregate", "main", "alice", "2024-02-29T23:59:59+03:00", None,
      "retries exhausted"),
     ("end_of_to", "rejected", "tracker", "/api/v2/tracker", "cc1", "bob", "2024-03-31T23:59:59.500+03:00", None,
@@ -65,7 +66,8 @@ class LogsFilterTests(OperationsTestCase):
         for n, (status, age) in enumerate((("failed", "1 hour"), ("failed", "23 hours"), ("failed", "3 days"),
                                           ("delivered", "2 hours"), ("queued", "6 days"), ("delivered", "8 days"))):
             await self.sql("INSERT INTO submissions (uid, kind, destination, endpoint, payload, status, created_at)"
-                           f" VALUES (%s, 'aggregate', 'main', '/api/v2/aggregate', '{{}}', %s, now() - interval '{age}')"
+                           " VALUES (%s, 'aggregate', 'main', '/api/v2/aggregate', '{}', %s,"
+                           f" now() - interval '{age}')"
                            " RETURNING id", (new_uid(100 + n), status))
         code, body = await self.call("GET", "/api/v2/logs/stats")
         self.assertEqual(code, 200, body)

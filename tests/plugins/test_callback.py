@@ -266,7 +266,8 @@ class CallbackTests(DeliveryRig):
         self.assertLess(elapsed, 2.0, f"an ordinary delivery took {elapsed:.2f} s next to 10 silent callbacks")
         rows = await self.callback_rows()
         self.assertEqual(len(rows), 10)
-        lanes = await self.db.fetch("test.lanes", "SELECT DISTINCT destination FROM submissions WHERE kind = 'callback'")
+        lanes = await self.db.fetch("test.lanes",
+                                    "SELECT DISTINCT destination FROM submissions WHERE kind = 'callback'")
         self.assertEqual([r["destination"] for r in lanes], ["_callbacks"])
         for request in silent.requests:
             request.transport.loseConnection()

@@ -35,7 +35,8 @@ class TapTests(TestCase):
         from twisted.internet.task import deferLater
         await deferLater(reactor, 0, lambda: None)
         url = service.server.base_url
-        response = await treq.get(url + "/api/system/info", headers={"Authorization": f"ApiToken {token}"}, persistent=False)
+        response = await treq.get(url + "/api/system/info", headers={"Authorization": f"ApiToken {token}"},
+                                  persistent=False)
         self.assertEqual(json.loads(await response.content())["version"], "2.41.0")
         response = await treq.get(url + "/api/me?fields=username", headers=basic("gw", "secret"), persistent=False)
         self.assertEqual(json.loads(await response.content()), {"username": "gw"})

@@ -83,8 +83,8 @@ class TrackerImportTests(SynchronousTestCase):
         te["attributes"] = [{"attribute": TEA_FIRST, "value": "Amina"},
                             {"attribute": "gG0gOd8XsCL", "value": "not a date"}]
         payload = {"trackedEntities": [te, person("Te6aaaaaaaa", trackedEntityType="Q9GufDoplCL")],
-                   "enrollments": [{"enrollment": "En5aaaaaaaa", "trackedEntity": "Te6aaaaaaaa", "program": "Q9GufDoplCL",
-                                    "orgUnit": FAC_NR, "enrolledAt": "2024-02-01"}],
+                   "enrollments": [{"enrollment": "En5aaaaaaaa", "trackedEntity": "Te6aaaaaaaa",
+                                    "program": "Q9GufDoplCL", "orgUnit": FAC_NR, "enrolledAt": "2024-02-01"}],
                    "events": [{"event": "Ev5aaaaaaaa", "programStage": PS_MAL, "orgUnit": "Q9GufDoplCL",
                                "occurredAt": "2024-03-01"},
                               {"event": "Ev6aaaaaaaa", "programStage": PS_VACC, "orgUnit": FAC_NR,

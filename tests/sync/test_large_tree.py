@@ -30,12 +30,14 @@ class LargeTreeTests(SyncRig):
         elapsed = time.monotonic() - started
         self.assertLess(elapsed, 30)
         main_units = self.sims["main"].metadata.objects["organisationUnits"]
-        self.assertEqual((report["mode"], report["inserted"], report["read"]), ("full", len(main_units), len(main_units)))
+        self.assertEqual((report["mode"], report["inserted"], report["read"]),
+                         ("full", len(main_units), len(main_units)))
         rows = await self.db.fetch("t", "SELECT level, count(*) AS n FROM organisation_units GROUP BY level")
         self.assertEqual({r["level"]: r["n"] for r in rows}, dict(Counter(u["level"] for u in main_units.values())))
         self.assertEqual({r["level"]: r["n"] for r in rows}[5], 2000)
         levels = await self.db.fetch("t", "SELECT level, name FROM organisation_unit_levels ORDER BY level")
-        self.assertEqual([lv["name"] for lv in levels], ["National", "Region", "District/City", "Sub-county", "Facility"])
+        self.assertEqual([lv["name"] for lv in levels],
+                         ["National", "Region", "District/City", "Sub-county", "Facility"])
         sample = next(u for u in main_units.values() if u["level"] == 5)
         row = await self.db.fetch_one("t", "SELECT * FROM organisation_units WHERE uid = %s", (sample["id"],))
         self.assertEqual((row["name"], row["path"], row["parent_uid"], row["code"], row["baseline"]),

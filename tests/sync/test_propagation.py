@@ -39,7 +39,8 @@ class PropagationTests(SyncRig):
         self.assertEqual((report["mode"], report["inserted"]), ("full", 47))
         plan = report["propagation"]["servers"]
         self.assertEqual(set(plan), {"hier", "upd"})
-        grouped = {u for g in self.sims["main"].metadata.objects["organisationUnitGroups"].values() for u in g["organisationUnits"]}
+        grouped = {u for g in self.sims["main"].metadata.objects["organisationUnitGroups"].values()
+                   for u in g["organisationUnits"]}
         self.assertEqual((plan["hier"]["create"], plan["hier"]["group"]), (47, len(grouped)))
         self.assertEqual(plan["upd"]["create"], 32)
         statuses = await self.wait_final([plan["hier"]["submission_id"], plan["upd"]["submission_id"]])
@@ -67,7 +68,8 @@ class PropagationTests(SyncRig):
         # A rename and a new facility in the main DHIS2.
         before = {n: len(self.writes(n)) for n in self.cc}
         await self.main_write("PUT", DISTRICT, {**{k: main_units[DISTRICT][k] for k in ("name", "shortName",
-                              "code", "openingDate")}, "name": "Kaliro City", "parent": {"id": main_units[DISTRICT]["parent"]}})
+                              "code", "openingDate")}, "name": "Kaliro City",
+                              "parent": {"id": main_units[DISTRICT]["parent"]}})
         parent = await self.sub_county()
         await self.main_write("POST", "", {"id": "NewFacil001", "name": "New Facility HC", "shortName": "New HC",
                                            "code": "NEW_HC", "openingDate": "2024-01-01", "parent": {"id": parent}})
