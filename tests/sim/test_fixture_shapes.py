@@ -60,20 +60,30 @@ def pre38(expected: dict[str, Any]) -> dict[str, Any]:
 
 # (name, fixture, version, path, payload or raw bytes, expected status, transform)
 AGGREGATE_CASES = [
-    ("success 2.40", "dataValueSets/success_200_dryRun_v2.40.9__public-test-module.json", "2.40", DRY, OK_VALUES, 200, None),
-    ("success 2.37", "dataValueSets/success_200_dryRun_v2.40.9__public-test-module.json", "2.37", DRY, OK_VALUES, 200, pre38),
-    ("E7610 2.40", "dataValueSets/warning_409_E7610_v2.40.9__public-test-module.json", "2.40", DRY, E7610_VALUES, 409, None),
-    ("E7610 2.37", "dataValueSets/warning_409_E7610_v2.40.9__public-test-module.json", "2.37", DRY, E7610_VALUES, 200, pre38),
-    ("E7612 2.40", "dataValueSets/warning_409_E7612_v2.40.9__public-test-module.json", "2.40", DRY, E7612_VALUES, 409, None),
-    ("E7612 2.37", "dataValueSets/warning_409_E7612_v2.40.9__public-test-module.json", "2.37", DRY, E7612_VALUES, 200, pre38),
-    ("locked 2.40", "dataValueSets/warning_409_locked_periods_v2.40-2.42__constructed.json", "2.40", "", LOCKED_VALUES, 409, None),
-    ("locked 2.37", "dataValueSets/warning_409_locked_periods_v2.40-2.42__constructed.json", "2.37", "", LOCKED_VALUES, 200, pre38),
+    ("success 2.40", "dataValueSets/success_200_dryRun_v2.40.9__public-test-module.json", "2.40", DRY,
+     OK_VALUES, 200, None),
+    ("success 2.37", "dataValueSets/success_200_dryRun_v2.40.9__public-test-module.json", "2.37", DRY,
+     OK_VALUES, 200, pre38),
+    ("E7610 2.40", "dataValueSets/warning_409_E7610_v2.40.9__public-test-module.json", "2.40", DRY,
+     E7610_VALUES, 409, None),
+    ("E7610 2.37", "dataValueSets/warning_409_E7610_v2.40.9__public-test-module.json", "2.37", DRY,
+     E7610_VALUES, 200, pre38),
+    ("E7612 2.40", "dataValueSets/warning_409_E7612_v2.40.9__public-test-module.json", "2.40", DRY,
+     E7612_VALUES, 409, None),
+    ("E7612 2.37", "dataValueSets/warning_409_E7612_v2.40.9__public-test-module.json", "2.37", DRY,
+     E7612_VALUES, 200, pre38),
+    ("locked 2.40", "dataValueSets/warning_409_locked_periods_v2.40-2.42__constructed.json", "2.40", "",
+     LOCKED_VALUES, 409, None),
+    ("locked 2.37", "dataValueSets/warning_409_locked_periods_v2.40-2.42__constructed.json", "2.37", "",
+     LOCKED_VALUES, 200, pre38),
     ("E7600 2.40", "dataValueSets/error_409_aborted_E7600_v2.39-2.42__constructed.json", "2.40", "",
      {"dataSet": "pBOMPrpg1QX", "dataValues": OK_VALUES["dataValues"]}, 409, None),
     ("E7600 2.37", "dataValueSets/error_409_aborted_E7600_v2.39-2.42__constructed.json", "2.37", "",
      {"dataSet": "pBOMPrpg1QX", "dataValues": OK_VALUES["dataValues"]}, 200, pre38),
-    ("unparseable 2.40", "dataValueSets/error_409_unparseable_payload_v2.38-2.42__constructed.json", "2.40", "", b"", 409, None),
-    ("unparseable 2.37", "dataValueSets/error_409_unparseable_payload_v2.38-2.42__constructed.json", "2.37", "", b"", 200, pre38),
+    ("unparseable 2.40", "dataValueSets/error_409_unparseable_payload_v2.38-2.42__constructed.json", "2.40", "",
+     b"", 409, None),
+    ("unparseable 2.37", "dataValueSets/error_409_unparseable_payload_v2.38-2.42__constructed.json", "2.37", "",
+     b"", 200, pre38),
 ]
 
 
@@ -108,7 +118,8 @@ class AggregateFixtureTests(SynchronousTestCase):
         want = fixture("dataValueSets/warning_409_locked_periods_v2.40-2.42__constructed.json")["response"]
         body = StubClient("2.40").post("/api/dataValueSets", LOCKED_VALUES)[1]["response"]
         self.assertEqual(body["conflicts"][0]["value"],
-                         want["conflicts"][0]["value"].replace("201401", "202401").replace("pBOMPrpg1QX", "AIus2YpTw6A"))
+                         want["conflicts"][0]["value"].replace("201401", "202401")
+                         .replace("pBOMPrpg1QX", "AIus2YpTw6A"))
         self.assertEqual(body["conflicts"][1]["value"], f"Value must match value type of data element `{DE_WEIGHT}`: "
                                                         "`Data value is not numeric`")
         old = StubClient("2.37").post("/api/dataValueSets", LOCKED_VALUES)[1]
@@ -257,7 +268,8 @@ class TrackerFixtureTests(SynchronousTestCase):
                 code, body, _ = client.get(f"/api/tracker/jobs/{job}/report")
                 self.assertEqual(code, 404)
                 if version == "2.40":
-                    assert_same_shape(self, body, fixture("tracker/job_report_404_not_ready_v2.40-2.42__constructed.json"))
+                    assert_same_shape(self, body,
+                                      fixture("tracker/job_report_404_not_ready_v2.40-2.42__constructed.json"))
                     self.assertEqual(body["message"], f"Summary for job {job} does not exist")
                 client.advance(1.0)
                 code, report, _ = client.get(f"/api/tracker/jobs/{job}/report")
@@ -286,14 +298,17 @@ class AuthAndMetadataFixtureTests(SynchronousTestCase):
             client = StubClient(version)
             code, body, _ = client.get("/api/me", headers=basic("admin", "wrong"))
             self.assertEqual((code, body), (401, fixture("auth/401_bad_basic_credentials__android-sdk.json")))
-            code, body, response = client.get("/api/me", headers={"Authorization": "ApiToken d2pat_" + "a" * 32 +
-                                                                  f"{__import__('zlib').crc32(('d2pat_' + 'a' * 32).encode()):010d}"})
+            code, body, response = client.get("/api/me", headers={
+                "Authorization": "ApiToken d2pat_" + "a" * 32 +
+                                 f"{__import__('zlib').crc32(('d2pat_' + 'a' * 32).encode()):010d}"})
             self.assertEqual((code, body), (401, fixture("auth/401_pat_unknown_token_v2.37-2.42__constructed.json")))
             self.assertTrue(response.headers.getRawHeaders("WWW-Authenticate")[0].startswith("ApiToken"))
-            code, body, _ = client.get("/api/me", headers={"Authorization": "ApiToken d2pat_" + "a" * 32 + "0000000000"})
+            code, body, _ = client.get("/api/me",
+                                       headers={"Authorization": "ApiToken d2pat_" + "a" * 32 + "0000000000"})
             self.assertEqual((code, body), (400, fixture("auth/400_pat_bad_checksum_v2.37-2.42__constructed.json")))
             code, body, _ = client.post("/api/dataValueSets", OK_VALUES, headers=basic("reader", "Reader123!"))
-            self.assertEqual((code, body), (403, fixture("auth/403_missing_authority_F_DATAVALUE_ADD__constructed.json")))
+            self.assertEqual((code, body),
+                             (403, fixture("auth/403_missing_authority_F_DATAVALUE_ADD__constructed.json")))
             token = client.sim.add_pat("admin")
             code, body, _ = client.get("/api/me?fields=username", headers={"Authorization": f"ApiToken {token}"})
             self.assertEqual((code, body), (200, {"username": "admin"}))
@@ -306,8 +321,8 @@ class AuthAndMetadataFixtureTests(SynchronousTestCase):
         code, _, _ = StubClient("2.36").get("/api/me", headers={"Authorization": "ApiToken d2pat_x",
                                                                 "X-Requested-With": "XMLHttpRequest"})
         self.assertEqual(code, 401)
-        self.assertEqual(StubClient("2.42").post("/api/dataValueSets", OK_VALUES, headers=basic("reader", "Reader123!"))[1]
-                         ["message"], "Access Denied")
+        self.assertEqual(StubClient("2.42").post("/api/dataValueSets", OK_VALUES,
+                                                 headers=basic("reader", "Reader123!"))[1]["message"], "Access Denied")
 
     def test_org_unit_writes(self) -> None:
         """POST 201 ObjectReport keeps the id; 409 E4000; group add 204 (2.37) / 200 TypeReport (2.40)."""
@@ -322,7 +337,8 @@ class AuthAndMetadataFixtureTests(SynchronousTestCase):
         code, body, _ = client.post("/api/organisationUnits", {"name": "X", "shortName": "X"})
         self.assertEqual((code, body), (409, fixture("metadata/organisationUnit_post_409_E4000__constructed.json")))
         code, body, _ = client.post("/api/organisationUnitGroups/mLAyN0g8IhK/organisationUnits/Nq3ZeSEtdyz")
-        self.assertEqual((code, body), (200, fixture("metadata/collection_add_200_TypeReport_v2.38-2.42__constructed.json")))
+        self.assertEqual((code, body),
+                         (200, fixture("metadata/collection_add_200_TypeReport_v2.38-2.42__constructed.json")))
         code, _, _ = StubClient("2.37").post(f"/api/organisationUnitGroups/mLAyN0g8IhK/organisationUnits/{FAC_NR}")
         self.assertEqual(code, 204)
 
@@ -336,7 +352,8 @@ class AuthAndMetadataFixtureTests(SynchronousTestCase):
         want = fixture("metadata/dataSet_with_dataSetElements_cocs__constructed.json")
         assert_same_shape(self, ds, want, superset=("dataSetElements[0]",))
         override = [e for e in ds["dataSetElements"] if "categoryCombo" in e]
-        self.assertEqual(override, [{"dataElement": override[0]["dataElement"], "categoryCombo": {"id": "bjDvmb4bfuf"}}])
+        self.assertEqual(override,
+                         [{"dataElement": override[0]["dataElement"], "categoryCombo": {"id": "bjDvmb4bfuf"}}])
         _, page, _ = client.get("/api/organisationUnits?page=1&pageSize=2&fields=id,code,name,level,path,parent[id],"
                                 "lastUpdated&filter=level:eq:5")
         assert_same_shape(self, page, fixture("metadata/organisationUnits_page_fields_filtered__constructed.json"))
