@@ -15,7 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from twisted.web.iweb import IRequest
 
-from dhis2gw.api.errors import ApiError
+from dhis2gw.errors import ApiError
 
 #: NUL and unpaired surrogates (JSON "\ud800"): PostgreSQL text and UTF-8 cannot hold them.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -28,8 +28,8 @@ from typing import Any
 from twisted.internet.threads import deferToThreadPool
 
 from dhis2gw import __version__
-from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import Call, Response, route
+from dhis2gw.errors import ApiError
 from dhis2gw.operations.openapi import build_document
 
 _PAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

@@ -13,8 +13,8 @@ import re
 from datetime import datetime, tzinfo
 from typing import Any
 
-from dhis2gw.api.errors import ApiError, not_found
 from dhis2gw.api.routing import OPERATOR, Call, Response, route
+from dhis2gw.errors import ApiError, not_found
 from dhis2gw.operations import schemas
 from dhis2gw.operations.filters import (
     FILTER_PARAMETERS,

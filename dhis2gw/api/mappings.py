@@ -12,10 +12,10 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from dhis2gw.api.errors import ApiError, not_found
 from dhis2gw.api.routing import OPERATOR, Call, Response, route
 from dhis2gw.api.uploads import uploaded_file
 from dhis2gw.dhis2.uids import generate_uid
+from dhis2gw.errors import ApiError, not_found
 from dhis2gw.mapping.export import CSV_TYPE, XLSX_TYPE, template_xlsx, to_csv, to_xlsx
 from dhis2gw.mapping.importer import MappingImporter
 from dhis2gw.mapping.rows import COLUMNS, complete, row_errors

@@ -1,10 +1,12 @@
 """``GET /api/v2/plugins``: what the plugin loader registered and what it skipped."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dhis2gw.api.routing import OPERATOR, Call, route
-from dhis2gw.wiring.plugins import PluginReport
+
+if TYPE_CHECKING:  # the loader is the composition root's; the area only reads its report
+    from dhis2gw.wiring.plugins import PluginReport
 
 
 class PluginsApi:

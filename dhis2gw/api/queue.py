@@ -12,8 +12,8 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
-from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import OPERATOR, Call, route
+from dhis2gw.errors import ApiError
 from dhis2gw.operations import schemas
 from dhis2gw.queue.connection import RedisUnavailable
 from dhis2gw.queue.feed import SubmissionQueue

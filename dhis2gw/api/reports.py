@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import OPERATOR, Call, route
+from dhis2gw.errors import ApiError
 from dhis2gw.storage.reports import ReportStore
 from dhis2gw.storage.statuses import FINAL_STATES, PENDING_STATES
 

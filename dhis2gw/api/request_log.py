@@ -24,10 +24,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import OPERATOR, Call, route
 from dhis2gw.api.users import iso, page_json
 from dhis2gw.auth.authenticator import client_address
+from dhis2gw.errors import ApiError
 from dhis2gw.storage.database import DatabaseUnavailable
 from dhis2gw.storage.request_log import RequestLogStore
 

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from twisted.web.iweb import IRequest
 
-from dhis2gw.api.errors import ApiError
-from dhis2gw.api.principal import Principal
+from dhis2gw.auth.principal import Principal
+from dhis2gw.errors import ApiError
 
 ADMIN = frozenset({"admin"})
 OPERATOR = frozenset({"admin", "operator"})

@@ -23,8 +23,6 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from dhis2gw.api.bodies import decode_json_body, fast_validator, schema_errors
-from dhis2gw.api.errors import ApiError, unavailable
-from dhis2gw.api.principal import Principal
 from dhis2gw.api.routes import (
     ADMIN,
     ANY_USER,
@@ -38,6 +36,8 @@ from dhis2gw.api.routes import (
     RouteSpec,
     route,
 )
+from dhis2gw.auth.principal import Principal
+from dhis2gw.errors import ApiError, unavailable
 from dhis2gw.jsoncodec import response_bytes
 
 __all__ = ["ADMIN", "ANY_USER", "OPERATOR", "Authenticator", "Call", "MountedRoute", "RequestObserver",

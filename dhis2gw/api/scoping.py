@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from dhis2gw.api.errors import ApiError
-from dhis2gw.api.principal import Principal
+from dhis2gw.auth.principal import Principal
+from dhis2gw.errors import ApiError
 from dhis2gw.storage.scope import ScopeStore
 
 _TRACKER_KEYS = ("trackedEntities", "enrollments", "events", "relationships")

@@ -21,7 +21,8 @@ from urllib.parse import unquote_to_bytes
 from twisted.web import server
 
 from dhis2gw.api.channel import GatewayChannel
-from dhis2gw.api.errors import ApiError
+from dhis2gw.errors import ApiError
+from dhis2gw.logtext import printable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -56,13 +57,6 @@ def _in(address: str, networks: Sequence[Network]) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return any(ip in network for network in networks)
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """``text`` safe for one log line: control characters (CR, LF, ESC…) escaped, length bounded
-    (issue 16, F11: a username with CR/LF forged log lines)."""
-    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit])
-    return out + ("…" if len(text) > limit else "")
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")

@@ -17,9 +17,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from dhis2gw.api.errors import ApiError, not_found
 from dhis2gw.api.routing import ANY_USER, Call, Response, RouteSpec, route
 from dhis2gw.dhis2.uids import generate_uid
+from dhis2gw.errors import ApiError, not_found
 from dhis2gw.interfaces import IngestDoc, IngestRequest, KindError
 from dhis2gw.queue.connection import RedisUnavailable
 from dhis2gw.queue.feed import SubmissionQueue

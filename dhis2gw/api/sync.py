@@ -5,8 +5,8 @@ import math
 from datetime import date, datetime
 from typing import Any
 
-from dhis2gw.api.errors import ApiError
 from dhis2gw.api.routing import ANY_USER, OPERATOR, Call, Response, route
+from dhis2gw.errors import ApiError
 from dhis2gw.runtime.cron import Cron, CronJob, JobBusy, JobRunner, next_fire_time
 from dhis2gw.storage.cron_runs import CronRunStore
 from dhis2gw.storage.orgunit_propagation import PropagationStore

@@ -10,7 +10,7 @@ from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
-from dhis2gw.api.errors import ApiError
+from dhis2gw.errors import ApiError
 
 
 def uploaded_file(request: Any, field: str = "file") -> bytes:

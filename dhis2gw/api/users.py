@@ -13,13 +13,13 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from dhis2gw.api.errors import ApiError, not_found
 from dhis2gw.api.routing import ADMIN, Call, Response, route
 from dhis2gw.auth.authenticator import client_address
 from dhis2gw.auth.passwords import WeakPassword
 from dhis2gw.auth.sessions import AuthServices
 from dhis2gw.auth.tokens import new_api_token
 from dhis2gw.dhis2.uids import generate_uid
+from dhis2gw.errors import ApiError, not_found
 from dhis2gw.storage.users import DuplicateUsername
 
 ROLES = ["admin", "operator", "submitter"]
@@ -132,7 +132,7 @@ class UsersApi:
                 permissions={k: body[k] for k in PERMISSION_PROPERTIES if k in body})
         except DuplicateUsername:
             raise ApiError(409, "username_taken", "a user with this username already exists") from None
-        from dhis2gw.api.site import printable
+        from dhis2gw.logtext import printable
 
         self.log.info("User {username} ({uid}) created by {actor} with role {role}", username=printable(username),
                       uid=row["uid"], actor=call.require_principal().username, role=role)

@@ -31,11 +31,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from dhis2gw.api.errors import ApiError
-from dhis2gw.api.principal import Principal
 from dhis2gw.auth.passwords import PasswordHasher
+from dhis2gw.auth.principal import Principal
 from dhis2gw.auth.throttle import LoginThrottle, RedisLoginThrottle
 from dhis2gw.auth.tokens import JwtIssuer, auth_error, hash_api_token
+from dhis2gw.errors import ApiError
 from dhis2gw.storage.users import TokenStore, UserStore
 
 STATE_FIELDS = ("id", "uid", "username", "role", "source_name", "is_active", "token_epoch", "callback_allowed",
@@ -255,7 +255,7 @@ class GatewayAuthenticator:
         row = await self.users.credentials(username)
         ok = await self.hasher.verify(row["password_hash"] if row else None, password)
         if not ok or row is None or not row["is_active"]:
-            from dhis2gw.api.site import printable
+            from dhis2gw.logtext import printable
 
             self.log.info("Failed login for {username} from {address}", username=printable(username, 150),
                           address=address)

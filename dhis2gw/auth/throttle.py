@@ -36,7 +36,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dhis2gw.api.errors import ApiError
+from dhis2gw.errors import ApiError
 
 
 def locked_error(wait_seconds: float) -> ApiError:

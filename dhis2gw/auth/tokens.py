@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 from twisted.internet.interfaces import IReactorTime
 
-from dhis2gw.api.errors import ApiError
+from dhis2gw.errors import ApiError
 
 ALGORITHM = "HS256"
 API_TOKEN_PREFIX = "dgw_"

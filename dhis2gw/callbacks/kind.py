@@ -11,13 +11,13 @@ from typing import Any
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from dhis2gw.api.errors import ApiError
 from dhis2gw.callbacks.creator import CALLBACK_LANE, SWEEP_GRACE, SWEEP_WINDOW, CallbackCreator
 from dhis2gw.callbacks.sender import CallbackSender
 from dhis2gw.callbacks.service import CallbackService
 from dhis2gw.callbacks.settings import CallbackSettings
 from dhis2gw.callbacks.submitters import CallbackSubmitters
 from dhis2gw.dhis2.outcome import Outcome, OutcomeKind
+from dhis2gw.errors import ApiError
 from dhis2gw.interfaces import IngestRequest, ISubmissionKind, KindError
 from dhis2gw.outbound import Resolver
 from dhis2gw.wiring.context import PluginContext

@@ -16,10 +16,9 @@ import json
 import re
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
-from dhis2gw.api.errors import ApiError
-from dhis2gw.api.routing import Call
+from dhis2gw.errors import ApiError
 from dhis2gw.storage.logs import SORT_COLUMNS, LogFilter, Page
 from dhis2gw.storage.statuses import STATUSES
 
@@ -27,6 +26,18 @@ MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 20
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UID = re.compile(r"^[A-Za-z][A-Za-z0-9]{10}$")
+
+
+class QueryArgs(Protocol):
+    """What the filters read of a request: its query parameters (`dhis2gw.api.routes.Call` has them)."""
+
+    def arg(self, name: str, default: str | None = None) -> str | None: ...
+
+    def args(self, name: str) -> list[str]: ...
+
+    def int_arg(self, name: str, default: int, minimum: int = 0, maximum: int = 2**31 - 1) -> int: ...
+
+    def bool_arg(self, name: str, default: bool = False) -> bool: ...
 
 
 def _query(name: str, description: str, example: Any = None, kind: str = "string") -> dict[str, Any]:
@@ -194,7 +205,7 @@ def parse_filter(raw_get: Callable[[str], list[str]], tz: tzinfo) -> LogFilter:
                      created_before=bounds["before"], created_until=bounds["until"], q=text or None)
 
 
-def filter_from_call(call: Call, tz: tzinfo) -> LogFilter:
+def filter_from_call(call: QueryArgs, tz: tzinfo) -> LogFilter:
     """The LogFilter of a request's query string."""
 
     def get(name: str) -> list[str]:
@@ -223,7 +234,7 @@ def filter_from_json(body: dict[str, Any], tz: tzinfo) -> LogFilter:
     return parse_filter(get, tz)
 
 
-def page_from_call(call: Call) -> Page:
+def page_from_call(call: QueryArgs) -> Page:
     """The Page of a request's query string."""
     sort = call.arg("sort") or "created_at"
     if sort not in SORT_COLUMNS:

@@ -12,10 +12,8 @@ from typing import Any, cast
 from twisted.application import service
 from twisted.internet import defer, endpoints, threads
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
-
-from dhis2gw.api.site import GatewaySite
 
 
 class OrderedServices(service.MultiService):
@@ -47,7 +45,7 @@ class ApiListener(service.Service):
     log = Logger()
     name = "api"
 
-    def __init__(self, reactor: Any, endpoint: str, site: GatewaySite, ready: defer.Deferred[Any],
+    def __init__(self, reactor: Any, endpoint: str, site: IProtocolFactory, ready: defer.Deferred[Any],
                  on_listening: Callable[[IListeningPort], None] | None = None,
                  drain_timeout: float = 10.0, adopt_fd: int | None = None) -> None:
         self.reactor = reactor

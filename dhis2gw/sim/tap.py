@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import IService, Service
+from twisted.application.service import Service
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -98,10 +98,3 @@ class SimulatorService(Service):
         if self.server is not None:
             return Deferred.fromCoroutine(self.server.stop())
         return None
-
-
-def makeService(options: Options) -> IService:  # noqa: N802 - the name twistd looks up
-    """The service ``twistd dhis2sim`` runs (on the global reactor, which only the composition root names)."""
-    from dhis2gw.wiring.entry import simulator_service
-
-    return simulator_service(options)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 
-from dhis2gw.api.principal import Principal
+from dhis2gw.auth.principal import Principal
 from dhis2gw.config import Config
 from dhis2gw.delivery.observers import OutcomeObservers
 from dhis2gw.dhis2.client import DHIS2Client
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from dhis2gw.delivery.worker import DestinationWorker
 
 #: ``check(principal, body)``: run by ingest on every submission body before ``prepare``; raises
-#: ``dhis2gw.api.errors.ApiError`` to refuse it (e.g. 422 for a callback URL the policy refuses).
+#: ``dhis2gw.errors.ApiError`` to refuse it (e.g. 422 for a callback URL the policy refuses).
 IngestCheck = Callable[[Principal, Any], None]
 
 

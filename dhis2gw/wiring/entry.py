@@ -111,12 +111,3 @@ def twistd_service(options: Any) -> service.IService:
         sys.stderr.write(f"{e}\n")
         raise SystemExit(1) from None
     return top
-
-
-def simulator_service(options: Any) -> service.IService:
-    """``twistd dhis2sim``: the simulator's service on the global reactor."""
-    from twisted.internet import reactor
-
-    from dhis2gw.sim.tap import SimulatorService
-
-    return SimulatorService(options, reactor)

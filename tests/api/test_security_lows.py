@@ -10,10 +10,10 @@ import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from dhis2gw.api.errors import ApiError
 from dhis2gw.api.request_log import body_excerpt, redacted_path
 from dhis2gw.api.routing import Call, Router, route
 from dhis2gw.api.site import GatewaySite, printable
+from dhis2gw.errors import ApiError
 
 
 class RedactionTests(SynchronousTestCase):

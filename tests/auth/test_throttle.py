@@ -7,8 +7,8 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from dhis2gw.api.errors import ApiError
 from dhis2gw.auth.throttle import LoginThrottle, RedisLoginThrottle
+from dhis2gw.errors import ApiError
 from dhis2gw.queue.connection import RedisConnections
 from dhis2gw.runtime.embedded import free_port
 from tests.auth.harness import AuthApiTestCase

@@ -2,7 +2,9 @@
 
 * only the composition roots touch the global reactor; every other module gets the reactor or
   clock it needs from its caller (STYLE.md, "Time and dependencies");
-* no module is longer than ``MAX_LINES`` lines.
+* no module is longer than ``MAX_LINES`` lines;
+* no import cycle: neither between modules nor between rooms (the packages of ``dhis2gw``), type-only
+  imports (``if TYPE_CHECKING:``) aside — the domain rooms never import ``dhis2gw.api``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: twistd plugins run: twistd_service, simulator_service) and the console script.
 GLOBAL_REACTOR_ALLOWED = frozenset({
     "dhis2gw/wiring/entry.py",
+    "dhis2gw/wiring/simulator.py",  # the simulator's own twistd entry point
     "dhis2gw/cli.py",
 })
 #: Where product code lives (twisted/plugins holds the twistd plugin module).
@@ -115,3 +118,78 @@ class ModuleSizeTests(SynchronousTestCase):
         long = {p.relative_to(ROOT).as_posix(): n for p in product_modules("dhis2gw", "plugins")
                 if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
         self.assertEqual(long, {})
+
+
+def import_graph() -> dict[str, set[str]]:
+    """``module → the dhis2gw modules it imports`` at run time (function-level imports included)."""
+    modules = {}
+    for path in product_modules("dhis2gw"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        type_only = {id(node) for branch in ast.walk(tree)
+                     if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
+                     for node in ast.walk(branch)}
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dhis2gw"):
+                submodules = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                graph[name] |= submodules or ({node.module} & modules.keys())
+            elif isinstance(node, ast.Import):
+                graph[name] |= {a.name for a in node.names} & modules.keys()
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                other = stack.pop()
+                component.append(other)
+                if other == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+class ImportCycleTests(SynchronousTestCase):
+    """Modules and rooms import each other in one direction only."""
+
+    def test_no_module_cycle(self) -> None:
+        self.assertEqual(cycles(import_graph()), [])
+
+    def test_no_room_cycle(self) -> None:
+        """Rooms: the second component of the module name (``api``, ``auth``, ``wiring``…)."""
+        def room(module: str) -> str:
+            return module.split(".")[1] if "." in module else module
+
+        rooms: dict[str, set[str]] = {}
+        for module, imported in import_graph().items():
+            rooms.setdefault(room(module), set()).update(room(i) for i in imported if room(i) != room(module))
+        self.assertEqual(cycles(rooms), [])
+
+    def test_detector(self) -> None:
+        self.assertEqual(cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}), [["a", "b", "c"]])

@@ -7,7 +7,7 @@ import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from dhis2gw.sim.tap import Options, makeService
+from dhis2gw.wiring.simulator import Options, makeService
 
 from .support import basic
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dhis2gw.api.errors import ApiError
-from dhis2gw.api.principal import Principal
+from dhis2gw.auth.principal import Principal
+from dhis2gw.errors import ApiError
 
 
 class StaticAuthenticator:

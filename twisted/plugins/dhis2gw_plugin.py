@@ -14,7 +14,7 @@ dhis2gw = ServiceMaker(
 
 dhis2sim = ServiceMaker(
     "dhis2sim",
-    "dhis2gw.sim.tap",
+    "dhis2gw.wiring.simulator",
     "DHIS2 Web API simulator (2.36-2.44) for tests, benchmarks and demos",
     "dhis2sim",
 )

@@ -1,7 +1,8 @@
-"""The one error type of the API and its JSON envelope.
+"""The one error type answered to a caller, and its JSON envelope.
 
-Every error leaves the gateway as ``{"error": {"code", "message", "details"}}`` with the
-right HTTP status: never an HTML page, never a traceback.
+Any room may raise `ApiError` for input it refuses (the API areas, authentication, the log
+filters, a plugin's body check); the router turns it into ``{"error": {"code", "message",
+"details"}}`` with the right HTTP status: never an HTML page, never a traceback.
 """
 from __future__ import annotations
 
