@@ -14,7 +14,7 @@ its login page, which must surface as an auth failure.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from importlib import metadata as _package_metadata
 from typing import Any
 
@@ -253,18 +253,26 @@ class DHIS2Client:
             version=self.version,  # the known-transient table is per version (dhis2gw.dhis2.transient)
         )
 
+    async def _poll_job(self, job: JobRef, notifications_path: str,
+                        finished: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        """One poll of an async job: the read's failure, PENDING while it runs, else ``finished()``."""
+        notes = await self.request("GET", notifications_path, interpret_json_read)
+        if notes.kind is not OutcomeKind.DELIVERED:
+            return notes
+        progress = interpret_job_notifications(notes.body)
+        if not progress.completed:
+            return pending_outcome(job, progress, notes.http_status, notes.body)
+        return await finished()
+
     async def get_data_value_task(self, job_id: str) -> Outcome:
         """Poll an async data value import: PENDING while running, else its summary's Outcome."""
         job = JobRef(job_id, "DATAVALUE_IMPORT")
-        tasks = await self.request("GET", f"system/tasks/DATAVALUE_IMPORT/{job_id}", interpret_json_read)
-        if tasks.kind is not OutcomeKind.DELIVERED:
-            return tasks
-        progress = interpret_job_notifications(tasks.body)
-        if not progress.completed:
-            return pending_outcome(job, progress, tasks.http_status, tasks.body)
-        return await self.request(
-            "GET", f"system/taskSummaries/DATAVALUE_IMPORT/{job_id}", interpret_task_summary, job=job
-        )
+
+        async def summary() -> Outcome:
+            return await self.request("GET", f"system/taskSummaries/DATAVALUE_IMPORT/{job_id}",
+                                      interpret_task_summary, job=job)
+
+        return await self._poll_job(job, f"system/tasks/DATAVALUE_IMPORT/{job_id}", summary)
 
     # ------------------------------------------------------------------ tracker
 
@@ -276,14 +284,8 @@ class DHIS2Client:
 
     async def get_tracker_job(self, job_id: str, report_mode: str = "ERRORS") -> Outcome:
         """Poll an async tracker job: PENDING while running, else the Outcome of its report."""
-        job = JobRef(job_id, TRACKER_JOB_TYPE)
-        notes = await self.request("GET", f"tracker/jobs/{job_id}", interpret_json_read)
-        if notes.kind is not OutcomeKind.DELIVERED:
-            return notes
-        progress = interpret_job_notifications(notes.body)
-        if not progress.completed:
-            return pending_outcome(job, progress, notes.http_status, notes.body)
-        return await self.get_tracker_job_report(job_id, report_mode)
+        return await self._poll_job(JobRef(job_id, TRACKER_JOB_TYPE), f"tracker/jobs/{job_id}",
+                                    lambda: self.get_tracker_job_report(job_id, report_mode))
 
     async def get_tracker_job_report(self, job_id: str, report_mode: str = "ERRORS") -> Outcome:
         """``GET /api/tracker/jobs/{id}/report``: the import's Outcome, or PENDING on 404."""

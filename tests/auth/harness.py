@@ -28,6 +28,7 @@ from dhis2gw.auth.sessions import AuthServices, build_auth
 from dhis2gw.dhis2.uids import generate_uid
 from dhis2gw.storage.database import Database
 from dhis2gw.storage.request_log import RequestLogStore
+from tests.support.backends import open_redis
 from tests.support.secrets_scan import SecretsScanner
 from tests.support.services import migrated_database
 
@@ -95,19 +96,9 @@ class AuthApiTestCase(TestCase):
                                  login_max_failures=self.max_failures, login_lockout_seconds=self.lockout_seconds,
                                  password_min_length=10)
         hasher = PasswordHasher(reactor, time_cost=1, memory_cost=1024, parallelism=1)
-        redis = None
-        if self.use_redis:
-            from dhis2gw.queue.connection import RedisConnections
-            from tests.support.services import delete_redis_prefix, redis_prefix, services
-
-            svc = services()
-            redis = RedisConnections(reactor, svc.redis_host, svc.redis_port, timeout=5)
-            redis.startService()
-            self.addCleanup(redis.stopService)
-            prefix = redis_prefix()
-            self.addCleanup(delete_redis_prefix, prefix)
+        redis, prefix = open_redis(self) if self.use_redis else (None, "dhis2gw")
         self.auth: AuthServices = build_auth(reactor, self.db, config, hasher=hasher, clock=self.clock,
-                                             redis=redis, redis_prefix=prefix if redis is not None else "dhis2gw")
+                                             redis=redis, redis_prefix=prefix)
         self.log_store = RequestLogStore(self.db)
         self.writer = RequestLogWriter(self.clock, self.log_store, batch_size=50, max_buffer=1000,
                                        body_excerpt_bytes=512)

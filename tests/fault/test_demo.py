@@ -18,28 +18,14 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhis2gw.runtime.embedded import free_port
-from tests.support.processes import VENV_BIN
+from tests.support.processes import VENV_BIN, http_json
 from tests.support.services import ROOT
-
-
-def _call(url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
-                                 headers=headers, method="POST" if body is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 class DemoTests(SynchronousTestCase):
@@ -83,14 +69,15 @@ class DemoTests(SynchronousTestCase):
         shutil.rmtree(cls.state, ignore_errors=True)
 
     def token(self, user: str = "demo") -> str:
-        code, answer = _call(self.base + "/api/v2/users/getToken", body={"username": user, "password": self.password})
+        code, answer = http_json(self.base + "/api/v2/users/getToken",
+                                 body={"username": user, "password": self.password})
         self.assertEqual(code, 200, answer)
         return str(answer["access_token"])
 
     def wait_delivered(self, submission_id: int, token: str) -> dict[str, Any]:
         deadline = time.monotonic() + 60
         while True:
-            code, answer = _call(f"{self.base}/api/v2/submissions/{submission_id}", token)
+            code, answer = http_json(f"{self.base}/api/v2/submissions/{submission_id}", token)
             if answer.get("status") in ("delivered", "partial", "rejected", "failed") or time.monotonic() > deadline:
                 return answer
             time.sleep(0.3)
@@ -99,7 +86,7 @@ class DemoTests(SynchronousTestCase):
         """The banner's commands, run as printed, end by showing the submission they just made."""
         token = self.token()
         for value in (7, 8):  # submissions before the banner's: its GET must not show number 1
-            _call(self.base + "/api/v2/aggregate", token, {"orgUnit": "ty5AJ6ZU5f7", "period": "202402",
+            http_json(self.base + "/api/v2/aggregate", token, {"orgUnit": "ty5AJ6ZU5f7", "period": "202402",
                                                            "dataSet": "uFaVMlw4qxK", "dataValues": {"OPD": value}})
         lines = [line.strip() for line in self.banner.splitlines()]
         start = next(i for i, line in enumerate(lines) if line.startswith("TOKEN="))
@@ -114,7 +101,7 @@ class DemoTests(SynchronousTestCase):
 
     def test_org_units_synced_at_start(self) -> None:
         """/api/v2/orgunits lists the simulator's hierarchy without anyone running a sync."""
-        code, answer = _call(self.base + "/api/v2/orgunits?page_size=100", self.token("admin"))
+        code, answer = http_json(self.base + "/api/v2/orgunits?page_size=100", self.token("admin"))
         self.assertEqual(code, 200, answer)
         names = [u.get("name") for u in answer["items"]]
         self.assertIn("Kaliro Town Health Centre III", names)
@@ -124,7 +111,7 @@ class DemoTests(SynchronousTestCase):
         text = (ROOT / "docs" / "tracker.md").read_text()
         example = json.loads(re.search(r"```json\n(.*?)```", text, re.S).group(1))  # type: ignore[union-attr]
         token = self.token()
-        code, answer = _call(self.base + "/api/v2/tracker", token, example)
+        code, answer = http_json(self.base + "/api/v2/tracker", token, example)
         self.assertEqual(code, 202, answer)
         final = self.wait_delivered(answer["submission_id"], token)
         self.assertEqual(final["status"], "delivered", final)

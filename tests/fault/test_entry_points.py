@@ -16,15 +16,13 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
 from dhis2gw.runtime.embedded import free_port
-from tests.support.processes import VENV_BIN, wait_until
+from tests.support.processes import VENV_BIN, http_json, wait_until
 from tests.support.services import ROOT, create_database, drop_database, redis_prefix, test_environ
 
 COMMANDS = {
@@ -33,17 +31,6 @@ COMMANDS = {
 }
 
 
-def _call(url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
-                                 headers=headers, method="POST" if body is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 @pytest.mark.parametrize("entry", sorted(COMMANDS))
@@ -77,26 +64,26 @@ def test_entry_point_with_two_workers_and_demo(entry: str) -> None:
         helpers = [c for c in parent.children() if "--listen-fd" in " ".join(c.cmdline())]
         assert len(helpers) == 1, [c.cmdline() for c in helpers]
 
-        code, answer = _call(base + "/api/v2/users/getToken", body={"username": "demo", "password": password})
+        code, answer = http_json(base + "/api/v2/users/getToken", body={"username": "demo", "password": password})
         assert code == 200, answer
         token = answer["access_token"]
-        code, answer = _call(base + "/api/v2/aggregate", token, {
+        code, answer = http_json(base + "/api/v2/aggregate", token, {
             "orgUnit": "ty5AJ6ZU5f7", "period": "202403", "dataSet": "uFaVMlw4qxK", "dataValues": {"OPD": 4321}})
         assert code == 202, answer
         sid = answer["submission_id"]
         deadline = time.monotonic() + 60
         while True:
-            code, row = _call(f"{base}/api/v2/submissions/{sid}", token)
+            code, row = http_json(f"{base}/api/v2/submissions/{sid}", token)
             if row.get("status") in ("delivered", "partial", "rejected", "failed") or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
         assert row["status"] == "delivered", row
-        code, stored = _call(f"http://127.0.0.1:{sim_port}/__sim/store")
+        code, stored = http_json(f"http://127.0.0.1:{sim_port}/__sim/store")
         assert code == 200
         assert "4321" in json.dumps(stored), "the simulator did not store the value"
 
-        code, admin = _call(base + "/api/v2/users/getToken", body={"username": "admin", "password": password})
-        code, cron = _call(base + "/api/v2/cron", admin["access_token"])
+        code, admin = http_json(base + "/api/v2/users/getToken", body={"username": "admin", "password": password})
+        code, cron = http_json(base + "/api/v2/cron", admin["access_token"])
         assert code == 200, cron
         assert {"orgunit_sync", "retry_reconcile", "metadata_refresh"} <= {j["name"] for j in cron["jobs"]}, cron
 

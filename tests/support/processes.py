@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -174,3 +175,17 @@ def status_counts(dsn: str) -> dict[str, int]:
     conn.close()
     return out
 
+
+
+def http_json(url: str, token: str | None = None, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
+    """GET ``url`` (POST ``body`` as JSON when given), Bearer ``token`` if any: ``(status, parsed answer)``."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                 headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
