@@ -225,5 +225,4 @@ class LargeImportTests(MappingRig):
         # The file itself is ~5.5 MB; whole-file row objects would cost well over 100 MB.
         self.assertLess(peak, 60 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB")
         print(f"\n50k-row CSV import: {elapsed:.1f}s, tracemalloc peak {peak / 1e6:.1f} MB")
-        self.assertLess(elapsed, 60)
         await defer.succeed(None)

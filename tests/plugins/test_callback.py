@@ -261,11 +261,12 @@ class CallbackTests(DeliveryRig):
         started = reactor.seconds()
         sid = await self.submit({"orgUnit": FACILITIES[0], "period": "202407", "dataValues": {"OPD": 3}})
         await self.wait_final([sid])
-        elapsed = reactor.seconds() - started
-        print(f"\nordinary delivery next to 10 silent callbacks: {elapsed:.2f} s")
-        self.assertLess(elapsed, 2.0, f"an ordinary delivery took {elapsed:.2f} s next to 10 silent callbacks")
+        print(f"\nordinary delivery next to 10 silent callbacks: {reactor.seconds() - started:.2f} s")
+        # Delivered while every callback still waits on its silent receiver (none has timed out):
+        # the delivery did not queue behind them for a slot.
         rows = await self.callback_rows()
         self.assertEqual(len(rows), 10)
+        self.assertEqual({r["status"] for r in rows}, {"processing"}, rows)
         lanes = await self.db.fetch("test.lanes",
                                     "SELECT DISTINCT destination FROM submissions WHERE kind = 'callback'")
         self.assertEqual([r["destination"] for r in lanes], ["_callbacks"])
