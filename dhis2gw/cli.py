@@ -228,9 +228,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     config_path = getattr(args, "sub_config", None) or args.config
     try:
-        _, top = make_service(config, reactor, config_path=config_path,
-                              role=getattr(args, "sub_role", None) or args.role, demo=args.demo,
-                              listen_fd=args.listen_fd)
+        top = make_service(config, reactor, config_path=config_path,
+                           role=getattr(args, "sub_role", None) or args.role, demo=args.demo,
+                           listen_fd=args.listen_fd).service
     except StateDirBusy as e:
         sys.stderr.write(f"{e}\n")
         return 1

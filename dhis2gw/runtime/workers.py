@@ -18,6 +18,7 @@ import socket
 import sys
 from typing import Any
 
+from twisted.application import service
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.logger import Logger
@@ -167,3 +168,27 @@ class ApiHelpers:
                 killer.cancel()
 
         return done.addCallback(ended)
+
+
+class ApiHelperService(service.Service):
+    """The helpers as a service of the gateway's tree: started with it, stopped first (they serve
+    the same port), and the owner of the shared listening socket, closed once they have ended."""
+
+    name = "api-helpers"
+
+    def __init__(self, helpers: ApiHelpers, sock: socket.socket) -> None:
+        self.helpers = helpers
+        self.sock = sock
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self.helpers.start()
+
+    def stopService(self) -> defer.Deferred[None]:  # noqa: N802
+        super().stopService()
+
+        def close_socket(result: object) -> object:
+            self.sock.close()
+            return result
+
+        return self.helpers.stop().addBoth(close_socket)

@@ -6,10 +6,11 @@ explicit order, from typed parts (`dhis2gw.wiring.features`). Both entry points 
 reach it through `dhis2gw.wiring.entry.make_service`, so every option behaves the same under
 both. Tests call `build_gateway` to run a whole gateway in-process.
 
-Order (services stop in the reverse order, one by one):
-embedded servers → PostgreSQL (migrations at start) → Redis → DHIS2 clients → kinds →
-dispatcher → auth and the request log → plugins → sync and cron → operations → the API
-(route table, site, listener).
+Parts are built in this order: storage and the feed, kinds and delivery, auth and the request
+log, plugins, sync and cron, operations, the API. Services start in this order and stop in the
+reverse one, one by one: embedded servers → the demo's simulator → PostgreSQL (migrations at
+start) → Redis → DHIS2 clients → request log → metadata cache → plugins' services → cron →
+requeue jobs → dispatcher → API listener → API helper processes → the demo's users and mappings.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import os
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+from twisted.application.service import IService
 
 from dhis2gw import __version__
 from dhis2gw.api import table
@@ -47,6 +50,7 @@ from dhis2gw.operations.requeue import RequeueService
 from dhis2gw.queue.connection import RedisConnections
 from dhis2gw.queue.feed import SubmissionQueue
 from dhis2gw.runtime.cron import Cron, CronJob, JobRunner
+from dhis2gw.runtime.devmode import DemoBootstrap, DemoSimulator
 from dhis2gw.runtime.lifecycle import ApiListener, EmbeddedServers, OrderedServices, stop_reactor
 from dhis2gw.storage.cron_runs import CronRunStore
 from dhis2gw.storage.database import Database
@@ -113,12 +117,18 @@ class Gateway:
 
 
 def build_gateway(config: Config, reactor: Any, role: str = "all", embedded: list[Any] | None = None,
-                  listen_fd: int | None = None) -> Gateway:
-    """Wire the gateway's services for ``config`` and ``role`` (see the module docstring)."""
+                  listen_fd: int | None = None, *, demo: bool = False, helpers: IService | None = None) -> Gateway:
+    """Wire the gateway's services for ``config`` and ``role`` (see the module docstring).
+
+    ``demo``: the DHIS2 simulator first (up before everything, down after) and the demo users and
+    mappings last; ``helpers``: the API helper processes (`dhis2gw.runtime.workers`), stopped first.
+    """
     runs_api, runs_worker = role in ("all", "api"), role in ("all", "worker")
     root = OrderedServices()
     if embedded:
         EmbeddedServers(reactor, embedded).setServiceParent(root)
+    if demo:
+        DemoSimulator(reactor, config).setServiceParent(root)
 
     # --- storage and the feed ----------------------------------------------------------------
     dsn = config.database.dsn()
@@ -214,12 +224,17 @@ def build_gateway(config: Config, reactor: Any, role: str = "all", embedded: lis
         endpoint = f"tcp:{config.server.port}:interface={_endpoint_host(config.server.host)}"
         listener = ApiListener(reactor, endpoint, site, db.started, adopt_fd=listen_fd)
         listener.setServiceParent(root)
-    return Gateway(config=config, reactor=reactor, role=role, service=root, db=db, redis=redis,
-                   destinations=destinations, queue=queue, store=store, events=events, kinds=kinds,
-                   dispatcher=dispatcher, auth=auth, request_log=request_log, mappings=mappings, context=context,
-                   plugins=plugins,
-                   orgunit_sync=sync, cron_jobs=cron_jobs, cron=cron, logs=logs, requeue=requeue, metrics=metrics,
-                   router=router, areas=mounted, site=site, listener=listener)
+    gateway = Gateway(config=config, reactor=reactor, role=role, service=root, db=db, redis=redis,
+                      destinations=destinations, queue=queue, store=store, events=events, kinds=kinds,
+                      dispatcher=dispatcher, auth=auth, request_log=request_log, mappings=mappings,
+                      context=context, plugins=plugins, orgunit_sync=sync, cron_jobs=cron_jobs, cron=cron,
+                      logs=logs, requeue=requeue, metrics=metrics, router=router, areas=mounted, site=site,
+                      listener=listener)
+    if helpers is not None:
+        helpers.setServiceParent(root)
+    if demo:
+        DemoBootstrap(gateway).setServiceParent(root)
+    return gateway
 
 
 def _api_areas(config: Config, reactor: Any, role: str, db: Database, redis: RedisConnections,
