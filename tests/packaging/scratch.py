@@ -113,9 +113,11 @@ def scratch_venv(base: Path) -> Path:
     for index, entry in enumerate(sys.path):
         path = Path(entry or ".").resolve()
         # Left out: the new venv's own entries (the standard library), this checkout and anything
-        # under it, and any other source checkout (/work/main of a compat editable install …).
+        # under it but a virtualenv's packages (``.venv`` of the README's commands lives there),
+        # and any other source checkout (/work/main of a compat editable install …).
+        inside = ROOT in path.parents and "site-packages" not in path.parts
         if (entry in bare or str(path) in bare or path in seen or not path.is_dir() or path == ROOT
-                or ROOT in path.parents or (path / "setup.cfg").is_file()):
+                or inside or (path / "setup.cfg").is_file()):
             continue
         seen.add(path)
         view = base / f"packages-{index}"
