@@ -26,6 +26,17 @@ from dhis2gw_admin.screens.widgets import button, hbox, label
 from dhis2gw_admin.settings import SettingsStore
 
 
+class ScreenManager(MDScreenManager):
+    """KivyMD's screen manager, keeping the transition it is given.
+
+    ``MDScreenManager`` replaces any transition that is not one of KivyMD's with its
+    ``MDSharedAxisTransition`` one frame after it is built; that animated fade could leave a screen
+    part-faded after log out and log in again (the dashboard at 78 % opacity).
+    """
+
+    def check_transition(self, *args: Any) -> None:
+        """Keep the transition set at construction."""
+
 class AdminApp(MDApp):
     """dhis2gw admin.
 
@@ -53,7 +64,7 @@ class AdminApp(MDApp):
         # "out") at every switch, and a screen that left with an "out" stays faded out and moved away
         # when it comes back with another "out" — the dashboard after log out and log in again was
         # such a blank screen, its data loaded and invisible.
-        self.manager = MDScreenManager(transition=NoTransition())
+        self.manager = ScreenManager(transition=NoTransition())
         self.screens = {
             "login": LoginScreen(model.login),
             "dashboard": DashboardScreen(model.dashboard),

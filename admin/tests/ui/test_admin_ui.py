@@ -232,6 +232,7 @@ def test_logout_from_users_then_login_shows_counts(ui: Driver, gateway: Gateway)
     assert sum(app.model.dashboard.counts["7d"].values()) >= 5
     assert not dash.error.text
     ui.pump(1.0)  # any transition has long ended
+    assert type(app.manager.transition).__name__ == "NoTransition", app.manager.transition
     assert _on_screen(app, "dashboard"), (dash.opacity, dash.pos, app.manager.pos)
     ui.screenshot("09-dashboard-after-login-again")
 
