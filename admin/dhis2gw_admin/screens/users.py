@@ -1,4 +1,4 @@
-"""The users screen (administrators): list, create, deactivate, reset a password."""
+"""The users screen (administrators): list, create, deactivate, reset a password, set permissions."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +8,7 @@ from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.menu import MDDropdownMenu
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
+from kivymd.uix.selectioncontrol import MDCheckbox
 
 from dhis2gw_admin.screens.widgets import (
     ERROR_COLOR,
@@ -42,8 +43,8 @@ class UsersScreen(LoadsOnEnter, MDScreen):
         top = vbox(hbox(self.new_username, self.new_password, self.role_button, self.new_name, self.create_button),
                    self.message, self.error,
                    hbox(*(label(t, bold=True, size_hint_x=w) for t, w in (
-                       ("Username", 0.18), ("Role", 0.12), ("Full name", 0.2), ("State", 0.12), ("Last login", 0.18))),
-                        label("", size_hint_x=0.2), height=32), spacing=6)
+                       ("Username", 0.16), ("Role", 0.1), ("Full name", 0.16), ("State", 0.1), ("Last login", 0.14))),
+                        label("", size_hint_x=0.34), height=32), spacing=6)
         scroll = MDScrollView()
         scroll.add_widget(self.rows)
         root = MDBoxLayout(orientation="vertical", padding=dp(12), spacing=dp(6))
@@ -74,10 +75,11 @@ class UsersScreen(LoadsOnEnter, MDScreen):
         self.rows.clear_widgets()
         for u in items:
             row = hbox(height=40)
-            for text, w in ((u["username"], 0.18), (u["role"], 0.12), (u.get("full_name") or "", 0.2),
-                            (u["state"], 0.12), (u["last_login"], 0.18)):
+            for text, w in ((u["username"], 0.16), (u["role"], 0.1), (u.get("full_name") or "", 0.16),
+                            (u["state"], 0.1), (u["last_login"], 0.14)):
                 row.add_widget(label(str(text), size_hint_x=w, shorten=True))
-            actions = hbox(height=40, size_hint_x=0.2)
+            actions = hbox(height=40, size_hint_x=0.34)
+            actions.add_widget(button("Permissions", lambda u=u: self.permissions(u), style="text"))
             actions.add_widget(button("Reset password", lambda uid=u["uid"], n=u["username"]: self.reset(uid, n),
                                       style="text"))
             if u.get("is_active"):
@@ -95,3 +97,27 @@ class UsersScreen(LoadsOnEnter, MDScreen):
     def deactivate(self, uid: str, username: str) -> None:
         self.dialog = dialog(f"Deactivate {username}?", "The user can no longer log in; its tokens are revoked.",
                              [("Cancel", None), ("Deactivate", lambda: self.vm.spawn(self.vm.deactivate(uid)))])
+
+    def permissions(self, user: dict[str, Any]) -> None:
+        """The permissions dialog of ``user``: source name, org unit and data set scopes, two switches."""
+        self.source = field("Source name (the mapping sheet's)", user.get("source_name") or "")
+        self.orgunits = field("Org units (UIDs, comma-separated; empty: all)",
+                              ", ".join(user.get("orgunit_scope") or []))
+        self.datasets = field("Data sets (UIDs, comma-separated; empty: all)",
+                              ", ".join(user.get("dataset_scope") or []))
+        self.may_delete = MDCheckbox(active=bool(user.get("may_delete")), size_hint_x=None, width=dp(48))
+        self.callback_allowed = MDCheckbox(active=bool(user.get("callback_allowed")), size_hint_x=None,
+                                           width=dp(48))
+        content = vbox(self.source, self.orgunits, self.datasets,
+                       hbox(self.may_delete, label("May delete data values")),
+                       hbox(self.callback_allowed, label("May name a callback URL")))
+
+        def save() -> None:
+            self.vm.spawn(self.vm.set_permissions(
+                user["uid"], source_name=self.source.text, orgunit_scope=self.orgunits.text,
+                dataset_scope=self.datasets.text, may_delete=self.may_delete.active,
+                callback_allowed=self.callback_allowed.active))
+
+        self.dialog = dialog(f"Permissions of {user['username']}",
+                             "What this user may submit: empty scopes are no limit; administrators may always delete.",
+                             [("Cancel", None), ("Save", save)], content=content)

@@ -1,6 +1,7 @@
-"""UsersVM (administrators only): list, create, deactivate, reset a password."""
+"""UsersVM (administrators only): list, create, deactivate, reset a password, set a submitter's permissions."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dhis2gw_admin.api import GatewayApi
@@ -8,6 +9,12 @@ from dhis2gw_admin.observable import Field
 from dhis2gw_admin.viewmodels.base import ViewModel, short_time
 
 ROLES = ("admin", "operator", "submitter")
+_UID = re.compile(r"^[A-Za-z][A-Za-z0-9]{10}$")
+
+
+def uid_list(text: str) -> list[str]:
+    """``"ImspTQPwCqd, O6uvpzGd5pu"`` (commas, spaces or new lines) → the UIDs, in order, once each."""
+    return list(dict.fromkeys(part for part in re.split(r"[\s,;]+", text) if part))
 
 
 class UsersVM(ViewModel):
@@ -71,3 +78,23 @@ class UsersVM(ViewModel):
         user = await self.act(self.api.update_user(uid, {"password": new_password}),
                               lambda u: f"Password of {u['username']} changed")
         return user is not None
+
+    async def set_permissions(self, uid: str, *, source_name: str, orgunit_scope: str, dataset_scope: str,
+                              may_delete: bool, callback_allowed: bool) -> dict[str, Any] | None:
+        """Set what a user may submit: its source name (which mapping sheet applies), the org units
+        (with their subtrees) and data sets it may send data for (empty: all), whether it may delete
+        values and whether it may name a callback URL. The user's record, or None (``error`` names
+        the field)."""
+        if self._refused():
+            return None
+        scopes = {"orgunit_scope": uid_list(orgunit_scope), "dataset_scope": uid_list(dataset_scope)}
+        for name, uids in scopes.items():
+            bad = [u for u in uids if not _UID.match(u)]
+            if bad:
+                what = "Org units" if name == "orgunit_scope" else "Data sets"
+                self.error = f"{what}: {bad[0]!r} is not a DHIS2 UID (11 letters and digits, a letter first)."
+                return None
+        body: dict[str, Any] = {"source_name": source_name.strip() or None, **scopes, "may_delete": may_delete,
+                                "callback_allowed": callback_allowed}
+        return await self.act(self.api.update_user(uid, body), lambda u: f"Permissions of {u['username']} saved",
+                              self.load)

@@ -195,6 +195,23 @@ def test_users(ui: Driver, gateway: Gateway) -> None:
     ui.until(lambda: len(screen.rows.children) == 2, what="two users")
     assert "clerk" in [c.text for row in screen.rows.children for c in row.children if hasattr(c, "text")]
     ui.screenshot("08-users")
+    # Permissions of the new submitter, through the dialog: an org-unit scope and the callback switch.
+    row = next(r for r in screen.rows.children if any(getattr(c, "text", None) == "clerk" for c in r.children))
+    ui.click(_button(row, "Permissions"))
+    ui.until(lambda: screen.orgunits.get_root_window() is not None, what="permissions dialog")
+    ui.type_into(screen.orgunits, "ImspTQPwCqd")
+    ui.click(screen.callback_allowed)
+    assert screen.callback_allowed.active
+    ui.click(_button(screen.dialog, "Save"))
+    ui.until(lambda: "Permissions of clerk saved" in screen.message.text, what="permissions saved")
+    [clerk] = [u for u in gateway.call("GET", "/users?q=clerk")["items"] if u["username"] == "clerk"]
+    assert (clerk["orgunit_scope"], clerk["callback_allowed"], clerk["may_delete"]) == (["ImspTQPwCqd"], True, False)
+
+
+def _button(tree: Any, caption: str) -> Any:
+    """The button under ``tree`` whose text is ``caption``."""
+    return next(w for w in tree.walk() if type(w).__name__ == "MDButton"
+                and any(getattr(c, "text", None) == caption for c in w.children))
 
 
 def _login(ui: Driver, password: str = PASSWORD) -> None:

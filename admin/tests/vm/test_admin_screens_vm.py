@@ -187,3 +187,31 @@ class UsersViewModelTests(AdminGatewayCase):
         self.assertFalse(await vm2.login("brand-New-password-9", username="clerk"))
         self.assertTrue(vm2.error)
         self.assertNotIn(PASSWORD, vm2.error)
+
+    async def test_permissions(self) -> None:
+        """An admin sets a submitter's source name, scopes and permissions; a bad UID is refused
+        naming the field and changes nothing; the gateway's record shows what was saved."""
+        model = await self.logged_in()
+        vm = model.users
+        user = await vm.create("emr", "emr-Password-1234", role="submitter")
+        assert user is not None
+        self.assertIsNone(await vm.set_permissions(user["uid"], source_name="emr", orgunit_scope="ImspTQPwCqd, 12x",
+                                                   dataset_scope="", may_delete=False, callback_allowed=False))
+        self.assertEqual(vm.error, "Org units: '12x' is not a DHIS2 UID (11 letters and digits, a letter first).")
+        saved = await vm.set_permissions(user["uid"], source_name=" emr ",
+                                         orgunit_scope="ImspTQPwCqd,\nO6uvpzGd5pu ImspTQPwCqd",
+                                         dataset_scope="uFaVMlw4qxK", may_delete=True, callback_allowed=True)
+        assert saved is not None
+        self.assertEqual(vm.message, "Permissions of emr saved")
+        record = await model.api.client.get_json(f"/users/{user['uid']}")
+        self.assertEqual({k: record[k] for k in ("source_name", "orgunit_scope", "dataset_scope", "may_delete",
+                                                 "callback_allowed")},
+                         {"source_name": "emr", "orgunit_scope": ["ImspTQPwCqd", "O6uvpzGd5pu"],
+                          "dataset_scope": ["uFaVMlw4qxK"], "may_delete": True, "callback_allowed": True})
+        listed = {u["username"]: u for u in vm.items}["emr"]
+        self.assertEqual(listed["orgunit_scope"], ["ImspTQPwCqd", "O6uvpzGd5pu"])
+        cleared = await vm.set_permissions(user["uid"], source_name="", orgunit_scope="", dataset_scope="",
+                                           may_delete=False, callback_allowed=False)
+        assert cleared is not None
+        record = await model.api.client.get_json(f"/users/{user['uid']}")
+        self.assertEqual((record["source_name"], record["orgunit_scope"], record["may_delete"]), (None, [], False))
