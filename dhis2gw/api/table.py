@@ -79,15 +79,18 @@ def mount(router: Router, areas: ApiAreas) -> list[tuple[str, object]]:
     returns the areas mounted."""
     table = route_table(areas)
     for prefix, area in table:
-        if area is areas.ingest:
-            mount_ingest(router, areas.ingest, prefix)
-        else:
-            router.mount(prefix, area)
+        router.mount(prefix, area)
+    add_kind_routes(router, areas.ingest)
     return table
 
 
-def mount_ingest(router: Router, ingest: IngestApi, prefix: str = V2) -> None:
-    """The ingest area (``/submissions…``) and every kind's own ingest route (``IngestApi.kind_routes``)."""
-    router.mount(prefix, ingest)
+def add_kind_routes(router: Router, ingest: IngestApi, prefix: str = V2) -> None:
+    """Every kind's own ingest route (``IngestApi.kind_routes``)."""
     for spec, handler, name in ingest.kind_routes():
         router.add_route(prefix, spec, handler, name)
+
+
+def mount_ingest(router: Router, ingest: IngestApi, prefix: str = V2) -> None:
+    """The ingest area (``/submissions…``) and every kind's ingest route: what tests of ingest mount."""
+    router.mount(prefix, ingest)
+    add_kind_routes(router, ingest, prefix)

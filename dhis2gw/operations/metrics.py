@@ -34,7 +34,7 @@ _IMPORT_KEYS = ("imported", "created", "updated", "ignored", "deleted")
 class LiveCollector:
     """Collects breaker state, in-flight attempts and request-log drops from live objects."""
 
-    def __init__(self, dispatcher: Callable[[], Any], request_log: Callable[[], Any]) -> None:
+    def __init__(self, dispatcher: Any, request_log: Any) -> None:
         self.dispatcher = dispatcher
         self.request_log = request_log
 
@@ -46,7 +46,7 @@ class LiveCollector:
                                      labels=["destination"])
         in_flight = GaugeMetricFamily("dhis2gw_in_flight", "Delivery attempts running in this process",
                                       labels=["destination"])
-        dispatcher = self.dispatcher()
+        dispatcher = self.dispatcher
         if dispatcher is not None:
             for name, b in sorted(dispatcher.breakers.items()):
                 snap = b.snapshot()
@@ -58,7 +58,7 @@ class LiveCollector:
         yield breaker
         yield opened
         yield in_flight
-        writer = self.request_log()
+        writer = self.request_log
         if writer is not None:
             stats = writer.stats()
             dropped = CounterMetricFamily("dhis2gw_request_log_dropped", "Request-log rows dropped (buffer full"
@@ -79,8 +79,8 @@ class GatewayMetrics:
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime, dispatcher: Callable[[], Any] = lambda: None,
-                 request_log: Callable[[], Any] = lambda: None) -> None:
+    def __init__(self, clock: IReactorTime, dispatcher: Any = None, request_log: Any = None) -> None:
+        """``dispatcher`` (None on an API-only process) and ``request_log`` are read at each scrape."""
         self.clock = clock
         r = self.registry = CollectorRegistry(auto_describe=False)
         self.attempts = Counter("dhis2gw_delivery_attempts", "Delivery attempts recorded, by outcome",

@@ -15,6 +15,7 @@ requeue jobs → dispatcher → API listener → API helper processes → the de
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -199,7 +200,7 @@ def build_gateway(config: Config, reactor: Any, role: str = "all", embedded: lis
 
     requeue = RequeueService(reactor, logs, store, queue, wake=wake)
     requeue.setServiceParent(root)
-    metrics = GatewayMetrics(reactor, dispatcher=lambda: dispatcher, request_log=lambda: request_log)
+    metrics = GatewayMetrics(reactor, dispatcher=dispatcher, request_log=request_log)
     events.outcomes.add(metrics.delivery_recorded)
     events.leases_expired.add(metrics.leases_expired)
     events.reconciled.add(metrics.reconciled)
@@ -244,8 +245,6 @@ def _api_areas(config: Config, reactor: Any, role: str, db: Database, redis: Red
                cron_jobs: list[CronJob], cron: Cron | None, logs: LogStore, requeue: RequeueService,
                metrics: GatewayMetrics, router: Router, ingest_checks: list[Any]) -> table.ApiAreas:
     """Every HTTP area of the gateway (mounted by `dhis2gw.api.table`)."""
-    import socket
-
     async def check_db() -> dict[str, Any]:
         return {"ok": await db.ping()}
 
